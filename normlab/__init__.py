@@ -1,0 +1,3 @@
+"""normlab: batch normalization, from the derivation to the experiment."""
+
+__version__ = "0.1.0"
