@@ -1,0 +1,57 @@
+"""The functional layer API: ``*_forward(...) -> (out, cache)`` and ``*_backward(dout, cache)``.
+
+Names and signatures follow the Stanford CS231n assignments 1 and 2.
+"""
+
+from normlab.layers.basic import (
+    affine_backward,
+    affine_forward,
+    dropout_backward,
+    dropout_forward,
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    tanh_backward,
+    tanh_forward,
+)
+from normlab.layers.batchnorm import (
+    batchnorm_backward,
+    batchnorm_backward_alt,
+    batchnorm_forward,
+    spatial_batchnorm_backward,
+    spatial_batchnorm_forward,
+)
+from normlab.layers.layernorm import (
+    layernorm_backward,
+    layernorm_forward,
+    spatial_groupnorm_backward,
+    spatial_groupnorm_forward,
+)
+from normlab.layers.losses import softmax_loss, svm_loss
+from normlab.layers.norm_core import NormCache
+
+__all__ = [
+    "NormCache",
+    "affine_backward",
+    "affine_forward",
+    "batchnorm_backward",
+    "batchnorm_backward_alt",
+    "batchnorm_forward",
+    "dropout_backward",
+    "dropout_forward",
+    "layernorm_backward",
+    "layernorm_forward",
+    "relu_backward",
+    "relu_forward",
+    "sigmoid_backward",
+    "sigmoid_forward",
+    "softmax_loss",
+    "spatial_batchnorm_backward",
+    "spatial_batchnorm_forward",
+    "spatial_groupnorm_backward",
+    "spatial_groupnorm_forward",
+    "svm_loss",
+    "tanh_backward",
+    "tanh_forward",
+]

@@ -1,0 +1,117 @@
+"""Layer normalization (Ba et al., 2016) and group normalization (Wu & He, 2018).
+
+Both are the normalization core of ``norm_core`` reducing over features instead of over the
+batch, so they behave identically in train and test mode and keep no running statistics.
+Layer norm is group norm with one group over (N, D) input.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from normlab.layers._checks import as_float_array, check_channel_param, check_eps, check_ndim
+from normlab.layers.norm_core import GROUP, NormCache, norm_backward, norm_forward
+
+
+def _param_dict(p, fn, name):
+    if p is None:
+        return {}
+    if not isinstance(p, dict):
+        raise ValueError(f"{fn}: expected {name} to be a dict, got {type(p).__name__}")
+    return p
+
+
+def layernorm_forward(x, gamma, beta, ln_param):
+    """Layer normalization of (N, D) input: statistics per sample over its D features.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, D)
+    gamma, beta : ndarray of shape (D,)
+    ln_param : dict
+        ``eps`` : float, default 1e-5. Any ``mode`` key is ignored: train and test are the same.
+
+    Returns
+    -------
+    out : ndarray of shape (N, D)
+    cache : NormCache
+
+    Notes
+    -----
+    ``mu_n = mean_d x[n, d]``, ``var_n = mean_d (x[n, d] - mu_n)^2``,
+    ``out[n, d] = gamma[d] * (x[n, d] - mu_n) / sqrt(var_n + eps) + beta[d]``.
+    """
+    fn = "layernorm_forward"
+    ln_param = _param_dict(ln_param, fn, "ln_param")
+    x = as_float_array(x, fn)
+    check_ndim(x, 2, fn, "(N, D)")
+    D = x.shape[1]
+    gamma = check_channel_param(gamma, D, fn, "gamma")
+    beta = check_channel_param(beta, D, fn, "beta")
+    eps = check_eps(ln_param.get("eps", 1e-5), fn)
+    return norm_forward(x, gamma, beta, GROUP, eps, groups=1)
+
+
+def layernorm_backward(dout, cache: NormCache):
+    """Backward of :func:`layernorm_forward`.
+
+    Parameters
+    ----------
+    dout : ndarray of shape (N, D)
+    cache : NormCache
+
+    Returns
+    -------
+    dx : ndarray of shape (N, D)
+    dgamma, dbeta : ndarray of shape (D,)
+    """
+    return norm_backward(np.asarray(dout), cache)
+
+
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    """Group normalization of (N, C, H, W) input: statistics per sample and group of C/G channels.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W)
+    gamma, beta : ndarray of shape (C,) or (1, C, 1, 1)
+        Per-channel scale and shift; their gradients come back in the shape given.
+    G : int
+        Number of groups; must divide C. G=1 is layer norm over (C, H, W); G=C is instance norm.
+    gn_param : dict
+        ``eps`` : float, default 1e-5.
+
+    Returns
+    -------
+    out : ndarray of shape (N, C, H, W)
+    cache : NormCache
+    """
+    fn = "spatial_groupnorm_forward"
+    gn_param = _param_dict(gn_param, fn, "gn_param")
+    x = as_float_array(x, fn)
+    check_ndim(x, 4, fn, "(N, C, H, W)")
+    C = x.shape[1]
+    if not isinstance(G, numbers.Integral) or G <= 0 or C % G:
+        raise ValueError(f"{fn}: expected a number of groups G that divides C={C}, got G={G!r}")
+    gamma = check_channel_param(gamma, C, fn, "gamma", allow_4d=True)
+    beta = check_channel_param(beta, C, fn, "beta", allow_4d=True)
+    eps = check_eps(gn_param.get("eps", 1e-5), fn)
+    return norm_forward(x, gamma, beta, GROUP, eps, groups=int(G))
+
+
+def spatial_groupnorm_backward(dout, cache: NormCache):
+    """Backward of :func:`spatial_groupnorm_forward`.
+
+    Parameters
+    ----------
+    dout : ndarray of shape (N, C, H, W)
+    cache : NormCache
+
+    Returns
+    -------
+    dx : ndarray of shape (N, C, H, W)
+    dgamma, dbeta : ndarray, the shape gamma was given in ((C,) or (1, C, 1, 1))
+    """
+    return norm_backward(np.asarray(dout), cache)

@@ -1,0 +1,266 @@
+"""The one normalization core behind batch, spatial batch, layer and group norm.
+
+Every input is seen through the view ``x4 (N, G, K, S)``: ``N`` samples, ``G`` groups of ``K``
+channels (``C = G*K``), ``S`` positions per channel. The layers differ only in the axes the
+statistics are reduced over:
+
+==================  ===========================  =============  ===============
+layer               view (N, G, K, S)            reduce axes    statistics
+==================  ===========================  =============  ===============
+batch norm          (N, D, 1, 1)                 (0, 2, 3)      per channel (C,)
+spatial batch norm  (N, C, 1, H*W)               (0, 2, 3)      per channel (C,)
+layer norm          (N, 1, D, 1)                 (2, 3)         per sample (N, 1)
+group norm          (N, G, C/G, H*W)             (2, 3)         per (N, G)
+==================  ===========================  =============  ===============
+
+``gamma``/``beta`` are always per channel: ``gamma.reshape(1, G, K, 1)``. The readable NumPy
+version here is the reference; ``normlab.kernels.norm`` computes the same in fused loops and is
+used unless ``NORMLAB_BACKEND=numpy``.
+
+Forward: ``mu = mean(x)``, ``var = mean((x - mu)^2)`` (two passes, biased), ``xhat = (x - mu) /
+sqrt(var + eps)``, ``y = gamma * xhat + beta``. Backward, with ``m`` elements per statistic and
+``g = dy * gamma``: ``dx = (g - mean(g) - xhat * mean(g * xhat)) / sqrt(var + eps)``;
+``dgamma = sum(dy * xhat)``, ``dbeta = sum(dy)`` over every axis but the channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from normlab.kernels import get_backend
+
+BATCH, GROUP = "batch", "group"
+_AXES = {BATCH: (0, 2, 3), GROUP: (2, 3)}
+_PARAM_AXES = (0, 3)  # gamma/beta gradients sum over samples and positions
+
+
+@dataclass(frozen=True)
+class NormCache:
+    """What a normalization backward needs, and nothing else.
+
+    Attributes
+    ----------
+    x : ndarray
+        The input, in its original shape.
+    gamma : ndarray
+        The scale as given (its shape is the shape of the returned ``dgamma``).
+    mean, var, rstd : ndarray of float64
+        Statistics used: shape (C,) for ``kind='batch'``, (N, G) for ``kind='group'``; ``var`` is
+        biased; ``rstd = 1 / sqrt(var + eps)``.
+    eps : float
+    kind : {'batch', 'group'}
+    view : tuple (N, G, K, S)
+    train : bool
+        True when the statistics came from the batch itself (they then depend on ``x`` and the
+        backward carries the mean/variance terms); False in test mode (fixed running statistics).
+    """
+
+    x: np.ndarray
+    gamma: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    rstd: np.ndarray
+    eps: float
+    kind: str
+    view: tuple
+    train: bool
+
+
+def view_of(shape: tuple, kind: str, groups: int = 1) -> tuple:
+    """The (N, G, K, S) view of an input of shape (N, C, *spatial)."""
+    N, C = shape[0], shape[1]
+    S = int(np.prod(shape[2:], dtype=np.int64))
+    return (N, C, 1, S) if kind == BATCH else (N, groups, C // groups, S)
+
+
+def _stat4(a: np.ndarray, kind: str, view: tuple) -> np.ndarray:
+    """Statistics reshaped to broadcast against the (N, G, K, S) view."""
+    N, G, K, S = view
+    return a.reshape(1, G, 1, 1) if kind == BATCH else a.reshape(N, G, 1, 1)
+
+
+def norm_forward(x, gamma, beta, kind, eps, groups=1, stats=None):
+    """Normalize ``x`` over the axes of ``kind``, then scale and shift per channel.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, *spatial), floating
+    gamma, beta : ndarray with C elements
+    kind : {'batch', 'group'}
+    eps : float
+    groups : int, default=1
+        Number of groups G (``kind='group'`` only).
+    stats : tuple (mean, var) of ndarray, optional
+        Fixed statistics to use instead of the batch's (test mode of batch norm), shape (C,).
+
+    Returns
+    -------
+    out : ndarray, same shape and dtype as x
+    cache : NormCache
+    """
+    view = view_of(x.shape, kind, groups)
+    if stats is not None:
+        mean = np.asarray(stats[0], dtype=np.float64)
+        var = np.asarray(stats[1], dtype=np.float64)
+        rstd = 1.0 / np.sqrt(var + eps)
+        scale = np.ravel(gamma) * rstd  # (C,)
+        shift = np.ravel(beta) - mean * scale  # (C,)
+        x4 = x.reshape(view)
+        out = x4 * scale.reshape(1, -1, 1, 1).astype(x.dtype) + shift.reshape(1, -1, 1, 1).astype(
+            x.dtype
+        )
+        cache = NormCache(x, gamma, mean, var, rstd, eps, kind, view, False)
+        return out.reshape(x.shape), cache
+    if get_backend() == "numpy":
+        out, mean, var = _forward_numpy(x, gamma, beta, kind, eps, view)
+    else:
+        out, mean, var = _forward_kernel(x, gamma, beta, kind, eps, view)
+    rstd = 1.0 / np.sqrt(var + eps)
+    return out, NormCache(x, gamma, mean, var, rstd, eps, kind, view, True)
+
+
+def norm_backward(dout, cache: NormCache):
+    """Closed-form backward of :func:`norm_forward`.
+
+    Parameters
+    ----------
+    dout : ndarray, shape of ``cache.x``
+    cache : NormCache
+
+    Returns
+    -------
+    dx : ndarray, shape and dtype of x
+    dgamma, dbeta : ndarray, shape and dtype of ``cache.gamma``
+    """
+    if not cache.train:
+        return _backward_fixed(dout, cache)
+    if get_backend() == "numpy":
+        dx, dgamma, dbeta = _backward_numpy(dout, cache)
+    else:
+        dx, dgamma, dbeta = _backward_kernel(dout, cache)
+    g = cache.gamma
+    return dx, dgamma.reshape(g.shape).astype(g.dtype), dbeta.reshape(g.shape).astype(g.dtype)
+
+
+# --- the readable reference -------------------------------------------------------------------
+
+
+def _forward_numpy(x, gamma, beta, kind, eps, view):
+    axes = _AXES[kind]
+    x4 = x.reshape(view).astype(np.float64)  # (N, G, K, S)
+    mean = x4.mean(axis=axes, keepdims=True)
+    xc = x4 - mean
+    var = (xc * xc).mean(axis=axes, keepdims=True)  # two-pass: stable for large offsets
+    xhat = xc / np.sqrt(var + eps)
+    _, G, K, _ = view
+    out = xhat * np.reshape(gamma, (1, G, K, 1)) + np.reshape(beta, (1, G, K, 1))
+    return out.astype(x.dtype).reshape(x.shape), _squeeze(mean, kind), _squeeze(var, kind)
+
+
+def _squeeze(a4, kind):
+    return a4.reshape(-1) if kind == BATCH else a4.reshape(a4.shape[0], a4.shape[1])
+
+
+def _backward_numpy(dout, cache):
+    kind, view = cache.kind, cache.view
+    axes = _AXES[kind]
+    _, G, K, _ = view
+    x4 = cache.x.reshape(view).astype(np.float64)  # (N, G, K, S)
+    dy = dout.reshape(view).astype(np.float64)  # (N, G, K, S)
+    rstd = _stat4(cache.rstd, kind, view)
+    xhat = (x4 - _stat4(cache.mean, kind, view)) * rstd
+    dbeta = dy.sum(axis=_PARAM_AXES)  # (G, K)
+    dgamma = (dy * xhat).sum(axis=_PARAM_AXES)  # (G, K)
+    g = dy * np.reshape(cache.gamma, (1, G, K, 1))  # dL/dxhat
+    dx = rstd * (
+        g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True)
+    )
+    return dx.astype(cache.x.dtype).reshape(cache.x.shape), dgamma, dbeta
+
+
+def _backward_fixed(dout, cache):
+    """Backward with fixed statistics (test mode): dx = dy * gamma * rstd."""
+    view, g = cache.view, cache.gamma
+    dy = dout.reshape(view).astype(np.float64)
+    rstd = _stat4(cache.rstd, cache.kind, view)
+    xhat = (cache.x.reshape(view) - _stat4(cache.mean, cache.kind, view)) * rstd
+    dx = dy * np.reshape(g, (1, view[1], view[2], 1)) * rstd
+    dgamma = (dy * xhat).sum(axis=_PARAM_AXES)
+    dbeta = dy.sum(axis=_PARAM_AXES)
+    return (
+        dx.astype(cache.x.dtype).reshape(cache.x.shape),
+        dgamma.reshape(g.shape).astype(g.dtype),
+        dbeta.reshape(g.shape).astype(g.dtype),
+    )
+
+
+# --- the fused kernels ------------------------------------------------------------------------
+
+
+def _forward_kernel(x, gamma, beta, kind, eps, view):
+    from normlab.kernels import norm as K_
+
+    N, G, K, S = view
+    xc = np.ascontiguousarray(x)
+    out = np.empty_like(xc)
+    g = np.ascontiguousarray(gamma, dtype=np.float64).reshape(-1)
+    b = np.ascontiguousarray(beta, dtype=np.float64).reshape(-1)
+    if kind == BATCH:
+        mean = np.empty(G)
+        var = np.empty(G)
+        if S == 1:
+            K_.cols_forward(
+                xc.reshape(N, G), g, b, eps, out.reshape(N, G), mean, var, numba.get_num_threads()
+            )
+        else:
+            K_.spatial_forward(xc.reshape(N, G, S), g, b, eps, out.reshape(N, G, S), mean, var)
+        return out, mean, var
+    mean = np.empty(N * G)
+    var = np.empty(N * G)
+    K_.rows_forward(
+        xc.reshape(N * G, K * S), g, b, G, K, S, eps, out.reshape(N * G, K * S), mean, var
+    )
+    return out, mean.reshape(N, G), var.reshape(N, G)
+
+
+def _backward_kernel(dout, cache):
+    from normlab.kernels import norm as K_
+
+    N, G, K, S = cache.view
+    x = np.ascontiguousarray(cache.x)
+    dy = np.ascontiguousarray(dout, dtype=x.dtype)
+    dx = np.empty_like(x)
+    g = np.ascontiguousarray(cache.gamma, dtype=np.float64).reshape(-1)
+    T = numba.get_num_threads()
+    if cache.kind == BATCH:
+        dgamma = np.empty(G)
+        dbeta = np.empty(G)
+        args = (cache.mean, cache.rstd, g)
+        if S == 1:
+            sh = (N, G)
+            K_.cols_backward(dy.reshape(sh), x.reshape(sh), *args, dx.reshape(sh), dgamma, dbeta, T)
+        else:
+            sh = (N, G, S)
+            K_.spatial_backward(dy.reshape(sh), x.reshape(sh), *args, dx.reshape(sh), dgamma, dbeta)
+        return dx, dgamma, dbeta
+    T = max(1, min(T, N * G))  # per-thread partial sums of dgamma, dbeta
+    dgp = np.zeros((T, G * K))
+    dbp = np.zeros((T, G * K))
+    shape = (N * G, K * S)
+    K_.rows_backward(
+        dy.reshape(shape),
+        x.reshape(shape),
+        cache.mean.reshape(-1),
+        cache.rstd.reshape(-1),
+        g,
+        G,
+        K,
+        S,
+        dx.reshape(shape),
+        dgp,
+        dbp,
+    )
+    return dx, dgp.sum(axis=0), dbp.sum(axis=0)
