@@ -31,6 +31,7 @@ __all__ = [
     "rmsprop",
     "sgd",
     "sgd_momentum",
+    "split_flat_state",
 ]
 
 # Hyperparameter defaults of each built-in rule (CS231n assignment 2 values).
@@ -320,13 +321,13 @@ def _rmsprop_kernel(w, g, cache, lr, rho, one_minus_rho, eps):  # pragma: no cov
 
 
 @njit(cache=True, error_model="numpy")
-def _adam_kernel(w, g, m, v, lr, b1, one_minus_b1, b2, one_minus_b2, bc1, bc2, eps):  # pragma: no cover
-    # m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2; w <- w - lr (m/bc1) / (sqrt(v/bc2) + eps)
-    # with bc = 1 - beta^t; one pass over w, g, m, v
+def _adam_kernel(w, g, m, v, lr, b1, c1, b2, c2, bc1, bc2, eps):  # pragma: no cover
+    # m <- b1 m + c1 g; v <- b2 v + c2 g^2; w <- w - lr (m/bc1) / (sqrt(v/bc2) + eps)
+    # with c = 1 - beta, bc = 1 - beta^t; one pass over w, g, m, v
     for i in range(w.shape[0]):
         gi = g[i]
-        mi = b1 * m[i] + one_minus_b1 * gi
-        vi = b2 * v[i] + one_minus_b2 * (gi * gi)
+        mi = b1 * m[i] + c1 * gi
+        vi = b2 * v[i] + c2 * (gi * gi)
         m[i] = mi
         v[i] = vi
         w[i] = w[i] - (lr * (mi / bc1)) / (np.sqrt(vi / bc2) + eps)
@@ -337,33 +338,33 @@ def _adam_kernel(w, g, m, v, lr, b1, one_minus_b1, b2, one_minus_b2, bc1, bc2, e
 
 
 def _sgd_numpy(w, g, tmp, tmp2, c):
-    np.multiply(g, c["learning_rate"], out=tmp)  # lr g
+    np.multiply(g, float(c["learning_rate"]), out=tmp)  # lr g
     w -= tmp
 
 
 def _sgd_momentum_numpy(w, g, tmp, tmp2, c):
     vel = c["velocity"]
-    vel *= c["momentum"]
-    np.multiply(g, c["learning_rate"], out=tmp)
+    vel *= float(c["momentum"])
+    np.multiply(g, float(c["learning_rate"]), out=tmp)
     vel -= tmp  # v = mu v - lr g
     w += vel
 
 
 def _rmsprop_numpy(w, g, tmp, tmp2, c):
-    cache, rho = c["cache"], c["decay_rate"]
+    cache, rho = c["cache"], float(c["decay_rate"])
     np.multiply(g, g, out=tmp)
     tmp *= 1 - rho
     cache *= rho
     cache += tmp  # c = rho c + (1 - rho) g^2
-    np.multiply(g, c["learning_rate"], out=tmp)
+    np.multiply(g, float(c["learning_rate"]), out=tmp)
     np.sqrt(cache, out=tmp2)
-    tmp2 += c["epsilon"]
+    tmp2 += float(c["epsilon"])
     tmp /= tmp2  # lr g / (sqrt(c) + eps)
     w -= tmp
 
 
 def _adam_numpy(w, g, tmp, tmp2, c):
-    m, v, b1, b2, t = c["m"], c["v"], c["beta1"], c["beta2"], c["t"]
+    m, v, b1, b2, t = c["m"], c["v"], float(c["beta1"]), float(c["beta2"]), int(c["t"])
     m *= b1
     np.multiply(g, 1 - b1, out=tmp)
     m += tmp  # m = b1 m + (1 - b1) g
@@ -372,10 +373,10 @@ def _adam_numpy(w, g, tmp, tmp2, c):
     v *= b2
     v += tmp  # v = b2 v + (1 - b2) g^2
     np.divide(m, 1 - b1**t, out=tmp)
-    tmp *= c["learning_rate"]  # lr m_hat
+    tmp *= float(c["learning_rate"])  # lr m_hat
     np.divide(v, 1 - b2**t, out=tmp2)
     np.sqrt(tmp2, out=tmp2)
-    tmp2 += c["epsilon"]
+    tmp2 += float(c["epsilon"])
     tmp /= tmp2
     w -= tmp
 
@@ -564,12 +565,14 @@ class FlatOptimizer:
             If the rule or the parameter layout differs.
         """
         if state.get("rule") != self.rule:
-            raise ValueError(f"expected optimizer state for {self.rule!r}, got {state.get('rule')!r}")
+            raise ValueError(
+                f"expected optimizer state for {self.rule!r}, got {state.get('rule')!r}"
+            )
         layout = (list(state.get("names", [])), [tuple(s) for s in state.get("shapes", [])])
         if layout != (self.names, self.shapes):
             raise ValueError(
-                f"expected optimizer state for parameters {list(zip(self.names, self.shapes))}, "
-                f"got {list(zip(*layout))}"
+                f"expected optimizer state for parameters {self.names} of shapes {self.shapes}, "
+                f"got {layout[0]} of shapes {layout[1]}"
             )
         config = dict(state["config"])
         self._load_state_arrays({k: config.pop(k) for k in STATE_KEYS[self.rule] if k in config})
@@ -592,16 +595,7 @@ class FlatOptimizer:
             For each name, the hyperparameters (and ``t``) plus the state arrays as copies
             shaped like the parameter.
         """
-        scalars = {k: v for k, v in self.config.items() if k not in STATE_KEYS[self.rule]}
-        out = {}
-        for name, shape, lo, hi in zip(
-            self.names, self.shapes, self.offsets[:-1], self.offsets[1:], strict=True
-        ):
-            cfg = dict(scalars)
-            for key in STATE_KEYS[self.rule]:
-                cfg[key] = self.config[key][lo:hi].reshape(shape).copy()
-            out[name] = cfg
-        return out
+        return split_flat_state(self.state_dict())
 
     def load_param_configs(self, configs: Mapping[str, Mapping]) -> None:
         """Restore the state from per-parameter configs (the inverse of :meth:`param_configs`).
@@ -630,3 +624,28 @@ class FlatOptimizer:
                 arrays[key] = np.concatenate([configs[n][key] for n in self.names], axis=None)
         self._load_state_arrays(arrays)
         self.config.update(scalars[0])
+
+
+def split_flat_state(state: Mapping) -> dict[str, dict]:
+    """Turn a :meth:`FlatOptimizer.state_dict` into per-parameter configs.
+
+    Parameters
+    ----------
+    state : dict
+        ``rule``, ``names``, ``shapes`` and ``config`` (state arrays of shape (P,)).
+
+    Returns
+    -------
+    configs : dict of str to dict
+        For each name, the scalars of ``config`` plus its slice of every state array (a copy
+        shaped like the parameter): what the per-parameter rule would hold.
+    """
+    keys = STATE_KEYS[state["rule"]]
+    config = state["config"]
+    scalars = {k: v for k, v in config.items() if k not in keys}
+    out, lo = {}, 0
+    for name, shape in zip(state["names"], state["shapes"], strict=True):
+        hi = lo + math.prod(shape)
+        out[name] = {**scalars, **{k: config[k][lo:hi].reshape(shape).copy() for k in keys}}
+        lo = hi
+    return out

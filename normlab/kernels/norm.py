@@ -12,7 +12,10 @@ input dtype. Two memory layouts cover the four layers:
 
 Forward (train) makes two passes over memory: one for the mean and variance (Welford across
 rows for ``S = 1`` columns; blocked two-pass with Chan's merge otherwise -- never
-``E[x^2] - E[x]^2``), one writing ``y = (x - mu) * gamma / sqrt(var + eps) + beta``.
+``E[x^2] - E[x]^2``), one writing ``y = (x - mu) * gamma / sqrt(var + eps) + beta``. For the
+rows layout the second pass re-reads a row still in cache.
+Reductions are split over threads by channel (or by blocks of rows with per-thread partial
+sums); element-wise passes by row. Inner loops run over 1-D row slices so LLVM vectorises them.
 Backward makes two: one for ``sum(dy)`` and ``sum(dy * xhat)``, one writing the closed form
 ``dx = gamma * rstd * (dy - mean(dy) - xhat * mean(dy * xhat))`` (rows use ``dy * gamma``
 inside the means, since there gamma varies within a row).
@@ -20,43 +23,73 @@ inside the means, since there gamma varies within a row).
 
 from __future__ import annotations
 
+import types
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
 from numba import prange
 
 # Reassociation lets LLVM vectorise the float64 sums; no nnan/ninf, so NaNs still propagate.
 _FAST = {"reassoc", "contract"}
-_BLOCK = 2048  # elements per two-pass block: 16 KiB of float64, stays in L1/L2 between passes
+_BLOCK = 2048  # elements per two-pass block: 8-16 KiB, stays in L1 between its two passes
+# Below this many elements a kernel runs on the calling thread: waking the thread pool costs
+# more than the work (tens of microseconds when the workers have gone to sleep).
+PARALLEL_MIN = 1 << 16
 
 
-def _jit(fn):
-    return nb.njit(fn, parallel=True, cache=True, fastmath=_FAST, nogil=True)
+class Kernel(NamedTuple):
+    """A kernel compiled twice from one source: multi-threaded and single-threaded."""
+
+    parallel: object
+    serial: object
+
+    def pick(self, size: int):
+        """The variant for an input of ``size`` elements."""
+        return self.parallel if size >= PARALLEL_MIN else self.serial
 
 
-@nb.njit(cache=True, fastmath=_FAST, nogil=True)
-def _seg_stats(a, lo, hi):
-    """Mean and sum of squared deviations of a[lo:hi] (blocked two-pass, Chan merge)."""
-    mean = 0.0
-    m2 = 0.0
-    cnt = 0
-    b = lo
-    while b < hi:
-        e = min(b + _BLOCK, hi)
-        k = e - b
-        s = 0.0
-        for i in range(b, e):
-            s += a[i]
-        bm = s / k
-        q = 0.0
-        for i in range(b, e):
-            d = a[i] - bm
-            q += d * d
-        tot = cnt + k
-        delta = bm - mean
-        mean += delta * k / tot
-        m2 += q + delta * delta * (cnt * k / tot)
-        cnt = tot
-        b = e
+def _jit(fn) -> Kernel:
+    opts = dict(cache=True, fastmath=_FAST, nogil=True)
+    # A renamed copy, so the two variants get separate on-disk cache entries.
+    serial = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial")
+    serial.__qualname__ = fn.__qualname__ + "_serial"
+    serial.__doc__ = fn.__doc__
+    return Kernel(nb.njit(fn, parallel=True, **opts), nb.njit(serial, **opts))
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _two_pass(a):
+    """Mean and sum of squared deviations of a 1-D block: sum(x)/n, then sum((x - mean)^2)."""
+    n = a.shape[0]
+    s = 0.0
+    for i in range(n):
+        s += a[i]
+    m = s / n
+    q = 0.0
+    for i in range(n):
+        d = a[i] - m
+        q += d * d
+    return m, q
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _merge(mean, m2, cnt, bm, bq, k):
+    """Chan et al.'s pairwise update of (mean, M2, count) with a block's (mean, M2, count)."""
+    tot = cnt + k
+    delta = bm - mean
+    return mean + delta * (k / tot), m2 + bq + delta * delta * (cnt * k / tot), tot
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _seg_stats(a):
+    """Mean and M2 of a 1-D array: two-pass per block of _BLOCK, blocks merged."""
+    n = a.shape[0]
+    mean, m2, cnt = 0.0, 0.0, 0
+    for b in range(0, n, _BLOCK):
+        blk = a[b : min(b + _BLOCK, n)]
+        bm, bq = _two_pass(blk)
+        mean, m2, cnt = _merge(mean, m2, cnt, bm, bq, blk.shape[0])
     return mean, m2
 
 
@@ -64,63 +97,62 @@ def _seg_stats(a, lo, hi):
 def cols_forward(x, gamma, beta, eps, out, mean, var, nthreads):
     """Batch norm over columns, S = 1: x (N, D) -> out (N, D); mean, var (D,) float64 out.
 
-    Columns are split into ``nthreads`` blocks (numba cannot cache a kernel that asks for its
-    thread count itself).
+    Statistics: ``nthreads`` blocks of columns, Welford down the rows (numba cannot cache a
+    kernel that asks for its thread count itself). Output: parallel over rows.
     """
     N, D = x.shape
-    T = max(1, min(nthreads, D // 8))  # column blocks, one per thread
+    T = max(1, min(nthreads, D // 8))
     for t in prange(T):
         c0 = t * D // T
-        k = (t + 1) * D // T - c0
-        m = np.zeros(k)  # (k,) running mean, Welford across rows
-        m2 = np.zeros(k)  # (k,) running sum of squared deviations
+        c1 = (t + 1) * D // T
+        m = np.zeros(c1 - c0)  # (k,) running mean
+        m2 = np.zeros(c1 - c0)  # (k,) running sum of squared deviations
         for n in range(N):
             inv = 1.0 / (n + 1)
-            for j in range(k):
-                v = np.float64(x[n, c0 + j])
+            row = x[n, c0:c1]
+            for j in range(c1 - c0):
+                v = np.float64(row[j])
                 d = v - m[j]
                 m[j] += d * inv
                 m2[j] += d * (v - m[j])
-        sc = np.empty(k)
-        for j in range(k):
-            vj = m2[j] / N
-            mean[c0 + j] = m[j]
-            var[c0 + j] = vj
-            sc[j] = gamma[c0 + j] / np.sqrt(vj + eps)
-        for n in range(N):
-            for j in range(k):
-                out[n, c0 + j] = (x[n, c0 + j] - m[j]) * sc[j] + beta[c0 + j]
+        mean[c0:c1] = m
+        var[c0:c1] = m2 / N
+    scale = gamma / np.sqrt(var + eps)  # (D,)
+    for n in prange(N):
+        row = x[n]
+        o = out[n]
+        for j in range(D):
+            o[j] = (row[j] - mean[j]) * scale[j] + beta[j]
 
 
 @_jit
 def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nthreads):
-    """Closed-form batch-norm backward, S = 1: dy, x (N, D) -> dx (N, D), dgamma, dbeta (D,)."""
+    """Closed-form batch-norm backward, S = 1: dy, x (N, D) -> dx (N, D); dgamma, dbeta (D,)."""
     N, D = x.shape
-    T = max(1, min(nthreads, D // 8))  # column blocks, one per thread
+    T = max(1, min(nthreads, D // 8))
     for t in prange(T):
         c0 = t * D // T
-        k = (t + 1) * D // T - c0
-        sdy = np.zeros(k)
-        sdyx = np.zeros(k)  # sum(dy * (x - mean))
+        c1 = (t + 1) * D // T
+        sdy = np.zeros(c1 - c0)
+        sdyx = np.zeros(c1 - c0)  # sum(dy * (x - mean))
+        mu = mean[c0:c1]
         for n in range(N):
-            for j in range(k):
-                g = np.float64(dy[n, c0 + j])
-                sdy[j] += g
-                sdyx[j] += g * (x[n, c0 + j] - mean[c0 + j])
-        a = np.empty(k)
-        b = np.empty(k)
-        c = np.empty(k)
-        for j in range(k):
-            r = rstd[c0 + j]
-            dg = sdyx[j] * r
-            dgamma[c0 + j] = dg
-            dbeta[c0 + j] = sdy[j]
-            a[j] = gamma[c0 + j] * r
-            b[j] = -a[j] * r * dg / N
-            c[j] = -a[j] * sdy[j] / N
-        for n in range(N):
-            for j in range(k):
-                dx[n, c0 + j] = a[j] * dy[n, c0 + j] + b[j] * (x[n, c0 + j] - mean[c0 + j]) + c[j]
+            g = dy[n, c0:c1]
+            xr = x[n, c0:c1]
+            for j in range(c1 - c0):
+                sdy[j] += g[j]
+                sdyx[j] += np.float64(g[j]) * (xr[j] - mu[j])
+        dgamma[c0:c1] = sdyx * rstd[c0:c1]
+        dbeta[c0:c1] = sdy
+    a = gamma * rstd  # (D,)  dx = a*dy + b*(x - mean) + c
+    b = -a * rstd * dgamma / N
+    c = -a * dbeta / N
+    for n in prange(N):
+        g = dy[n]
+        xr = x[n]
+        o = dx[n]
+        for j in range(D):
+            o[j] = a[j] * g[j] + b[j] * (xr[j] - mean[j]) + c[j]
 
 
 @_jit
@@ -128,29 +160,25 @@ def spatial_forward(x, gamma, beta, eps, out, mean, var):
     """Batch norm per channel over (N, S): x (N, C, S) -> out; mean, var (C,) float64 out."""
     N, C, S = x.shape
     for ch in prange(C):
-        mu = 0.0
-        m2 = 0.0
-        cnt = 0
+        mu, m2, cnt = 0.0, 0.0, 0
         for n in range(N):
-            bm, bq = _seg_stats(x[n, ch], 0, S)
-            tot = cnt + S
-            delta = bm - mu
-            mu += delta * S / tot
-            m2 += bq + delta * delta * (cnt * S / tot)
-            cnt = tot
-        v = m2 / cnt
+            bm, bq = _seg_stats(x[n, ch])
+            mu, m2, cnt = _merge(mu, m2, cnt, bm, bq, S)
         mean[ch] = mu
-        var[ch] = v
-        sc = gamma[ch] / np.sqrt(v + eps)
-        sh = np.float64(beta[ch])
-        for n in range(N):
-            for s in range(S):
-                out[n, ch, s] = (x[n, ch, s] - mu) * sc + sh
+        var[ch] = m2 / cnt
+    scale = gamma / np.sqrt(var + eps)  # (C,)
+    for r in prange(N * C):
+        n, ch = r // C, r % C
+        row = x[n, ch]
+        o = out[n, ch]
+        mu, sc, sh = mean[ch], scale[ch], beta[ch]
+        for s in range(S):
+            o[s] = (row[s] - mu) * sc + sh
 
 
 @_jit
 def spatial_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta):
-    """Closed-form spatial batch-norm backward: dy, x (N, C, S) -> dx, dgamma, dbeta (C,)."""
+    """Closed-form spatial batch-norm backward: dy, x (N, C, S) -> dx; dgamma, dbeta (C,)."""
     N, C, S = x.shape
     M = N * S
     for ch in prange(C):
@@ -158,20 +186,24 @@ def spatial_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta):
         sdy = 0.0
         sdyx = 0.0
         for n in range(N):
+            g = dy[n, ch]
+            xr = x[n, ch]
             for s in range(S):
-                g = np.float64(dy[n, ch, s])
-                sdy += g
-                sdyx += g * (x[n, ch, s] - mu)
-        r = rstd[ch]
-        dg = sdyx * r
-        dgamma[ch] = dg
+                sdy += g[s]
+                sdyx += np.float64(g[s]) * (xr[s] - mu)
+        dgamma[ch] = sdyx * rstd[ch]
         dbeta[ch] = sdy
-        a = gamma[ch] * r
-        b = -a * r * dg / M
-        c = -a * sdy / M
-        for n in range(N):
-            for s in range(S):
-                dx[n, ch, s] = a * dy[n, ch, s] + b * (x[n, ch, s] - mu) + c
+    a = gamma * rstd  # (C,)
+    b = -a * rstd * dgamma / M
+    c = -a * dbeta / M
+    for r in prange(N * C):
+        n, ch = r // C, r % C
+        g = dy[n, ch]
+        xr = x[n, ch]
+        o = dx[n, ch]
+        mu, ac, bc, cc = mean[ch], a[ch], b[ch], c[ch]
+        for s in range(S):
+            o[s] = ac * g[s] + bc * (xr[s] - mu) + cc
 
 
 @_jit
@@ -179,21 +211,25 @@ def rows_forward(x, gamma, beta, G, K, S, eps, out, mean, var):
     """Layer/group norm per row: x (R, L = K*S) -> out; mean, var (R,) float64 out."""
     R, L = x.shape
     for r in prange(R):
-        mu, m2 = _seg_stats(x[r], 0, L)
+        row = x[r]
+        o = out[r]
+        mu, m2 = _seg_stats(row)
         v = m2 / L
         mean[r] = mu
         var[r] = v
         rs = 1.0 / np.sqrt(v + eps)
         base = (r % G) * K
         if S == 1:
+            gs = gamma[base : base + K]
+            bs = beta[base : base + K]
             for i in range(L):
-                out[r, i] = (x[r, i] - mu) * (rs * gamma[base + i]) + beta[base + i]
+                o[i] = (row[i] - mu) * (rs * gs[i]) + bs[i]
         else:
             for k in range(K):
                 sc = rs * gamma[base + k]
-                sh = np.float64(beta[base + k])
-                for s in range(S):
-                    out[r, k * S + s] = (x[r, k * S + s] - mu) * sc + sh
+                sh = beta[base + k]
+                for s in range(k * S, (k + 1) * S):
+                    o[s] = (row[s] - mu) * sc + sh
 
 
 @_jit
@@ -201,50 +237,54 @@ def rows_backward(dy, x, mean, rstd, gamma, G, K, S, dx, dgamma_part, dbeta_part
     """Closed-form layer/group-norm backward per row.
 
     dy, x (R, L) -> dx (R, L); per-thread partial parameter gradients dgamma_part,
-    dbeta_part (T, G*K) float64, zero on entry, summed over T by the caller.
+    dbeta_part (T, G*K) float64, zero on entry, summed over T by the caller. Each row's second
+    pass re-reads it from cache.
     """
     R, L = x.shape
     T = dgamma_part.shape[0]
     for t in prange(T):
+        dgp = dgamma_part[t]
+        dbp = dbeta_part[t]
         for r in range(t * R // T, (t + 1) * R // T):
+            g = dy[r]
+            xr = x[r]
+            o = dx[r]
             mu = mean[r]
             rs = rstd[r]
             base = (r % G) * K
             s1 = 0.0  # sum(dy * gamma)
             s2 = 0.0  # sum(dy * gamma * xhat)
             if S == 1:
+                gs = gamma[base : base + K]
+                dgs = dgp[base : base + K]
+                dbs = dbp[base : base + K]
                 for i in range(L):
-                    g = np.float64(dy[r, i])
-                    xh = (x[r, i] - mu) * rs
-                    gg = g * gamma[base + i]
+                    gi = np.float64(g[i])
+                    xh = (xr[i] - mu) * rs
+                    gg = gi * gs[i]
                     s1 += gg
                     s2 += gg * xh
-                    dgamma_part[t, base + i] += g * xh
-                    dbeta_part[t, base + i] += g
+                    dgs[i] += gi * xh
+                    dbs[i] += gi
+                m1 = s1 / L
+                m2 = s2 / L
+                for i in range(L):
+                    o[i] = rs * (g[i] * gs[i] - m1 - (xr[i] - mu) * rs * m2)
             else:
                 for k in range(K):
-                    gk = np.float64(gamma[base + k])
                     a1 = 0.0
                     a2 = 0.0
-                    for s in range(S):
-                        g = np.float64(dy[r, k * S + s])
-                        a1 += g
-                        a2 += g * (x[r, k * S + s] - mu)
+                    for s in range(k * S, (k + 1) * S):
+                        a1 += g[s]
+                        a2 += np.float64(g[s]) * (xr[s] - mu)
                     a2 *= rs
-                    s1 += gk * a1
-                    s2 += gk * a2
-                    dgamma_part[t, base + k] += a2
-                    dbeta_part[t, base + k] += a1
-            m1 = s1 / L
-            m2 = s2 / L
-            if S == 1:
-                for i in range(L):
-                    xh = (x[r, i] - mu) * rs
-                    dx[r, i] = rs * (dy[r, i] * gamma[base + i] - m1 - xh * m2)
-            else:
+                    s1 += gamma[base + k] * a1
+                    s2 += gamma[base + k] * a2
+                    dgp[base + k] += a2
+                    dbp[base + k] += a1
+                m1 = s1 / L
+                m2 = s2 / L
                 for k in range(K):
-                    gk = np.float64(gamma[base + k])
-                    for s in range(S):
-                        i = k * S + s
-                        xh = (x[r, i] - mu) * rs
-                        dx[r, i] = rs * (dy[r, i] * gk - m1 - xh * m2)
+                    gk = gamma[base + k]
+                    for s in range(k * S, (k + 1) * S):
+                        o[s] = rs * (g[s] * gk - m1 - (xr[s] - mu) * rs * m2)

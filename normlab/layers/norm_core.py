@@ -200,66 +200,71 @@ def _backward_fixed(dout, cache):
 # --- the fused kernels ------------------------------------------------------------------------
 
 
+def _threads(size):
+    """Threads a kernel on ``size`` elements will use (1 below the parallel threshold)."""
+    from normlab.kernels.norm import PARALLEL_MIN
+
+    return numba.get_num_threads() if size >= PARALLEL_MIN else 1
+
+
 def _forward_kernel(x, gamma, beta, kind, eps, view):
-    from normlab.kernels import norm as K_
+    from normlab.kernels import norm as kern
 
     N, G, K, S = view
-    xc = np.ascontiguousarray(x)
-    out = np.empty_like(xc)
-    g = np.ascontiguousarray(gamma, dtype=np.float64).reshape(-1)
-    b = np.ascontiguousarray(beta, dtype=np.float64).reshape(-1)
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    g = np.ascontiguousarray(gamma, dtype=np.float64).reshape(-1)  # (C,)
+    b = np.ascontiguousarray(beta, dtype=np.float64).reshape(-1)  # (C,)
+    T = _threads(x.size)
     if kind == BATCH:
-        mean = np.empty(G)
-        var = np.empty(G)
+        mean, var = np.empty(G), np.empty(G)
         if S == 1:
-            K_.cols_forward(
-                xc.reshape(N, G), g, b, eps, out.reshape(N, G), mean, var, numba.get_num_threads()
-            )
+            sh = (N, G)
+            kern.cols_forward.pick(x.size)(x.reshape(sh), g, b, eps, out.reshape(sh), mean, var, T)
         else:
-            K_.spatial_forward(xc.reshape(N, G, S), g, b, eps, out.reshape(N, G, S), mean, var)
+            sh = (N, G, S)
+            kern.spatial_forward.pick(x.size)(x.reshape(sh), g, b, eps, out.reshape(sh), mean, var)
         return out, mean, var
-    mean = np.empty(N * G)
-    var = np.empty(N * G)
-    K_.rows_forward(
-        xc.reshape(N * G, K * S), g, b, G, K, S, eps, out.reshape(N * G, K * S), mean, var
-    )
+    mean, var = np.empty(N * G), np.empty(N * G)
+    sh = (N * G, K * S)
+    kern.rows_forward.pick(x.size)(x.reshape(sh), g, b, G, K, S, eps, out.reshape(sh), mean, var)
     return out, mean.reshape(N, G), var.reshape(N, G)
 
 
 def _backward_kernel(dout, cache):
-    from normlab.kernels import norm as K_
+    from normlab.kernels import norm as kern
 
     N, G, K, S = cache.view
     x = np.ascontiguousarray(cache.x)
     dy = np.ascontiguousarray(dout, dtype=x.dtype)
     dx = np.empty_like(x)
-    g = np.ascontiguousarray(cache.gamma, dtype=np.float64).reshape(-1)
-    T = numba.get_num_threads()
+    g = np.ascontiguousarray(cache.gamma, dtype=np.float64).reshape(-1)  # (C,)
+    T = _threads(x.size)
     if cache.kind == BATCH:
-        dgamma = np.empty(G)
-        dbeta = np.empty(G)
-        args = (cache.mean, cache.rstd, g)
+        dgamma, dbeta = np.empty(G), np.empty(G)
+        stats = (cache.mean, cache.rstd, g)
         if S == 1:
             sh = (N, G)
-            K_.cols_backward(dy.reshape(sh), x.reshape(sh), *args, dx.reshape(sh), dgamma, dbeta, T)
+            fn = kern.cols_backward.pick(x.size)
+            fn(dy.reshape(sh), x.reshape(sh), *stats, dx.reshape(sh), dgamma, dbeta, T)
         else:
             sh = (N, G, S)
-            K_.spatial_backward(dy.reshape(sh), x.reshape(sh), *args, dx.reshape(sh), dgamma, dbeta)
+            fn = kern.spatial_backward.pick(x.size)
+            fn(dy.reshape(sh), x.reshape(sh), *stats, dx.reshape(sh), dgamma, dbeta)
         return dx, dgamma, dbeta
-    T = max(1, min(T, N * G))  # per-thread partial sums of dgamma, dbeta
-    dgp = np.zeros((T, G * K))
-    dbp = np.zeros((T, G * K))
-    shape = (N * G, K * S)
-    K_.rows_backward(
-        dy.reshape(shape),
-        x.reshape(shape),
+    T = min(T, N * G)  # per-thread partial sums of dgamma, dbeta
+    dgp, dbp = np.zeros((T, G * K)), np.zeros((T, G * K))
+    sh = (N * G, K * S)
+    kern.rows_backward.pick(x.size)(
+        dy.reshape(sh),
+        x.reshape(sh),
         cache.mean.reshape(-1),
         cache.rstd.reshape(-1),
         g,
         G,
         K,
         S,
-        dx.reshape(shape),
+        dx.reshape(sh),
         dgp,
         dbp,
     )

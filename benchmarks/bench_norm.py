@@ -1,0 +1,143 @@
+"""Forward + backward time of normlab's normalization layers against PyTorch CPU.
+
+Run:  python benchmarks/bench_norm.py [--threads 2] [--repeat 30] [--markdown]
+
+For each case: median time of one forward (train mode) + one backward, float32, for the
+normlab kernels (default backend), the normlab NumPy reference (``NORMLAB_BACKEND=numpy``) and
+PyTorch (``y.backward(dy)`` through autograd, its fastest general path), all in the same run,
+with the ratio normlab / PyTorch. Not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+
+def _cases():
+    from normlab import layers as L
+
+    bn = ("batchnorm", L.batchnorm_forward, L.batchnorm_backward_alt)
+    sbn = ("spatial_batchnorm", L.spatial_batchnorm_forward, L.spatial_batchnorm_backward)
+    ln = ("layernorm", L.layernorm_forward, L.layernorm_backward)
+    gn = ("groupnorm G=8", L.spatial_groupnorm_forward, L.spatial_groupnorm_backward)
+    return [
+        (bn, (32, 32)),
+        (bn, (128, 512)),
+        (bn, (256, 4096)),
+        (bn, (4096, 1024)),
+        (sbn, (32, 64, 32, 32)),
+        (sbn, (128, 16, 28, 28)),
+        (ln, (128, 512)),
+        (ln, (4096, 1024)),
+        (gn, (32, 64, 32, 32)),
+        (gn, (128, 16, 28, 28)),
+    ]
+
+
+def _normlab_step(name, fwd, bwd, x, g, b, dy):
+    if name.startswith("groupnorm"):
+        out, cache = fwd(x, g, b, 8, {})
+    elif name == "layernorm":
+        out, cache = fwd(x, g, b, {})
+    else:
+        out, cache = fwd(x, g, b, {"mode": "train"})
+    bwd(dy, cache)
+
+
+def _torch_step(torch, name, x, g, b, dy):
+    F = torch.nn.functional
+    x.grad = g.grad = b.grad = None
+    if name.startswith("groupnorm"):
+        y = F.group_norm(x, 8, g, b, 1e-5)
+    elif name == "layernorm":
+        y = F.layer_norm(x, (x.shape[1],), g, b, 1e-5)
+    else:
+        y = F.batch_norm(x, None, None, g, b, True, 0.1, 1e-5)
+    y.backward(dy)
+
+
+def _median_time(fn, repeat):
+    fn()  # warm-up (and JIT compile)
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=30)
+    ap.add_argument("--markdown", action="store_true", help="print a markdown table")
+    args = ap.parse_args(argv)
+
+    import numba
+    import torch
+
+    numba.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    rows = []
+    for (name, fwd, bwd), shape in _cases():
+        C = shape[1]
+        x = rng.standard_normal(shape, dtype=np.float32)
+        dy = rng.standard_normal(shape, dtype=np.float32)
+        g = np.ones(C, np.float32)
+        b = np.zeros(C, np.float32)
+        t = {}
+        for backend in ("numba", "numpy"):
+            os.environ["NORMLAB_BACKEND"] = backend
+            t[backend] = _median_time(
+                lambda: _normlab_step(name, fwd, bwd, x, g, b, dy), args.repeat
+            )
+        os.environ.pop("NORMLAB_BACKEND")
+        xt = torch.from_numpy(x).requires_grad_(True)
+        gt = torch.from_numpy(g).requires_grad_(True)
+        bt = torch.from_numpy(b).requires_grad_(True)
+        dyt = torch.from_numpy(dy)
+        t["torch"] = _median_time(lambda: _torch_step(torch, name, xt, gt, bt, dyt), args.repeat)
+        rows.append((name, shape, t["numba"], t["numpy"], t["torch"]))
+
+    head = ("layer", "shape", "kernels ms", "numpy ms", "torch ms", "kernels/torch", "numpy/torch")
+    lines = [head]
+    for name, shape, tk, tn, tt in rows:
+        lines.append(
+            (
+                name,
+                str(shape),
+                f"{tk * 1e3:.3f}",
+                f"{tn * 1e3:.3f}",
+                f"{tt * 1e3:.3f}",
+                f"{tk / tt:.2f}",
+                f"{tn / tt:.2f}",
+            )
+        )
+    print(
+        f"# {time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, "
+        f"{args.threads} threads, numpy {np.__version__}, numba {numba.__version__}, "
+        f"torch {torch.__version__}, float32, median of {args.repeat}"
+    )
+    if args.markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for row in lines[1:]:
+            print("| " + " | ".join(row) + " |")
+    else:
+        widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
+        for row in lines:
+            print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+    worst = max(r[2] / r[4] for r in rows)
+    print(f"worst kernels/torch ratio: {worst:.2f}")
+
+
+if __name__ == "__main__":
+    main()

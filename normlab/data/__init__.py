@@ -1,0 +1,46 @@
+"""Datasets for normlab: one reader per file format, one place for discovery.
+
+Entry point: :func:`load_dataset` (``'digits'``, ``'mnist'``, ``'fashion-mnist'``,
+``'cifar10'``) returns CS231n-style ``X_train, y_train, X_val, y_val, X_test, y_test``
+arrays of shape (N, C, H, W) plus ``class_names``.
+
+Modules
+-------
+idx        IDX files of MNIST / Fashion-MNIST (:func:`read_idx`).
+cifar      CIFAR-10 pickled (with a restricted unpickler) and binary batches.
+digits     scikit-learn's bundled 8x8 digits, the offline default.
+discovery  where files are looked for; verified downloads.
+splits     validation carving, subsampling, scaling, mean subtraction.
+loaders    ``load_<name>`` per dataset and :func:`load_dataset`.
+"""
+
+from .cifar import (
+    RefusedGlobalError,
+    RestrictedUnpickler,
+    read_cifar_bin_batch,
+    read_cifar_pickle_batch,
+)
+from .digits import load_digits
+from .discovery import ChecksumError, DatasetNotFoundError
+from .idx import read_idx
+from .loaders import DATASETS, load_cifar10, load_dataset, load_fashion_mnist, load_mnist
+from .raw import RawDataset
+from .splits import prepare
+
+__all__ = [
+    "DATASETS",
+    "ChecksumError",
+    "DatasetNotFoundError",
+    "RawDataset",
+    "RefusedGlobalError",
+    "RestrictedUnpickler",
+    "load_cifar10",
+    "load_dataset",
+    "load_digits",
+    "load_fashion_mnist",
+    "load_mnist",
+    "prepare",
+    "read_cifar_bin_batch",
+    "read_cifar_pickle_batch",
+    "read_idx",
+]

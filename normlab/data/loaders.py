@@ -1,0 +1,201 @@
+"""One loader per dataset name, and :func:`load_dataset`, the entry point that prepares them.
+
+Each ``load_<name>`` returns the :class:`RawDataset` as stored (uint8 pixels, the dataset's
+own train/test parts); :func:`load_dataset` finds it, then splits and preprocesses it with
+:func:`normlab.data.splits.prepare`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import discovery
+from .cifar import find_cifar10, load_cifar10_folder
+from .digits import load_digits
+from .idx import find_idx_files, load_idx_dataset
+from .raw import RawDataset
+from .splits import prepare
+
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+
+MNIST_CLASSES = [str(c) for c in range(10)]
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+
+# Validation images carved from the training part when num_validation is None:
+# CS231n's 1000 for CIFAR-10, the customary 5000 for the MNISTs, 300 of the 1497 digits.
+DEFAULT_NUM_VALIDATION = {"digits": 300, "mnist": 5000, "fashion-mnist": 5000, "cifar10": 1000}
+
+
+def load_mnist(data_dir: str | os.PathLike | None = None, download: bool = True) -> RawDataset:
+    """Load MNIST from IDX files (searched as in :mod:`normlab.data.discovery`).
+
+    Parameters
+    ----------
+    data_dir : str or path-like, optional
+        Directory holding the four IDX files (raw or ``.gz``), searched first.
+    download : bool, default True
+        Fetch the files into the user cache if no directory has them.
+
+    Returns
+    -------
+    RawDataset
+        X_train (60000, 1, 28, 28) uint8, y_train (60000,), X_test (10000, 1, 28, 28),
+        y_test (10000,), class names ``'0'``..``'9'``.
+    """
+    directory = discovery.find_dataset("mnist", _idx_dir, data_dir, download)
+    return load_idx_dataset(directory, MNIST_CLASSES)
+
+
+def load_fashion_mnist(
+    data_dir: str | os.PathLike | None = None, download: bool = True
+) -> RawDataset:
+    """Load Fashion-MNIST from IDX files (also found where Debian's package puts them).
+
+    Parameters
+    ----------
+    data_dir : str or path-like, optional
+        Directory holding the four IDX files (raw or ``.gz``), searched first.
+    download : bool, default True
+        Fetch the files into the user cache if no directory has them.
+
+    Returns
+    -------
+    RawDataset
+        X_train (60000, 1, 28, 28) uint8, y_train (60000,), X_test (10000, 1, 28, 28),
+        y_test (10000,), the ten clothing class names.
+    """
+    directory = discovery.find_dataset("fashion-mnist", _idx_dir, data_dir, download)
+    return load_idx_dataset(directory, FASHION_MNIST_CLASSES)
+
+
+def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = True) -> RawDataset:
+    """Load CIFAR-10 from ``cifar-10-batches-py`` (safely unpickled) or ``cifar-10-batches-bin``.
+
+    Parameters
+    ----------
+    data_dir : str or path-like, optional
+        A batch folder, or a directory containing one; searched first.
+    download : bool, default True
+        Accepted for symmetry; CIFAR-10 is not downloaded automatically (the error says how
+        to get it).
+
+    Returns
+    -------
+    RawDataset
+        X_train (50000, 3, 32, 32) uint8, y_train (50000,), X_test (10000, 3, 32, 32),
+        y_test (10000,), class names from ``batches.meta``.
+    """
+    folder, fmt = discovery.find_dataset("cifar10", find_cifar10, data_dir, download)
+    return load_cifar10_folder(folder, fmt)
+
+
+def _idx_dir(directory):
+    """Probe: ``directory`` itself if it holds the four IDX files."""
+    find_idx_files(directory)
+    return directory
+
+
+_LOADERS = {
+    "digits": lambda data_dir, download: load_digits(),
+    "mnist": load_mnist,
+    "fashion-mnist": load_fashion_mnist,
+    "cifar10": load_cifar10,
+}
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    num_training: int | None = None,
+    num_validation: int | None = None,
+    num_test: int | None = None,
+    subtract_mean: bool = True,
+    scale: bool = True,
+    seed: int = 0,
+    dtype=np.float32,
+    download: bool = True,
+) -> dict:
+    """Load a dataset split into train/validation/test, ready for a model.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`DATASETS`: ``'digits'`` (bundled, offline), ``'mnist'``,
+        ``'fashion-mnist'``, ``'cifar10'``. Case and ``_``/``-`` are ignored.
+    data_dir : str or path-like, optional
+        Directory searched first for the files (ignored for ``'digits'``).
+    num_training : int, optional
+        Training split size; default all that validation leaves.
+    num_validation : int, optional
+        Validation split size; default :data:`DEFAULT_NUM_VALIDATION` (1000 CIFAR-10,
+        5000 MNIST and Fashion-MNIST, 300 digits), at most N_train - 1.
+    num_test : int, optional
+        Keep the first ``num_test`` test images; default all.
+    subtract_mean : bool, default True
+        Subtract the training split's mean image from all splits.
+    scale : bool, default True
+        Divide pixels by 255 (by 16 for the digits).
+    seed : int, default 0
+        Seed of the permutation that carves validation from the training part.
+    dtype : floating dtype, default np.float32
+        dtype of the images.
+    download : bool, default True
+        Download missing MNIST / Fashion-MNIST files into the user cache.
+
+    Returns
+    -------
+    dict
+        ``X_train`` (N_tr, C, H, W), ``y_train`` (N_tr,) int64, ``X_val`` (N_val, C, H, W),
+        ``y_val`` (N_val,), ``X_test`` (N_te, C, H, W), ``y_test`` (N_te,),
+        ``class_names`` list of str. C, H, W are 1, 8, 8 (digits), 1, 28, 28 (MNISTs) or
+        3, 32, 32 (CIFAR-10).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the known ones), bad sizes, or a corrupt file.
+    DatasetNotFoundError
+        A ``FileNotFoundError`` listing every place looked at and how to get the files.
+
+    Notes
+    -----
+    The splitting policy (seeded permutation for validation, the dataset's own test split,
+    mean of the training split only) is described in :mod:`normlab.data.splits`. With the
+    defaults, digits gives 1197/300/300 images (its fixed, stratified test split is
+    described in :mod:`normlab.data.digits`); Fashion-MNIST 55000/5000/10000.
+
+    Examples
+    --------
+    >>> data = load_dataset("digits", num_training=500)
+    >>> data["X_train"].shape, data["X_val"].shape, data["X_test"].shape
+    ((500, 1, 8, 8), (300, 1, 8, 8), (300, 1, 8, 8))
+    """
+    key = str(name).lower().replace("_", "-")
+    if key not in _LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    raw = _LOADERS[key](data_dir, download)
+    if num_validation is None:
+        num_validation = min(DEFAULT_NUM_VALIDATION[key], len(raw.y_train) - 1)
+    return prepare(
+        raw,
+        num_training=num_training,
+        num_validation=num_validation,
+        num_test=num_test,
+        subtract_mean=subtract_mean,
+        scale=scale,
+        seed=seed,
+        dtype=dtype,
+    )

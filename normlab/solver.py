@@ -1,0 +1,603 @@
+"""The Solver: minibatches, updates, histories, checkpoints and progress for one model.
+
+It follows the CS231n assignment's ``Solver`` (same keyword arguments, ``train()``,
+``check_accuracy``, histories, best parameters restored at the end) with these choices:
+
+- batches come from a fresh permutation of the training set per epoch, drawn from the solver's
+  own ``np.random.Generator`` (``seed``); the ragged last batch is dropped, so every batch has
+  ``batch_size`` rows (batch-norm statistics of a 3-row batch would be noise) and an epoch is
+  ``max(N // batch_size, 1)`` iterations;
+- accuracies are measured before training (epoch 0) and after every epoch, so
+  ``val_acc_history[e]`` is the accuracy after ``e`` epochs (the assignment measures after the
+  first iteration instead);
+- built-in update rules run fused over one flat parameter buffer
+  (:class:`~normlab.optim.FlatOptimizer`), with the same arithmetic as the per-parameter rules;
+- the checkpoint is one atomic ``.npz`` (:mod:`normlab.checkpoint`), and resuming reproduces the
+  uninterrupted run bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from normlab import checkpoint as _ckpt
+from normlab.optim import (
+    DEFAULTS,
+    UPDATE_RULES,
+    FlatOptimizer,
+    get_update_rule,
+    split_flat_state,
+)
+
+__all__ = ["NonFiniteLossError", "Solver"]
+
+_DATA_KEYS = ("X_train", "y_train", "X_val", "y_val")
+# Keyword arguments of Solver and their defaults.
+_OPTIONS: dict[str, Any] = {
+    "update_rule": "sgd",  # name in optim.UPDATE_RULES, or rule(w, dw, config) -> (next_w, config)
+    "optim_config": None,  # hyperparameters of the rule, e.g. {"learning_rate": 1e-3}
+    "lr_decay": 1.0,  # learning_rate *= lr_decay after every epoch
+    "batch_size": 100,
+    "num_epochs": 10,  # total epochs, counting those of a resumed checkpoint
+    "num_train_samples": 1000,  # training rows subsampled for train accuracy (None: all)
+    "num_val_samples": None,  # validation rows subsampled for val accuracy (None: all)
+    "checkpoint_name": None,  # path prefix; "{epoch}" in it is formatted; None: no checkpoints
+    "print_every": 10,  # iterations between loss reports when verbose
+    "verbose": True,
+    "seed": 0,  # int, None (fresh entropy) or np.random.Generator: batches and subsampling
+    "callbacks": (),  # fn(solver, info) after every iteration
+    "fused": None,  # None: fused for built-in rules with one float dtype; True/False to force
+    "progress": True,  # tqdm bar when verbose
+    "resume_from": None,  # checkpoint path to resume from (see Solver.resume)
+}
+# Settings that change the trajectory: a resumed run must use the checkpoint's.
+_TRAJECTORY = ("update_rule", "lr_decay", "batch_size", "num_train_samples", "num_val_samples")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the iteration and epoch."""
+
+
+class Solver:
+    """Train a classification model with minibatch gradient descent.
+
+    Parameters
+    ----------
+    model : object
+        ``model.params`` (dict of str to ndarray, trainable), optionally ``model.buffers``
+        (dict of str to ndarray, running statistics), ``model.loss(X, y=None)`` returning scores
+        of shape (N, C) when ``y`` is None and ``(loss, grads)`` otherwise, optionally
+        ``model.rng`` (np.random.Generator) and ``model.get_config()``. The model must read
+        ``self.params[name]`` on every call: the fused path rebinds them to views.
+    data : dict
+        ``X_train`` (N, ...), ``y_train`` (N,), ``X_val`` (M, ...), ``y_val`` (M,), ndarrays.
+    update_rule : str or callable, default "sgd"
+        A name in ``normlab.optim.UPDATE_RULES`` or ``rule(w, dw, config) -> (next_w, config)``.
+    optim_config : dict, optional
+        Hyperparameters of the rule (defaults: the rule's); each parameter gets its own copy.
+    lr_decay : float, default 1.0
+        Multiplies every ``learning_rate`` at the end of each epoch.
+    batch_size : int, default 100
+    num_epochs : int, default 10
+        Total number of epochs, those of a resumed checkpoint included.
+    num_train_samples : int or None, default 1000
+        Rows of the training set subsampled to measure training accuracy (None: all).
+    num_val_samples : int or None, default None
+        Rows of the validation set subsampled to measure validation accuracy (None: all).
+    checkpoint_name : str, optional
+        Write a checkpoint at every epoch end to ``checkpoint_name + ".npz"`` (used as is if it
+        already ends in ``.npz``), overwritten atomically; ``"{epoch}"`` in the name gives one
+        file per epoch.
+    print_every : int, default 10
+        Report the loss every ``print_every`` iterations when ``verbose``.
+    verbose : bool, default True
+    seed : int, None or np.random.Generator, default 0
+        Source of the batch permutations and of the accuracy subsamples.
+    callbacks : sequence of callables, default ()
+        ``fn(solver, info)`` after every iteration, with ``info`` a dict: ``iteration`` (0-based,
+        ``loss_history[iteration] == loss``), ``epoch`` (0-based), ``batch`` (0-based within the
+        epoch), ``loss``, ``batch_indices`` (B,), ``X_batch``, ``y_batch``, ``grads``. Callbacks
+        must not draw from ``solver.rng`` or resume will not be exact.
+    fused : bool or None, default None
+        Update all parameters at once through one flat buffer. None: when ``update_rule`` is a
+        built-in name and all parameters share one floating dtype.
+    progress : bool, default True
+        Show a tqdm bar when ``verbose``.
+    resume_from : str or PathLike, optional
+        Call :meth:`resume` with this checkpoint at the end of construction.
+
+    Attributes
+    ----------
+    loss_history : list of float
+        Loss of every iteration.
+    train_acc_history, val_acc_history : list of float
+        Accuracies before training and after every epoch.
+    best_val_acc : float
+        Best entry of ``val_acc_history`` (-inf before the first measurement).
+    best_params : dict of str to ndarray
+        Copies of the parameters that achieved ``best_val_acc``; copied back into the model at
+        the end of :meth:`train`.
+    epoch, iteration : int
+        Epochs and iterations completed.
+    rng : np.random.Generator
+    optimizer : FlatOptimizer or None
+        The fused optimizer, or None on the per-parameter path.
+
+    Raises
+    ------
+    ValueError
+        Unknown keyword arguments (the message lists the known ones), missing data keys,
+        mismatched lengths, invalid values, or ``fused=True`` with a custom rule.
+
+    Examples
+    --------
+    >>> solver = Solver(model, data, update_rule="adam", optim_config={"learning_rate": 1e-3},
+    ...                 num_epochs=5, batch_size=32, seed=0, verbose=False)  # doctest: +SKIP
+    >>> solver.train()  # doctest: +SKIP
+    """
+
+    def __init__(self, model: Any, data: dict, **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - set(_OPTIONS))
+        if unknown:
+            raise ValueError(
+                f"Unrecognized arguments {unknown}; known arguments are {sorted(_OPTIONS)}"
+            )
+        opts = {**_OPTIONS, **kwargs}
+        self.model = model
+        self._set_data(data)
+        self.optim_config = dict(opts["optim_config"] or {})
+        self.lr_decay = float(opts["lr_decay"])
+        self.batch_size = _positive_int("batch_size", opts["batch_size"])
+        self.num_epochs = _positive_int("num_epochs", opts["num_epochs"], minimum=0)
+        self.num_train_samples = opts["num_train_samples"]
+        self.num_val_samples = opts["num_val_samples"]
+        self.checkpoint_name = opts["checkpoint_name"]
+        self.print_every = _positive_int("print_every", opts["print_every"])
+        self.verbose, self.progress = bool(opts["verbose"]), bool(opts["progress"])
+        self.callbacks = list(opts["callbacks"])
+        self._seed = opts["seed"]
+        self.rng = np.random.default_rng(opts["seed"])
+
+        rule = opts["update_rule"]
+        if isinstance(rule, str):
+            self.update_rule, self.rule_name = get_update_rule(rule), rule
+            known = set(DEFAULTS[rule])  # state (m, v, velocity...) comes from checkpoints
+            bad = sorted(set(self.optim_config) - known)
+            if bad:
+                raise ValueError(
+                    f"unknown optim_config keys {bad} for {rule!r}; known are {sorted(known)}"
+                )
+        elif callable(rule):
+            self.update_rule = rule
+            self.rule_name = getattr(rule, "__qualname__", repr(rule))
+        else:
+            raise ValueError(
+                f"expected update_rule to be one of {sorted(UPDATE_RULES)} or a callable, "
+                f"got {rule!r}"
+            )
+        fused = opts["fused"]
+        if fused and not isinstance(rule, str):
+            raise ValueError("fused=True needs a built-in update rule name; got a callable")
+        if fused is None:
+            dtypes = {np.asarray(p).dtype for p in model.params.values()}
+            fused = (
+                isinstance(rule, str)
+                and len(dtypes) == 1
+                and np.issubdtype(next(iter(dtypes)), np.floating)
+            )
+        self.fused = bool(fused)
+
+        self.optimizer: FlatOptimizer | None = None
+        self._optim_configs: dict[str, dict] = {}
+        if self.fused:
+            self.optimizer = FlatOptimizer(model.params, self.rule_name, self.optim_config)
+        else:
+            self._optim_configs = {p: dict(self.optim_config) for p in model.params}
+        self.epoch = 0
+        self.iteration = 0
+        self.loss_history: list[float] = []
+        self.train_acc_history: list[float] = []
+        self.val_acc_history: list[float] = []
+        self.best_val_acc = -math.inf
+        self.best_params: dict[str, np.ndarray] = {}
+        self._perm: np.ndarray | None = None  # (N,) batch order of the current epoch
+        self._cursor = 0  # batches of the current epoch already taken
+        self._grads_checked = False
+        self._bar = None  # the tqdm bar while train() shows one
+        if opts["resume_from"] is not None:
+            self.resume(opts["resume_from"])
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _set_data(self, data: dict) -> None:
+        """Validate and store the four arrays of ``data``."""
+        missing = [k for k in _DATA_KEYS if k not in data]
+        if missing:
+            raise ValueError(f"expected data with keys {list(_DATA_KEYS)}, missing {missing}")
+        for split in ("train", "val"):
+            X, y = np.asarray(data[f"X_{split}"]), np.asarray(data[f"y_{split}"])
+            if X.ndim == 0 or y.shape != (len(X),) or len(X) == 0:
+                raise ValueError(
+                    f"expected X_{split} of shape (N, ...) and y_{split} of shape (N,) with N > 0, "
+                    f"got {X.shape} and {y.shape}"
+                )
+            setattr(self, f"X_{split}", X)
+            setattr(self, f"y_{split}", y)
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        """Full batches per epoch: ``max(N // batch_size, 1)`` (the ragged rest is dropped)."""
+        return max(len(self.X_train) // self.batch_size, 1)
+
+    @property
+    def optim_configs(self) -> dict[str, dict]:
+        """Per-parameter optimizer configs (fused path: copies derived from the flat state)."""
+        if self.optimizer is not None:
+            return self.optimizer.param_configs()
+        return self._optim_configs
+
+    # -- one iteration -------------------------------------------------------------------------
+
+    def _next_batch(self) -> np.ndarray:
+        """Indices (B,) of the next batch, drawing a new permutation at each epoch start."""
+        n = len(self.X_train)
+        if self._perm is None or self._cursor >= self.iterations_per_epoch:
+            self._perm = self.rng.permutation(n)  # (N,)
+            self._cursor = 0
+        bs = min(self.batch_size, n)
+        j = self._cursor
+        self._cursor += 1
+        return self._perm[j * bs : (j + 1) * bs]  # (B,)
+
+    def _step(self) -> float:
+        """Take one minibatch step: loss, gradients, update, history, callbacks.
+
+        Returns
+        -------
+        loss : float
+            The minibatch loss before the update.
+
+        Raises
+        ------
+        NonFiniteLossError
+            If the loss is NaN or infinite (the parameters are left unchanged).
+        """
+        it, ipe = self.iteration, self.iterations_per_epoch
+        idx = self._next_batch()  # (B,)
+        batch = self._cursor - 1
+        X_batch, y_batch = self.X_train[idx], self.y_train[idx]  # (B, ...), (B,)
+        loss, grads = self.model.loss(X_batch, y_batch)
+        loss = float(loss)
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite loss {loss} at iteration {it + 1} of {self.num_epochs * ipe} "
+                f"(epoch {it // ipe + 1} of {self.num_epochs}, batch {batch + 1} of {ipe}); "
+                "try a smaller learning_rate or check the data for NaN"
+            )
+        if not self._grads_checked:
+            if set(grads) != set(self.model.params):
+                raise ValueError(
+                    f"expected grads for {sorted(self.model.params)}, got {sorted(grads)}"
+                )
+            self._grads_checked = True
+        if self.optimizer is not None:
+            self.optimizer.step(grads)
+        else:
+            for p, w in list(self.model.params.items()):
+                next_w, self._optim_configs[p] = self.update_rule(
+                    w, grads[p], self._optim_configs[p]
+                )
+                self.model.params[p] = next_w
+        self.loss_history.append(loss)
+        self.iteration += 1
+        if self.callbacks:
+            info = {
+                "iteration": it,
+                "epoch": it // ipe,
+                "batch": batch,
+                "loss": loss,
+                "batch_indices": idx,
+                "X_batch": X_batch,
+                "y_batch": y_batch,
+                "grads": grads,
+            }
+            for fn in self.callbacks:
+                fn(self, info)
+        return loss
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def check_accuracy(
+        self, X: np.ndarray, y: np.ndarray, num_samples: int | None = None, batch_size: int = 100
+    ) -> float:
+        """Classification accuracy of the model (test mode: ``model.loss(X)``).
+
+        Parameters
+        ----------
+        X : ndarray of shape (N, ...)
+        y : ndarray of shape (N,)
+            Integer labels.
+        num_samples : int, optional
+            Subsample this many rows without replacement (with ``self.rng``) when N is larger.
+        batch_size : int, default 100
+            Rows per forward pass.
+
+        Returns
+        -------
+        acc : float
+            Fraction of rows whose arg-max score equals the label.
+        """
+        n = X.shape[0]
+        if num_samples is not None and n > num_samples:
+            mask = self.rng.choice(n, num_samples, replace=False)  # (num_samples,)
+            X, y, n = X[mask], y[mask], num_samples
+        preds = [
+            np.argmax(self.model.loss(X[i : i + batch_size]), axis=1)  # (b,)
+            for i in range(0, n, batch_size)
+        ]
+        return float(np.mean(np.concatenate(preds) == y))
+
+    def _record_accuracy(self) -> tuple[float, float]:
+        """Append train/val accuracies; keep a copy of the parameters if val is the best."""
+        train_acc = self.check_accuracy(self.X_train, self.y_train, self.num_train_samples)
+        val_acc = self.check_accuracy(self.X_val, self.y_val, self.num_val_samples)
+        self.train_acc_history.append(train_acc)
+        self.val_acc_history.append(val_acc)
+        if val_acc > self.best_val_acc:
+            self.best_val_acc = val_acc
+            self.best_params = {k: np.array(v, copy=True) for k, v in self.model.params.items()}
+        return train_acc, val_acc
+
+    # -- training ------------------------------------------------------------------------------
+
+    def train(self) -> None:
+        """Train until ``num_epochs`` epochs are complete, then restore the best parameters.
+
+        Measures accuracy before the first step (a fresh run) and after every epoch, decays the
+        learning rate and writes the checkpoint at every epoch end. Calling it on a resumed
+        solver continues from the checkpoint.
+        """
+        ipe = self.iterations_per_epoch
+        total = self.num_epochs * ipe
+        if self.iteration == 0 and not self.val_acc_history:
+            train_acc, val_acc = self._record_accuracy()
+            self._say(f"(Epoch 0 / {self.num_epochs}) {_accs(train_acc, val_acc)}")
+        show_bar = self.verbose and self.progress
+        with tqdm(total=total, initial=min(self.iteration, total), disable=not show_bar) as bar:
+            self._bar = bar if show_bar else None
+            try:
+                while self.iteration < total:
+                    loss = self._step()
+                    bar.update(1)
+                    if self.verbose and (self.iteration - 1) % self.print_every == 0:
+                        if self._bar is not None:
+                            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                        else:
+                            print(f"(Iteration {self.iteration} / {total}) loss: {loss:f}")
+                    if self.iteration % ipe == 0:
+                        self._end_epoch()
+            finally:
+                self._bar = None
+        for k, v in self.best_params.items():
+            np.copyto(self.model.params[k], v)  # into the existing arrays: flat views stay valid
+
+    def _end_epoch(self) -> None:
+        """Count the epoch, decay learning rates, measure accuracy, write the checkpoint."""
+        self.epoch = self.iteration // self.iterations_per_epoch
+        configs = (
+            [self.optimizer.config] if self.optimizer is not None else self._optim_configs.values()
+        )
+        for config in configs:
+            if "learning_rate" in config:
+                config["learning_rate"] *= self.lr_decay
+        train_acc, val_acc = self._record_accuracy()
+        if self.checkpoint_name is not None:
+            self.save_checkpoint()
+        self._say(f"(Epoch {self.epoch} / {self.num_epochs}) {_accs(train_acc, val_acc)}")
+
+    def _say(self, msg: str) -> None:
+        """Print ``msg`` when verbose, through the progress bar if one is shown."""
+        if not self.verbose:
+            return
+        if self._bar is not None:
+            tqdm.write(msg)
+        else:
+            print(msg)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def checkpoint_path(self) -> str:
+        """Path of the checkpoint for the current epoch (requires ``checkpoint_name``)."""
+        if self.checkpoint_name is None:
+            raise ValueError("expected checkpoint_name to be set, got None")
+        name = os.fspath(self.checkpoint_name)
+        name = name.replace("{epoch}", str(self.epoch))
+        return name if name.endswith(".npz") else name + ".npz"
+
+    def config(self) -> dict:
+        """The solver's settings as a JSON-able dict (saved in checkpoints)."""
+        seed = self._seed if self._seed is None or isinstance(self._seed, int) else "Generator"
+        return {
+            "update_rule": self.rule_name,
+            "optim_config": self.optim_config,
+            "lr_decay": self.lr_decay,
+            "batch_size": self.batch_size,
+            "num_epochs": self.num_epochs,
+            "num_train_samples": self.num_train_samples,
+            "num_val_samples": self.num_val_samples,
+            "checkpoint_name": None if self.checkpoint_name is None else str(self.checkpoint_name),
+            "print_every": self.print_every,
+            "seed": seed,
+            "fused": self.fused,
+        }
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue training exactly (besides the model), arrays included."""
+        if self.optimizer is not None:
+            optimizer = {"kind": "flat", **self.optimizer.state_dict()}
+        else:
+            optimizer = {
+                "kind": "per_param",
+                "rule": self.rule_name,
+                "configs": self._optim_configs,
+            }
+        return {
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "num_train": len(self.X_train),
+            "batch_size": self.batch_size,
+            "loss_history": np.asarray(self.loss_history, dtype=np.float64),
+            "train_acc_history": np.asarray(self.train_acc_history, dtype=np.float64),
+            "val_acc_history": np.asarray(self.val_acc_history, dtype=np.float64),
+            "best_val_acc": self.best_val_acc,
+            "best_params": self.best_params,
+            "rng_state": self.rng.bit_generator.state,
+            "batch_order": self._perm,
+            "batch_cursor": self._cursor,
+            "optimizer": optimizer,
+        }
+
+    def save_checkpoint(self, path: str | os.PathLike | None = None) -> str:
+        """Write model and training state atomically (default path: :meth:`checkpoint_path`).
+
+        Returns
+        -------
+        path : str
+            Where it was written.
+        """
+        path = self.checkpoint_path() if path is None else os.fspath(path)
+        _ckpt.save_checkpoint(path, self.model, self.state_dict(), self.config())
+        return path
+
+    @classmethod
+    def from_checkpoint(
+        cls, model: Any, data: dict, path: str | os.PathLike, **overrides: Any
+    ) -> Solver:
+        """Build a solver with a checkpoint's settings and state, ready to continue training.
+
+        Parameters
+        ----------
+        model : object
+            A model with the checkpoint's parameter names and shapes (its values are replaced).
+        data : dict
+            The same data (``X_train``, ``y_train``, ``X_val``, ``y_val``) as the saved run.
+        path : str or PathLike
+            A checkpoint written by :meth:`save_checkpoint`.
+        **overrides
+            Keyword arguments replacing the saved ones, typically ``num_epochs``, ``verbose``,
+            ``callbacks``; a custom (callable) ``update_rule`` must be passed again.
+
+        Returns
+        -------
+        solver : Solver
+            Resumed: :meth:`train` continues to ``num_epochs``.
+
+        Examples
+        --------
+        >>> solver = Solver.from_checkpoint(model, data, "run.npz", num_epochs=20)  # doctest: +SKIP
+        >>> solver.train()  # doctest: +SKIP
+        """
+        ckpt = _ckpt.load_checkpoint(path)
+        saved = {k: v for k, v in ckpt.config.items() if k in _OPTIONS}
+        if not isinstance(saved.get("seed"), int):
+            saved.pop("seed", None)  # irrelevant: the Generator's state is restored
+        if "update_rule" not in overrides and saved.get("update_rule") not in UPDATE_RULES:
+            raise ValueError(
+                f"the checkpoint used a custom update rule {saved.get('update_rule')!r}; "
+                "pass it again as update_rule=..."
+            )
+        solver = cls(model, data, **{**saved, **overrides})
+        solver.resume(ckpt)
+        return solver
+
+    def resume(self, path: str | os.PathLike | _ckpt.Checkpoint) -> _ckpt.Checkpoint:
+        """Restore model and training state from a checkpoint, in place.
+
+        Parameters, buffers, ``model.rng``, the optimizer state (including decayed learning
+        rates), histories, counters, best parameters and the solver's Generator all come from the
+        checkpoint. The settings that shape the trajectory (``update_rule``, ``lr_decay``,
+        ``batch_size``, ``num_train_samples``, ``num_val_samples``) must equal the checkpoint's;
+        the others (``num_epochs``, callbacks, verbosity, ``checkpoint_name``, ``fused``) are
+        this solver's. Then :meth:`train` continues to ``num_epochs``, reproducing the
+        uninterrupted run bit for bit. :meth:`from_checkpoint` takes the settings from the file.
+
+        Parameters
+        ----------
+        path : str, PathLike or Checkpoint
+            A checkpoint written by :meth:`save_checkpoint` (or already loaded).
+
+        Returns
+        -------
+        checkpoint : Checkpoint
+            The loaded checkpoint (``model_config``, ``config``... for inspection).
+
+        Raises
+        ------
+        ValueError
+            If the checkpoint's parameters, training-set size or trajectory settings differ
+            from this solver's; nothing is modified then.
+        """
+        if isinstance(path, _ckpt.Checkpoint):
+            ckpt = path
+        else:
+            ckpt = _ckpt.load_checkpoint(path)
+        s = ckpt.state
+        if s.get("num_train") != len(self.X_train):
+            raise ValueError(
+                f"expected a checkpoint for N_train={len(self.X_train)}, "
+                f"got N_train={s.get('num_train')}"
+            )
+        mine = self.config()
+        differ = [k for k in _TRAJECTORY if ckpt.config.get(k) != mine[k]]
+        if differ:
+            raise ValueError(
+                "expected the checkpoint's settings "
+                + ", ".join(f"{k}={ckpt.config.get(k)!r}" for k in differ)
+                + ", got "
+                + ", ".join(f"{k}={mine[k]!r}" for k in differ)
+                + "; pass the checkpoint's values or use Solver.from_checkpoint"
+            )
+        opt = s["optimizer"]
+        if opt["kind"] == "flat":
+            configs = split_flat_state(opt)
+        else:
+            configs = opt["configs"]
+        if set(configs) != set(self.model.params):
+            raise ValueError(
+                f"expected optimizer state for {sorted(self.model.params)}, got {sorted(configs)}"
+            )
+        _ckpt.restore_model(ckpt, self.model)  # validates names/shapes before copying
+        if self.optimizer is not None:
+            if opt["kind"] == "flat":
+                self.optimizer.load_state_dict(opt)
+            else:
+                self.optimizer.load_param_configs(configs)
+        else:
+            self._optim_configs = {p: dict(c) for p, c in configs.items()}
+        self.epoch, self.iteration = int(s["epoch"]), int(s["iteration"])
+        self.loss_history = s["loss_history"].tolist()
+        self.train_acc_history = s["train_acc_history"].tolist()
+        self.val_acc_history = s["val_acc_history"].tolist()
+        self.best_val_acc = float(s["best_val_acc"])
+        self.best_params = {k: np.array(v, copy=True) for k, v in s["best_params"].items()}
+        self.rng.bit_generator.state = s["rng_state"]
+        self._perm = s["batch_order"]
+        self._cursor = int(s["batch_cursor"])
+        return ckpt
+
+
+def _accs(train_acc: float, val_acc: float) -> str:
+    """The accuracy part of an epoch report (the assignment's wording)."""
+    return f"train acc: {train_acc:f}; val_acc: {val_acc:f}"
+
+
+def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    """Validate an integer option."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"expected {name} to be an integer >= {minimum}, got {value!r}")
+    return int(value)
