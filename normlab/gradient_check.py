@@ -110,7 +110,7 @@ def check_layer(
     names: Sequence[str] | None = None,
     kwargs: dict | None = None,
     seed: int = 0,
-    h: float = 1e-6,
+    h: float = 1e-5,
     tol: float = 1e-6,
     layer: str = "layer",
 ) -> list[GradCheckRow]:
@@ -136,7 +136,7 @@ def check_layer(
         copied for every call so that in-place updates (running statistics) do not leak.
     seed : int, default=0
         Seed of the upstream gradient.
-    h : float, default=1e-6
+    h : float, default=1e-5
         Step of the centred difference.
     tol : float, default=1e-6
         Largest relative error that passes.
@@ -195,3 +195,104 @@ def format_table(rows: Sequence[GradCheckRow]) -> str:
             f"{r.layer:<28} {r.gradient:<10} {r.rel_error:>11.2e}  {'pass' if r.passed else 'FAIL'}"
         )
     return "\n".join(lines)
+
+
+def check_all_layers(seed: int = 0) -> list[GradCheckRow]:
+    """Gradient-check every layer of ``normlab.layers`` in float64 on small random inputs.
+
+    Parameters
+    ----------
+    seed : int, default=0
+        Seed of the inputs and of the upstream gradients.
+
+    Returns
+    -------
+    rows : list of GradCheckRow
+        One row per (layer, gradient); ``normlab gradcheck`` prints them.
+    """
+    from normlab import layers as L
+
+    rng = np.random.default_rng(seed)
+
+    def r(*shape, scale=1.0, loc=0.0):
+        return loc + scale * rng.standard_normal(shape)
+
+    cases = [
+        ("affine", L.affine_forward, L.affine_backward, [r(4, 3, 2), r(6, 5), r(5)], {}),
+        ("relu", L.relu_forward, L.relu_backward, [r(5, 7)], {}),
+        ("sigmoid", L.sigmoid_forward, L.sigmoid_backward, [r(5, 7)], {}),
+        ("tanh", L.tanh_forward, L.tanh_backward, [r(5, 7)], {}),
+        (
+            "dropout (p=0.7)",
+            L.dropout_forward,
+            L.dropout_backward,
+            [r(6, 8)],
+            {"dropout_param": {"mode": "train", "p": 0.7, "seed": seed}},
+        ),
+    ]
+    bn = {"bn_param": {"mode": "train"}}
+    bn_test = {"bn_param": {"mode": "test", "running_mean": r(5), "running_var": 1 + r(5) ** 2}}
+    x_bn, x_sp = r(8, 5, scale=3, loc=2), r(3, 4, 3, 2, scale=2, loc=-1)
+    cases += [
+        ("batchnorm (graph)", L.batchnorm_forward, L.batchnorm_backward, [x_bn, r(5), r(5)], bn),
+        (
+            "batchnorm (closed form)",
+            L.batchnorm_forward,
+            L.batchnorm_backward_alt,
+            [x_bn, r(5), r(5)],
+            bn,
+        ),
+        (
+            "batchnorm (test mode)",
+            L.batchnorm_forward,
+            L.batchnorm_backward_alt,
+            [x_bn, r(5), r(5)],
+            bn_test,
+        ),
+        (
+            "spatial_batchnorm",
+            L.spatial_batchnorm_forward,
+            L.spatial_batchnorm_backward,
+            [x_sp, r(4), r(4)],
+            {"bn_param": {"mode": "train"}},
+        ),
+        (
+            "layernorm",
+            L.layernorm_forward,
+            L.layernorm_backward,
+            [r(4, 6, scale=2, loc=1), r(6), r(6)],
+            {"ln_param": {}},
+        ),
+        (
+            "spatial_groupnorm (G=2)",
+            L.spatial_groupnorm_forward,
+            L.spatial_groupnorm_backward,
+            [r(2, 6, 3, 2, scale=2, loc=1), r(1, 6, 1, 1), r(1, 6, 1, 1)],
+            {"G": 2, "gn_param": {}},
+        ),
+    ]
+    if hasattr(L, "conv_forward"):
+        cases += [
+            (
+                "conv (stride 2, pad 1)",
+                L.conv_forward,
+                L.conv_backward,
+                [r(2, 3, 5, 5), r(4, 3, 3, 3), r(4)],
+                {"conv_param": {"stride": 2, "pad": 1}},
+            ),
+            (
+                "max_pool (2x2, stride 2)",
+                L.max_pool_forward,
+                L.max_pool_backward,
+                [r(2, 3, 4, 4)],
+                {"pool_param": {"pool_height": 2, "pool_width": 2, "stride": 2}},
+            ),
+        ]
+    names = {1: ["dx"], 3: ["dx", "dgamma", "dbeta"]}
+    rows = []
+    for name, fwd, bwd, inputs, kwargs in cases:
+        grad_names = names[len(inputs)]
+        if fwd in (L.affine_forward,) or name.startswith("conv"):
+            grad_names = ["dx", "dw", "db"]
+        rows += check_layer(fwd, bwd, inputs, grad_names, kwargs, seed=seed, layer=name, tol=1e-6)
+    return rows

@@ -574,6 +574,10 @@ class FlatOptimizer:
                 f"expected optimizer state for parameters {self.names} of shapes {self.shapes}, "
                 f"got {layout[0]} of shapes {layout[1]}"
             )
+        if np.dtype(state.get("dtype", self.dtype)) != self.dtype:
+            raise ValueError(
+                f"expected optimizer state of dtype {self.dtype}, got {state['dtype']}"
+            )
         config = dict(state["config"])
         self._load_state_arrays({k: config.pop(k) for k in STATE_KEYS[self.rule] if k in config})
         self.config.update(config)

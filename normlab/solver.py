@@ -164,6 +164,8 @@ class Solver:
         self.rng = np.random.default_rng(opts["seed"])
 
         rule = opts["update_rule"]
+        builtin = {fn: name for name, fn in UPDATE_RULES.items()}
+        rule = builtin.get(rule, rule) if callable(rule) else rule  # optim.adam -> "adam"
         if isinstance(rule, str):
             self.update_rule, self.rule_name = get_update_rule(rule), rule
             known = set(DEFAULTS[rule])  # state (m, v, velocity...) comes from checkpoints
@@ -421,7 +423,11 @@ class Solver:
 
     def config(self) -> dict:
         """The solver's settings as a JSON-able dict (saved in checkpoints)."""
-        seed = self._seed if self._seed is None or isinstance(self._seed, int) else "Generator"
+        seed = self._seed
+        if isinstance(seed, np.random.Generator):
+            seed = "Generator"
+        elif seed is not None:
+            seed = int(seed)
         return {
             "update_rule": self.rule_name,
             "optim_config": self.optim_config,

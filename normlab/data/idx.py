@@ -211,9 +211,7 @@ def load_idx_dataset(directory: str | os.PathLike, class_names: list[str]) -> Ra
         y_test (N_test,), ``pixel_max=255``.
     """
     files = find_idx_files(directory)
-    X_train, y_train = read_idx_pair(
-        files["train_images"], files["train_labels"], len(class_names)
-    )
+    X_train, y_train = read_idx_pair(files["train_images"], files["train_labels"], len(class_names))
     X_test, y_test = read_idx_pair(files["test_images"], files["test_labels"], len(class_names))
     if X_train.shape[1:] != X_test.shape[1:]:
         raise ValueError(

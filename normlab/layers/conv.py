@@ -148,9 +148,9 @@ def conv_forward(x, w, b, conv_param):
     K = C * HH * WW
     cols = np.ascontiguousarray(_windows(xb, HH, WW, Ho, Gw, stride)).reshape(K, -1)  # (K, N*Ho*Gw)
     out_g = w.reshape(F, K) @ cols  # (F, N*Ho*Gw)
+    out_g += b[:, None]  # along contiguous rows: faster than broadcasting in the copy below
     out = np.empty((N, F, Ho, Wo), dtype)
-    # Crop the wide grid, bring N first and add the bias in one pass.
-    np.add(out_g.reshape(F, N, Ho, Gw)[..., :Wo].transpose(1, 0, 2, 3), b[:, None, None], out=out)
+    np.copyto(out, out_g.reshape(F, N, Ho, Gw)[..., :Wo].transpose(1, 0, 2, 3))  # crop, N first
     cache = (cols, w, x.shape, (Hb, Wp, Ho, Wo, Gw), stride, pad, dtypes)
     return out, cache
 
@@ -190,7 +190,8 @@ def conv_backward(dout, cache):
     dg[..., :Wo] = dout.transpose(1, 0, 2, 3)
     dg2 = dg.reshape(F, -1)  # (F, N*Ho*Gw)
 
-    db = dg2.sum(axis=1).astype(b_dtype, copy=False)  # (F,)
+    # (F,): a GEMV with a vector of ones is ~3x faster than dg2.sum(axis=1)
+    db = (dg2 @ np.ones(dg2.shape[1], dtype)).astype(b_dtype, copy=False)
     dw = (cols @ dg2.T).T.reshape(w.shape).astype(w_dtype, copy=False)  # (F, C, HH, WW)
     dcols = (w.reshape(F, -1).T @ dg2).reshape(C, HH, WW, N, Ho, Gw)
 
@@ -303,8 +304,7 @@ def max_pool_backward(dout, cache):
     unserved = np.ones(out.shape, dtype=bool)  # (N, C, Ho, Wo) windows not yet routed
     for i in range(ph):
         for j in range(pw):
-            sl = (slice(None), slice(None), slice(i, i + s * (Ho - 1) + 1, s))
-            sl += (slice(j, j + s * (Wo - 1) + 1, s),)
+            sl = np.s_[:, :, i : i + s * (Ho - 1) + 1 : s, j : j + s * (Wo - 1) + 1 : s]
             hit = x[sl] == out  # (N, C, Ho, Wo)
             hit &= unserved
             np.greater(unserved, hit, out=unserved)  # unserved &= ~hit

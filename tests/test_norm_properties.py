@@ -1,0 +1,129 @@
+"""Invariants of the normalization layers, with hypothesis-drawn shapes and scales."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from normlab import layers as L
+
+SETTINGS = settings(max_examples=40, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _x(seed, shape, loc=0.0, scale=1.0):
+    return loc + scale * np.random.default_rng(seed).standard_normal(shape)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(4, 40), d=st.integers(1, 12),
+       a=st.floats(1e-2, 1e3), b=st.floats(-1e3, 1e3))
+def test_batchnorm_is_invariant_to_positive_affine_maps(backend, seed, n, d, a, b):
+    x = _x(seed, (n, d))
+    g, beta = np.ones(d), np.zeros(d)
+    out1, _ = L.batchnorm_forward(x, g, beta, {"mode": "train", "eps": 1e-12})
+    out2, _ = L.batchnorm_forward(a * x + b, g, beta, {"mode": "train", "eps": 1e-12})
+    np.testing.assert_allclose(out1, out2, rtol=1e-6, atol=1e-6)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 6), c=st.integers(1, 5),
+       h=st.integers(1, 5), w=st.integers(1, 5), loc=st.floats(-100, 100),
+       scale=st.floats(0.1, 100))
+def test_spatial_train_outputs_have_zero_mean_unit_variance(backend, seed, n, c, h, w, loc, scale):
+    x = _x(seed, (n, c, h, w), loc, scale)
+    out, _ = L.spatial_batchnorm_forward(x, np.ones(c), np.zeros(c), {"mode": "train", "eps": 1e-12})
+    np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-8)
+    np.testing.assert_allclose(out.var(axis=(0, 2, 3)), 1, rtol=1e-6)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 8), d=st.integers(2, 30),
+       loc=st.floats(-1e3, 1e3))
+def test_layernorm_rows_standardised_and_batch_independent(backend, seed, n, d, loc):
+    x = _x(seed, (n, d), loc, 3.0)
+    out, _ = L.layernorm_forward(x, np.ones(d), np.zeros(d), {"eps": 1e-12})
+    np.testing.assert_allclose(out.mean(axis=1), 0, atol=1e-8)
+    np.testing.assert_allclose(out.var(axis=1), 1, rtol=1e-6)
+    first, _ = L.layernorm_forward(x[:1], np.ones(d), np.zeros(d), {"eps": 1e-12})
+    np.testing.assert_allclose(first, out[:1], rtol=1e-12, atol=1e-12)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), G=st.sampled_from([1, 2, 3, 6]), n=st.integers(1, 4),
+       hw=st.integers(1, 4))
+def test_groupnorm_special_cases(backend, seed, G, n, hw):
+    """G = 1 is layer norm over (C, H, W); each group is standardised."""
+    x = _x(seed, (n, 6, hw, hw), 5.0, 2.0)
+    out, _ = L.spatial_groupnorm_forward(x, np.ones(6), np.zeros(6), G, {"eps": 1e-12})
+    grouped = out.reshape(n, G, -1)
+    np.testing.assert_allclose(grouped.mean(axis=2), 0, atol=1e-8)
+    if G == 1:
+        ln, _ = L.layernorm_forward(x.reshape(n, -1), np.ones(6 * hw * hw), np.zeros(6 * hw * hw),
+                                    {"eps": 1e-12})
+        np.testing.assert_allclose(out.reshape(n, -1), ln, rtol=1e-10, atol=1e-10)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(3, 20), d=st.integers(1, 6))
+def test_gamma_beta_scale_and_shift(backend, seed, n, d):
+    x = _x(seed, (n, d))
+    rng = np.random.default_rng(seed)
+    g, b = rng.standard_normal(d), rng.standard_normal(d)
+    plain, _ = L.batchnorm_forward(x, np.ones(d), np.zeros(d), {"mode": "train"})
+    out, _ = L.batchnorm_forward(x, g, b, {"mode": "train"})
+    np.testing.assert_allclose(out, plain * g + b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layer", ["batchnorm", "spatial", "layernorm", "groupnorm"])
+def test_large_offset_float32_normalises_to_unit_variance(backend, dtype, layer):
+    """1e4 + 0.1 * noise: E[x^2] - E[x]^2 would lose every digit in float32."""
+    rng = np.random.default_rng(0)
+    if layer in ("batchnorm", "layernorm"):
+        x = (1e4 + 0.1 * rng.standard_normal((512, 64))).astype(dtype)
+    else:
+        x = (1e4 + 0.1 * rng.standard_normal((16, 8, 12, 12))).astype(dtype)
+    C = x.shape[1]
+    g, b = np.ones(C, dtype), np.zeros(C, dtype)
+    if layer == "batchnorm":
+        out, _ = L.batchnorm_forward(x, g, b, {"mode": "train"})
+        axes = 0
+    elif layer == "spatial":
+        out, _ = L.spatial_batchnorm_forward(x, g, b, {"mode": "train"})
+        axes = (0, 2, 3)
+    elif layer == "layernorm":
+        out, _ = L.layernorm_forward(x, g, b, {})
+        axes = 1
+    else:
+        out, _ = L.spatial_groupnorm_forward(x, g, b, 2, {})
+        out, axes = out.reshape(16, 2, -1), 2
+    var = out.astype(np.float64).var(axis=axes)
+    # var / (var + eps) = 0.01 / (0.01 + 1e-5) = 0.999 is the exact answer
+    np.testing.assert_allclose(var, 0.999, rtol=0.01)
+    assert np.abs(out.astype(np.float64).mean(axis=axes)).max() < 0.01
+
+
+def test_constant_features_give_finite_output(backend):
+    x = np.full((8, 3), 7.0)
+    for out, _ in [L.batchnorm_forward(x, np.ones(3), np.zeros(3), {"mode": "train"}),
+                   L.layernorm_forward(x, np.ones(3), np.zeros(3), {}),
+                   L.spatial_groupnorm_forward(x.reshape(2, 4, 3, 1), np.ones(4), np.zeros(4), 2, {}),
+                   L.spatial_batchnorm_forward(x.reshape(2, 4, 3, 1), np.ones(4), np.zeros(4),
+                                               {"mode": "train"})]:
+        assert np.all(np.isfinite(out)) and np.allclose(out, 0)
+
+
+def test_running_stats_updated_in_place_with_documented_momentum(backend):
+    rng = np.random.default_rng(0)
+    rm, rv = np.full(3, 1.0), np.full(3, 2.0)
+    bn_param = {"mode": "train", "momentum": 0.75, "running_mean": rm, "running_var": rv}
+    x = rng.standard_normal((10, 3))
+    L.batchnorm_forward(x, np.ones(3), np.zeros(3), bn_param)
+    assert bn_param["running_mean"] is rm  # the same array, updated in place
+    np.testing.assert_allclose(rm, 0.75 * 1.0 + 0.25 * x.mean(0))
+    np.testing.assert_allclose(rv, 0.75 * 2.0 + 0.25 * x.var(0))
+    fresh = {"mode": "train", "running_var_unbiased": True}
+    L.batchnorm_forward(x, np.ones(3), np.zeros(3), fresh)
+    np.testing.assert_allclose(fresh["running_mean"], 0.1 * x.mean(0))
+    np.testing.assert_allclose(fresh["running_var"], 0.1 * x.var(0, ddof=1))
