@@ -15,6 +15,7 @@ import os
 import platform
 import statistics
 import time
+from functools import partial
 
 import numpy as np
 
@@ -97,14 +98,14 @@ def main(argv=None):
         for backend in ("numba", "numpy"):
             os.environ["NORMLAB_BACKEND"] = backend
             t[backend] = _median_time(
-                lambda: _normlab_step(name, fwd, bwd, x, g, b, dy), args.repeat
+                partial(_normlab_step, name, fwd, bwd, x, g, b, dy), args.repeat
             )
         os.environ.pop("NORMLAB_BACKEND")
         xt = torch.from_numpy(x).requires_grad_(True)
         gt = torch.from_numpy(g).requires_grad_(True)
         bt = torch.from_numpy(b).requires_grad_(True)
         dyt = torch.from_numpy(dy)
-        t["torch"] = _median_time(lambda: _torch_step(torch, name, xt, gt, bt, dyt), args.repeat)
+        t["torch"] = _median_time(partial(_torch_step, torch, name, xt, gt, bt, dyt), args.repeat)
         rows.append((name, shape, t["numba"], t["numpy"], t["torch"]))
 
     head = ("layer", "shape", "kernels ms", "numpy ms", "torch ms", "kernels/torch", "numpy/torch")
@@ -134,7 +135,7 @@ def main(argv=None):
     else:
         widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
         for row in lines:
-            print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+            print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
     worst = max(r[2] / r[4] for r in rows)
     print(f"worst kernels/torch ratio: {worst:.2f}")
 

@@ -8,8 +8,18 @@ from normlab.cli import main
 def test_gradcheck_passes_and_prints_every_layer(capsys):
     assert main(["gradcheck"]) == 0
     out = capsys.readouterr().out
-    for layer in ["affine", "batchnorm (graph)", "batchnorm (closed form)", "spatial_batchnorm",
-                  "layernorm", "spatial_groupnorm", "dropout", "sigmoid", "tanh", "relu"]:
+    for layer in [
+        "affine",
+        "batchnorm (graph)",
+        "batchnorm (closed form)",
+        "spatial_batchnorm",
+        "layernorm",
+        "spatial_groupnorm",
+        "dropout",
+        "sigmoid",
+        "tanh",
+        "relu",
+    ]:
         assert layer in out
     assert " 0 failed" in out and "FAIL" not in out
 
@@ -30,6 +40,10 @@ def test_gradcheck_exits_1_on_failure(monkeypatch, capsys):
 
 
 def test_console_script_version():
-    r = subprocess.run([sys.executable, "-m", "normlab.cli", "--version"], capture_output=True,
-                       text=True, check=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "normlab.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert r.stdout.strip() == f"normlab {__version__}"

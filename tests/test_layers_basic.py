@@ -9,8 +9,11 @@ from normlab.gradient_check import check_layer, eval_numerical_gradient, rel_err
 
 @pytest.mark.parametrize(
     "fwd,bwd",
-    [(L.relu_forward, L.relu_backward), (L.sigmoid_forward, L.sigmoid_backward),
-     (L.tanh_forward, L.tanh_backward)],
+    [
+        (L.relu_forward, L.relu_backward),
+        (L.sigmoid_forward, L.sigmoid_backward),
+        (L.tanh_forward, L.tanh_backward),
+    ],
 )
 def test_activation_gradients(rng, fwd, bwd):
     (row,) = check_layer(fwd, bwd, [rng.standard_normal((4, 5))])
@@ -41,8 +44,12 @@ def test_dropout_inverted_scaling_and_test_mode(rng):
 
 
 def test_dropout_gradient(rng):
-    (row,) = check_layer(L.dropout_forward, L.dropout_backward, [rng.standard_normal((5, 6))],
-                         kwargs={"dropout_param": {"mode": "train", "p": 0.6, "seed": 3}})
+    (row,) = check_layer(
+        L.dropout_forward,
+        L.dropout_backward,
+        [rng.standard_normal((5, 6))],
+        kwargs={"dropout_param": {"mode": "train", "p": 0.6, "seed": 3}},
+    )
     assert row.rel_error < 1e-8
 
 

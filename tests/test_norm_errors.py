@@ -21,39 +21,75 @@ def _bn(x=None, g=None, b=None, **param):
         (lambda: _bn(x=np.zeros((4, 3, 2))), r"expected x of shape \(N, D\), got \(4, 3, 2\)"),
         (lambda: _bn(g=np.ones(4)), r"expected gamma of shape \(3,\), got \(4,\)"),
         (lambda: _bn(b=np.ones((1, 3))), r"expected beta of shape \(3,\), got \(1, 3\)"),
-        (lambda: _bn(x=np.zeros((1, 3))), r"more than 1 value per channel when training, got "
-                                          r"input of shape \(1, 3\)"),
+        (
+            lambda: _bn(x=np.zeros((1, 3))),
+            r"more than 1 value per channel when training, got "
+            r"input of shape \(1, 3\)",
+        ),
         (lambda: _bn(eps=0), r"expected eps > 0, got 0"),
         (lambda: _bn(eps=-1e-5), r"expected eps > 0, got -1e-05"),
         (lambda: _bn(momentum=1.5), r"expected momentum in \[0, 1\], got 1.5"),
         (lambda: _bn(momentum=-0.1), r"expected momentum in \[0, 1\], got -0.1"),
         (lambda: _bn(mode="eval"), r"expected mode 'train' or 'test', got 'eval'"),
-        (lambda: L.batchnorm_forward(np.zeros((4, 3)), np.ones(3), np.zeros(3), {}),
-         r"expected 'mode' in the parameter dict"),
-        (lambda: _bn(running_mean=np.zeros(4)),
-         r"expected bn_param\['running_mean'\] of shape \(3,\), got \(4,\)"),
+        (
+            lambda: L.batchnorm_forward(np.zeros((4, 3)), np.ones(3), np.zeros(3), {}),
+            r"expected 'mode' in the parameter dict",
+        ),
+        (
+            lambda: _bn(running_mean=np.zeros(4)),
+            r"expected bn_param\['running_mean'\] of shape \(3,\), got \(4,\)",
+        ),
         (lambda: _bn(x=np.array([["a", "b", "c"]] * 2)), r"expected x to be a real-valued array"),
-        (lambda: L.spatial_batchnorm_forward(np.zeros((4, 3)), np.ones(3), np.zeros(3), TRAIN),
-         r"expected x of shape \(N, C, H, W\), got \(4, 3\)"),
-        (lambda: L.spatial_batchnorm_forward(np.zeros((1, 3, 1, 1)), np.ones(3), np.zeros(3), TRAIN),
-         r"more than 1 value per channel"),
-        (lambda: L.layernorm_forward(np.zeros((2, 3, 4)), np.ones(3), np.zeros(3), {}),
-         r"expected x of shape \(N, D\), got \(2, 3, 4\)"),
-        (lambda: L.layernorm_forward(np.zeros((2, 3)), np.ones(3), np.zeros(3), {"eps": 0.0}),
-         r"expected eps > 0"),
-        (lambda: L.spatial_groupnorm_forward(np.zeros((2, 6, 2, 2)), np.ones(6), np.zeros(6), 4, {}),
-         r"expected a number of groups G that divides C=6, got G=4"),
-        (lambda: L.spatial_groupnorm_forward(np.zeros((2, 6, 2, 2)), np.ones(6), np.zeros(6), 0, {}),
-         r"divides C=6, got G=0"),
-        (lambda: L.spatial_groupnorm_forward(np.zeros((2, 6, 2, 2)), np.ones((6, 1)), np.zeros(6),
-                                             2, {}),
-         r"expected gamma of shape \(6,\) or \(1, 6, 1, 1\), got \(6, 1\)"),
-        (lambda: L.spatial_groupnorm_forward(np.zeros((2, 6, 2)), np.ones(6), np.zeros(6), 2, {}),
-         r"expected x of shape \(N, C, H, W\), got \(2, 6, 2\)"),
-        (lambda: L.dropout_forward(np.zeros(3), {"mode": "train", "p": 0}),
-         r"expected keep probability p in \(0, 1\], got 0"),
-        (lambda: L.affine_forward(np.zeros((2, 5)), np.zeros((4, 3)), np.zeros(3)),
-         r"x has 5 features per sample \(5,\), w expects 4"),
+        (
+            lambda: L.spatial_batchnorm_forward(np.zeros((4, 3)), np.ones(3), np.zeros(3), TRAIN),
+            r"expected x of shape \(N, C, H, W\), got \(4, 3\)",
+        ),
+        (
+            lambda: L.spatial_batchnorm_forward(
+                np.zeros((1, 3, 1, 1)), np.ones(3), np.zeros(3), TRAIN
+            ),
+            r"more than 1 value per channel",
+        ),
+        (
+            lambda: L.layernorm_forward(np.zeros((2, 3, 4)), np.ones(3), np.zeros(3), {}),
+            r"expected x of shape \(N, D\), got \(2, 3, 4\)",
+        ),
+        (
+            lambda: L.layernorm_forward(np.zeros((2, 3)), np.ones(3), np.zeros(3), {"eps": 0.0}),
+            r"expected eps > 0",
+        ),
+        (
+            lambda: L.spatial_groupnorm_forward(
+                np.zeros((2, 6, 2, 2)), np.ones(6), np.zeros(6), 4, {}
+            ),
+            r"expected a number of groups G that divides C=6, got G=4",
+        ),
+        (
+            lambda: L.spatial_groupnorm_forward(
+                np.zeros((2, 6, 2, 2)), np.ones(6), np.zeros(6), 0, {}
+            ),
+            r"divides C=6, got G=0",
+        ),
+        (
+            lambda: L.spatial_groupnorm_forward(
+                np.zeros((2, 6, 2, 2)), np.ones((6, 1)), np.zeros(6), 2, {}
+            ),
+            r"expected gamma of shape \(6,\) or \(1, 6, 1, 1\), got \(6, 1\)",
+        ),
+        (
+            lambda: L.spatial_groupnorm_forward(
+                np.zeros((2, 6, 2)), np.ones(6), np.zeros(6), 2, {}
+            ),
+            r"expected x of shape \(N, C, H, W\), got \(2, 6, 2\)",
+        ),
+        (
+            lambda: L.dropout_forward(np.zeros(3), {"mode": "train", "p": 0}),
+            r"expected keep probability p in \(0, 1\], got 0",
+        ),
+        (
+            lambda: L.affine_forward(np.zeros((2, 5)), np.zeros((4, 3)), np.zeros(3)),
+            r"x has 5 features per sample \(5,\), w expects 4",
+        ),
     ],
 )
 def test_bad_input_names_what_was_expected(call, match):

@@ -18,19 +18,31 @@ def test_batchnorm(backend, rng, bwd, shape):
     D = shape[1]
     x = 4 + 3 * rng.standard_normal(shape)
     rows = check_layer(
-        L.batchnorm_forward, bwd, [x, rng.standard_normal(D), rng.standard_normal(D)],
-        ["dx", "dgamma", "dbeta"], {"bn_param": {"mode": "train"}}, seed=1,
+        L.batchnorm_forward,
+        bwd,
+        [x, rng.standard_normal(D), rng.standard_normal(D)],
+        ["dx", "dgamma", "dbeta"],
+        {"bn_param": {"mode": "train"}},
+        seed=1,
     )
     _assert_rows(rows)
 
 
 def test_batchnorm_test_mode(backend, rng):
-    bn_param = {"mode": "test", "running_mean": rng.standard_normal(4),
-                "running_var": 0.5 + rng.random(4), "eps": 1e-3}
+    bn_param = {
+        "mode": "test",
+        "running_mean": rng.standard_normal(4),
+        "running_var": 0.5 + rng.random(4),
+        "eps": 1e-3,
+    }
     x = rng.standard_normal((6, 4))
-    rows = check_layer(L.batchnorm_forward, L.batchnorm_backward_alt,
-                       [x, rng.standard_normal(4), rng.standard_normal(4)],
-                       kwargs={"bn_param": bn_param}, seed=2)
+    rows = check_layer(
+        L.batchnorm_forward,
+        L.batchnorm_backward_alt,
+        [x, rng.standard_normal(4), rng.standard_normal(4)],
+        kwargs={"bn_param": bn_param},
+        seed=2,
+    )
     _assert_rows(rows)
 
 
@@ -38,9 +50,13 @@ def test_batchnorm_test_mode(backend, rng):
 def test_spatial_batchnorm(backend, rng, shape):
     C = shape[1]
     x = -2 + 2 * rng.standard_normal(shape)
-    rows = check_layer(L.spatial_batchnorm_forward, L.spatial_batchnorm_backward,
-                       [x, rng.standard_normal(C), rng.standard_normal(C)],
-                       kwargs={"bn_param": {"mode": "train"}}, seed=3)
+    rows = check_layer(
+        L.spatial_batchnorm_forward,
+        L.spatial_batchnorm_backward,
+        [x, rng.standard_normal(C), rng.standard_normal(C)],
+        kwargs={"bn_param": {"mode": "train"}},
+        seed=3,
+    )
     _assert_rows(rows)
 
 
@@ -48,19 +64,34 @@ def test_spatial_batchnorm(backend, rng, shape):
 def test_layernorm(backend, rng, shape):
     D = shape[1]
     x = 1 + 2 * rng.standard_normal(shape)
-    rows = check_layer(L.layernorm_forward, L.layernorm_backward,
-                       [x, rng.standard_normal(D), rng.standard_normal(D)],
-                       kwargs={"ln_param": {"eps": 1e-4}}, seed=4)
+    rows = check_layer(
+        L.layernorm_forward,
+        L.layernorm_backward,
+        [x, rng.standard_normal(D), rng.standard_normal(D)],
+        kwargs={"ln_param": {"eps": 1e-4}},
+        seed=4,
+    )
     _assert_rows(rows)
 
 
-@pytest.mark.parametrize("G,shape,pshape", [(2, (2, 6, 4, 5), (6,)), (3, (3, 6, 2, 2), (1, 6, 1, 1)),
-                                             (1, (2, 4, 3, 1), (4,)), (4, (2, 4, 3, 3), (4,))])
+@pytest.mark.parametrize(
+    "G,shape,pshape",
+    [
+        (2, (2, 6, 4, 5), (6,)),
+        (3, (3, 6, 2, 2), (1, 6, 1, 1)),
+        (1, (2, 4, 3, 1), (4,)),
+        (4, (2, 4, 3, 3), (4,)),
+    ],
+)
 def test_groupnorm(backend, rng, G, shape, pshape):
     x = 3 * rng.standard_normal(shape)
-    rows = check_layer(L.spatial_groupnorm_forward, L.spatial_groupnorm_backward,
-                       [x, rng.standard_normal(pshape), rng.standard_normal(pshape)],
-                       kwargs={"G": G, "gn_param": {}}, seed=5)
+    rows = check_layer(
+        L.spatial_groupnorm_forward,
+        L.spatial_groupnorm_backward,
+        [x, rng.standard_normal(pshape), rng.standard_normal(pshape)],
+        kwargs={"G": G, "gn_param": {}},
+        seed=5,
+    )
     _assert_rows(rows)
 
 
@@ -74,10 +105,13 @@ def test_groupnorm_grad_shapes_follow_gamma(rng):
 
 def test_graph_and_closed_form_agree(backend, rng):
     x = 10 + rng.standard_normal((50, 20))
-    out, cache = L.batchnorm_forward(x, rng.standard_normal(20), rng.standard_normal(20),
-                                     {"mode": "train"})
+    out, cache = L.batchnorm_forward(
+        x, rng.standard_normal(20), rng.standard_normal(20), {"mode": "train"}
+    )
     dout = rng.standard_normal(out.shape)
-    for a, b in zip(L.batchnorm_backward(dout, cache), L.batchnorm_backward_alt(dout, cache)):
+    for a, b in zip(
+        L.batchnorm_backward(dout, cache), L.batchnorm_backward_alt(dout, cache), strict=True
+    ):
         assert rel_error(a, b) < 1e-10
 
 
@@ -94,9 +128,13 @@ def test_check_layer_catches_a_wrong_backward(rng):
         dx, dg, db = L.batchnorm_backward_alt(dout, cache)
         return dx * 1.01, dg, db
 
-    rows = check_layer(L.batchnorm_forward, bad_backward,
-                       [rng.standard_normal((6, 3)), np.ones(3), np.zeros(3)],
-                       ["dx", "dgamma", "dbeta"], {"bn_param": {"mode": "train"}})
+    rows = check_layer(
+        L.batchnorm_forward,
+        bad_backward,
+        [rng.standard_normal((6, 3)), np.ones(3), np.zeros(3)],
+        ["dx", "dgamma", "dbeta"],
+        {"bn_param": {"mode": "train"}},
+    )
     assert not rows[0].passed and rows[1].passed and rows[2].passed
 
 

@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 
 from normlab import layers as L
 
-SETTINGS = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def _x(seed, shape, loc=0.0, scale=1.0):
@@ -16,8 +17,13 @@ def _x(seed, shape, loc=0.0, scale=1.0):
 
 
 @SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(4, 40), d=st.integers(1, 12),
-       a=st.floats(1e-2, 1e3), b=st.floats(-1e3, 1e3))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(4, 40),
+    d=st.integers(1, 12),
+    a=st.floats(1e-2, 1e3),
+    b=st.floats(-1e3, 1e3),
+)
 def test_batchnorm_is_invariant_to_positive_affine_maps(backend, seed, n, d, a, b):
     x = _x(seed, (n, d))
     g, beta = np.ones(d), np.zeros(d)
@@ -27,19 +33,31 @@ def test_batchnorm_is_invariant_to_positive_affine_maps(backend, seed, n, d, a, 
 
 
 @SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 6), c=st.integers(1, 5),
-       h=st.integers(1, 5), w=st.integers(1, 5), loc=st.floats(-100, 100),
-       scale=st.floats(0.1, 100))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(2, 6),
+    c=st.integers(1, 5),
+    h=st.integers(1, 5),
+    w=st.integers(1, 5),
+    loc=st.floats(-100, 100),
+    scale=st.floats(0.1, 100),
+)
 def test_spatial_train_outputs_have_zero_mean_unit_variance(backend, seed, n, c, h, w, loc, scale):
     x = _x(seed, (n, c, h, w), loc, scale)
-    out, _ = L.spatial_batchnorm_forward(x, np.ones(c), np.zeros(c), {"mode": "train", "eps": 1e-12})
+    out, _ = L.spatial_batchnorm_forward(
+        x, np.ones(c), np.zeros(c), {"mode": "train", "eps": 1e-12}
+    )
     np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-8)
     np.testing.assert_allclose(out.var(axis=(0, 2, 3)), 1, rtol=1e-6)
 
 
 @SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 8), d=st.integers(2, 30),
-       loc=st.floats(-1e3, 1e3))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 8),
+    d=st.integers(2, 30),
+    loc=st.floats(-1e3, 1e3),
+)
 def test_layernorm_rows_standardised_and_batch_independent(backend, seed, n, d, loc):
     x = _x(seed, (n, d), loc, 3.0)
     out, _ = L.layernorm_forward(x, np.ones(d), np.zeros(d), {"eps": 1e-12})
@@ -50,8 +68,12 @@ def test_layernorm_rows_standardised_and_batch_independent(backend, seed, n, d, 
 
 
 @SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), G=st.sampled_from([1, 2, 3, 6]), n=st.integers(1, 4),
-       hw=st.integers(1, 4))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    G=st.sampled_from([1, 2, 3, 6]),
+    n=st.integers(1, 4),
+    hw=st.integers(1, 4),
+)
 def test_groupnorm_special_cases(backend, seed, G, n, hw):
     """G = 1 is layer norm over (C, H, W); each group is standardised."""
     x = _x(seed, (n, 6, hw, hw), 5.0, 2.0)
@@ -59,8 +81,9 @@ def test_groupnorm_special_cases(backend, seed, G, n, hw):
     grouped = out.reshape(n, G, -1)
     np.testing.assert_allclose(grouped.mean(axis=2), 0, atol=1e-8)
     if G == 1:
-        ln, _ = L.layernorm_forward(x.reshape(n, -1), np.ones(6 * hw * hw), np.zeros(6 * hw * hw),
-                                    {"eps": 1e-12})
+        ln, _ = L.layernorm_forward(
+            x.reshape(n, -1), np.ones(6 * hw * hw), np.zeros(6 * hw * hw), {"eps": 1e-12}
+        )
         np.testing.assert_allclose(out.reshape(n, -1), ln, rtol=1e-10, atol=1e-10)
 
 
@@ -106,11 +129,14 @@ def test_large_offset_float32_normalises_to_unit_variance(backend, dtype, layer)
 
 def test_constant_features_give_finite_output(backend):
     x = np.full((8, 3), 7.0)
-    for out, _ in [L.batchnorm_forward(x, np.ones(3), np.zeros(3), {"mode": "train"}),
-                   L.layernorm_forward(x, np.ones(3), np.zeros(3), {}),
-                   L.spatial_groupnorm_forward(x.reshape(2, 4, 3, 1), np.ones(4), np.zeros(4), 2, {}),
-                   L.spatial_batchnorm_forward(x.reshape(2, 4, 3, 1), np.ones(4), np.zeros(4),
-                                               {"mode": "train"})]:
+    for out, _ in [
+        L.batchnorm_forward(x, np.ones(3), np.zeros(3), {"mode": "train"}),
+        L.layernorm_forward(x, np.ones(3), np.zeros(3), {}),
+        L.spatial_groupnorm_forward(x.reshape(2, 4, 3, 1), np.ones(4), np.zeros(4), 2, {}),
+        L.spatial_batchnorm_forward(
+            x.reshape(2, 4, 3, 1), np.ones(4), np.zeros(4), {"mode": "train"}
+        ),
+    ]:
         assert np.all(np.isfinite(out)) and np.allclose(out, 0)
 
 

@@ -29,7 +29,7 @@ def _close(ours, ref, dtype):
 
 
 def _check_grads(ours, tensors, dtype):
-    for a, t in zip(ours, tensors):
+    for a, t in zip(ours, tensors, strict=True):
         _close(a, t.grad.numpy(), dtype)
 
 
@@ -65,8 +65,14 @@ def test_running_statistics_and_test_mode(backend, rng, dtype, spatial):
     b = bn.bias.detach().numpy().copy()
     # PyTorch's momentum 0.2 is normlab's 0.8; PyTorch stores the unbiased variance and starts
     # it at ones.
-    bn_param = {"mode": "train", "momentum": 0.8, "eps": 1e-3, "running_var_unbiased": True,
-                "running_mean": np.zeros(5, dtype), "running_var": np.ones(5, dtype)}
+    bn_param = {
+        "mode": "train",
+        "momentum": 0.8,
+        "eps": 1e-3,
+        "running_var_unbiased": True,
+        "running_mean": np.zeros(5, dtype),
+        "running_var": np.ones(5, dtype),
+    }
     for step in range(4):
         x = (step + 2 * rng.standard_normal(shape)).astype(dtype)
         out, _ = fwd(x, g, b, bn_param)
@@ -120,8 +126,9 @@ def test_layernorm(backend, rng, dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("G,shape", [(2, (3, 4, 5, 5)), (1, (2, 6, 3, 3)), (6, (2, 6, 2, 3)),
-                                     (4, (40, 32, 6, 6))])
+@pytest.mark.parametrize(
+    "G,shape", [(2, (3, 4, 5, 5)), (1, (2, 6, 3, 3)), (6, (2, 6, 2, 3)), (4, (40, 32, 6, 6))]
+)
 def test_groupnorm(backend, rng, dtype, G, shape):
     C = shape[1]
     x = (1 + 3 * rng.standard_normal(shape)).astype(dtype)
@@ -138,15 +145,23 @@ def test_groupnorm(backend, rng, dtype, G, shape):
 @pytest.mark.parametrize("layer", ["batchnorm", "spatial", "layernorm", "groupnorm"])
 def test_kernels_equal_numpy_reference(monkeypatch, rng, layer):
     """Both paths compute the same float64 numbers to rounding error, forward and backward."""
-    shapes = {"batchnorm": (37, 70000 // 37), "spatial": (9, 8, 30, 31), "layernorm": (33, 2100),
-              "groupnorm": (5, 12, 33, 41)}  # large enough for the multi-threaded kernels
+    shapes = {
+        "batchnorm": (37, 70000 // 37),
+        "spatial": (9, 8, 30, 31),
+        "layernorm": (33, 2100),
+        "groupnorm": (5, 12, 33, 41),
+    }  # large enough for the multi-threaded kernels
     shape = shapes[layer]
     C = shape[1]
     x, dy = 7 + rng.standard_normal(shape), rng.standard_normal(shape)
     g, b = rng.standard_normal(C), rng.standard_normal(C)
     fwd, bwd, extra = {
         "batchnorm": (L.batchnorm_forward, L.batchnorm_backward_alt, ({"mode": "train"},)),
-        "spatial": (L.spatial_batchnorm_forward, L.spatial_batchnorm_backward, ({"mode": "train"},)),
+        "spatial": (
+            L.spatial_batchnorm_forward,
+            L.spatial_batchnorm_backward,
+            ({"mode": "train"},),
+        ),
         "layernorm": (L.layernorm_forward, L.layernorm_backward, ({},)),
         "groupnorm": (L.spatial_groupnorm_forward, L.spatial_groupnorm_backward, (3, {})),
     }[layer]
@@ -155,5 +170,5 @@ def test_kernels_equal_numpy_reference(monkeypatch, rng, layer):
         monkeypatch.setenv("NORMLAB_BACKEND", backend)
         out, cache = fwd(x, g, b, *extra)
         results[backend] = (out, *bwd(dy, cache))
-    for a, c in zip(results["numba"], results["numpy"]):
+    for a, c in zip(results["numba"], results["numpy"], strict=True):
         np.testing.assert_allclose(a, c, rtol=1e-11, atol=1e-11)
