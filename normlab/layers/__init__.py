@@ -22,6 +22,12 @@ from normlab.layers.batchnorm import (
     spatial_batchnorm_backward,
     spatial_batchnorm_forward,
 )
+from normlab.layers.conv import (
+    conv_backward,
+    conv_forward,
+    max_pool_backward,
+    max_pool_forward,
+)
 from normlab.layers.layernorm import (
     layernorm_backward,
     layernorm_forward,
@@ -38,10 +44,14 @@ __all__ = [
     "batchnorm_backward",
     "batchnorm_backward_alt",
     "batchnorm_forward",
+    "conv_backward",
+    "conv_forward",
     "dropout_backward",
     "dropout_forward",
     "layernorm_backward",
     "layernorm_forward",
+    "max_pool_backward",
+    "max_pool_forward",
     "relu_backward",
     "relu_forward",
     "sigmoid_backward",
