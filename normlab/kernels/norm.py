@@ -36,6 +36,7 @@ _BLOCK = 2048  # elements per two-pass block: 8-16 KiB, stays in L1 between its 
 # Below this many elements a kernel runs on the calling thread: waking the thread pool costs
 # more than the work (tens of microseconds when the workers have gone to sleep).
 PARALLEL_MIN = 1 << 16
+_ROWS = 16  # rows per block of the column statistics
 
 
 class Kernel(NamedTuple):
@@ -94,30 +95,52 @@ def _seg_stats(a):
 
 
 @_jit
-def cols_forward(x, gamma, beta, eps, out, mean, var, nthreads):
-    """Batch norm over columns, S = 1: x (N, D) -> out (N, D); mean, var (D,) float64 out.
+def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nthreads):
+    """Batch norm over columns, S = 1: x (N, D) -> out (N, D); mean, var, rstd (D,) float64 out.
 
-    Statistics: ``nthreads`` blocks of columns, Welford down the rows (numba cannot cache a
-    kernel that asks for its thread count itself). Output: parallel over rows.
+    Statistics: ``nthreads`` blocks of columns (numba cannot cache a kernel that asks for its
+    thread count itself); down the rows in blocks of ``_ROWS``: a two-pass mean and M2 per block
+    in the input dtype (the block is in L1/L2 for its second pass), blocks merged in float64
+    (Chan). Output: parallel over rows.
     """
     N, D = x.shape
-    T = max(1, min(nthreads, D // 8))
+    T = max(1, min(nthreads, D // 16))
     for t in prange(T):
         c0 = t * D // T
         c1 = (t + 1) * D // T
-        m = np.zeros(c1 - c0)  # (k,) running mean
-        m2 = np.zeros(c1 - c0)  # (k,) running sum of squared deviations
-        for n in range(N):
-            inv = 1.0 / (n + 1)
-            row = x[n, c0:c1]
-            for j in range(c1 - c0):
-                v = np.float64(row[j])
-                d = v - m[j]
-                m[j] += d * inv
-                m2[j] += d * (v - m[j])
+        k = c1 - c0
+        m = np.zeros(k)  # (k,) float64 mean so far
+        m2 = np.zeros(k)  # (k,) float64 sum of squared deviations so far
+        bs = np.empty(k, x.dtype)  # (k,) block mean
+        bq = np.empty(k, x.dtype)  # (k,) block M2
+        cnt = 0
+        for n0 in range(0, N, _ROWS):
+            n1 = min(n0 + _ROWS, N)
+            nb_ = n1 - n0
+            bs[:] = 0
+            for n in range(n0, n1):
+                row = x[n, c0:c1]
+                for j in range(k):
+                    bs[j] += row[j]
+            for j in range(k):
+                bs[j] /= nb_
+            bq[:] = 0
+            for n in range(n0, n1):
+                row = x[n, c0:c1]
+                for j in range(k):
+                    d = row[j] - bs[j]
+                    bq[j] += d * d
+            f1 = nb_ / (cnt + nb_)
+            f2 = cnt * f1
+            for j in range(k):
+                delta = bs[j] - m[j]
+                m[j] += delta * f1
+                m2[j] += bq[j] + delta * delta * f2
+            cnt += nb_
         mean[c0:c1] = m
         var[c0:c1] = m2 / N
-    scale = gamma / np.sqrt(var + eps)  # (D,)
+    rstd[:] = 1.0 / np.sqrt(var + eps)
+    scale = gamma * rstd  # (D,)
     for n in prange(N):
         row = x[n]
         o = out[n]
@@ -127,22 +150,38 @@ def cols_forward(x, gamma, beta, eps, out, mean, var, nthreads):
 
 @_jit
 def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nthreads):
-    """Closed-form batch-norm backward, S = 1: dy, x (N, D) -> dx (N, D); dgamma, dbeta (D,)."""
+    """Closed-form batch-norm backward, S = 1: dy, x (N, D) -> dx (N, D); dgamma, dbeta (D,).
+
+    The sums ``sum(dy)`` and ``sum(dy * (x - mean))`` run in the input dtype within blocks of
+    ``_ROWS`` rows, against ``mean`` rounded to that dtype (``x - mean_hi`` is then exact for
+    data near its mean); the rounding ``mean_lo = mean - mean_hi`` is corrected in float64.
+    """
     N, D = x.shape
-    T = max(1, min(nthreads, D // 8))
+    T = max(1, min(nthreads, D // 16))
+    mean_hi = mean.astype(x.dtype)
+    mean_lo = mean - mean_hi
     for t in prange(T):
         c0 = t * D // T
         c1 = (t + 1) * D // T
-        sdy = np.zeros(c1 - c0)
-        sdyx = np.zeros(c1 - c0)  # sum(dy * (x - mean))
-        mu = mean[c0:c1]
-        for n in range(N):
-            g = dy[n, c0:c1]
-            xr = x[n, c0:c1]
-            for j in range(c1 - c0):
-                sdy[j] += g[j]
-                sdyx[j] += np.float64(g[j]) * (xr[j] - mu[j])
-        dgamma[c0:c1] = sdyx * rstd[c0:c1]
+        k = c1 - c0
+        sdy = np.zeros(k)
+        sdyx = np.zeros(k)  # sum(dy * (x - mean_hi))
+        a1 = np.empty(k, x.dtype)
+        a2 = np.empty(k, x.dtype)
+        mh = mean_hi[c0:c1]
+        for n0 in range(0, N, _ROWS):
+            a1[:] = 0
+            a2[:] = 0
+            for n in range(n0, min(n0 + _ROWS, N)):
+                g = dy[n, c0:c1]
+                xr = x[n, c0:c1]
+                for j in range(k):
+                    a1[j] += g[j]
+                    a2[j] += g[j] * (xr[j] - mh[j])
+            for j in range(k):
+                sdy[j] += a1[j]
+                sdyx[j] += a2[j]
+        dgamma[c0:c1] = (sdyx - mean_lo[c0:c1] * sdy) * rstd[c0:c1]
         dbeta[c0:c1] = sdy
     a = gamma * rstd  # (D,)  dx = a*dy + b*(x - mean) + c
     b = -a * rstd * dgamma / N
@@ -156,8 +195,8 @@ def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nthreads):
 
 
 @_jit
-def spatial_forward(x, gamma, beta, eps, out, mean, var):
-    """Batch norm per channel over (N, S): x (N, C, S) -> out; mean, var (C,) float64 out."""
+def spatial_forward(x, gamma, beta, eps, out, mean, var, rstd):
+    """Batch norm per channel over (N, S): x (N, C, S) -> out; mean, var, rstd (C,) float64."""
     N, C, S = x.shape
     for ch in prange(C):
         mu, m2, cnt = 0.0, 0.0, 0
@@ -166,7 +205,8 @@ def spatial_forward(x, gamma, beta, eps, out, mean, var):
             mu, m2, cnt = _merge(mu, m2, cnt, bm, bq, S)
         mean[ch] = mu
         var[ch] = m2 / cnt
-    scale = gamma / np.sqrt(var + eps)  # (C,)
+    rstd[:] = 1.0 / np.sqrt(var + eps)
+    scale = gamma * rstd  # (C,)
     for r in prange(N * C):
         n, ch = r // C, r % C
         row = x[n, ch]
@@ -207,8 +247,8 @@ def spatial_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta):
 
 
 @_jit
-def rows_forward(x, gamma, beta, G, K, S, eps, out, mean, var):
-    """Layer/group norm per row: x (R, L = K*S) -> out; mean, var (R,) float64 out."""
+def rows_forward(x, gamma, beta, G, K, S, eps, out, mean, var, rstd):
+    """Layer/group norm per row: x (R, L = K*S) -> out; mean, var, rstd (R,) float64 out."""
     R, L = x.shape
     for r in prange(R):
         row = x[r]
@@ -218,6 +258,7 @@ def rows_forward(x, gamma, beta, G, K, S, eps, out, mean, var):
         mean[r] = mu
         var[r] = v
         rs = 1.0 / np.sqrt(v + eps)
+        rstd[r] = rs
         base = (r % G) * K
         if S == 1:
             gs = gamma[base : base + K]
@@ -226,10 +267,12 @@ def rows_forward(x, gamma, beta, G, K, S, eps, out, mean, var):
                 o[i] = (row[i] - mu) * (rs * gs[i]) + bs[i]
         else:
             for k in range(K):
+                xs = row[k * S : (k + 1) * S]  # 1-D slices from 0: these loops vectorise
+                os_ = o[k * S : (k + 1) * S]
                 sc = rs * gamma[base + k]
                 sh = beta[base + k]
-                for s in range(k * S, (k + 1) * S):
-                    o[s] = (row[s] - mu) * sc + sh
+                for s in range(S):
+                    os_[s] = (xs[s] - mu) * sc + sh
 
 
 @_jit
@@ -272,11 +315,13 @@ def rows_backward(dy, x, mean, rstd, gamma, G, K, S, dx, dgamma_part, dbeta_part
                     o[i] = rs * (g[i] * gs[i] - m1 - (xr[i] - mu) * rs * m2)
             else:
                 for k in range(K):
+                    gs = g[k * S : (k + 1) * S]
+                    xs = xr[k * S : (k + 1) * S]
                     a1 = 0.0
                     a2 = 0.0
-                    for s in range(k * S, (k + 1) * S):
-                        a1 += g[s]
-                        a2 += np.float64(g[s]) * (xr[s] - mu)
+                    for s in range(S):
+                        a1 += gs[s]
+                        a2 += np.float64(gs[s]) * (xs[s] - mu)
                     a2 *= rs
                     s1 += gamma[base + k] * a1
                     s2 += gamma[base + k] * a2
@@ -286,5 +331,8 @@ def rows_backward(dy, x, mean, rstd, gamma, G, K, S, dx, dgamma_part, dbeta_part
                 m2 = s2 / L
                 for k in range(K):
                     gk = gamma[base + k]
-                    for s in range(k * S, (k + 1) * S):
-                        o[s] = rs * (g[s] * gk - m1 - (xr[s] - mu) * rs * m2)
+                    gs = g[k * S : (k + 1) * S]
+                    xs = xr[k * S : (k + 1) * S]
+                    os_ = o[k * S : (k + 1) * S]
+                    for s in range(S):
+                        os_[s] = rs * (gs[s] * gk - m1 - (xs[s] - mu) * rs * m2)

@@ -35,6 +35,8 @@ def check_channel_param(p, C: int, fn: str, name: str, allow_4d: bool = False) -
 
 def check_eps(eps, fn: str) -> float:
     """``eps`` must be a finite number > 0."""
+    if type(eps) is float and eps > 0 and eps != np.inf:  # the common case, fast
+        return eps
     if not isinstance(eps, numbers.Real) or not np.isfinite(eps) or eps <= 0:
         raise ValueError(f"{fn}: expected eps > 0, got {eps!r}")
     return float(eps)
@@ -42,6 +44,8 @@ def check_eps(eps, fn: str) -> float:
 
 def check_momentum(momentum, fn: str) -> float:
     """``momentum`` must be a number in [0, 1]."""
+    if type(momentum) is float and 0.0 <= momentum <= 1.0:  # the common case, fast
+        return momentum
     if not isinstance(momentum, numbers.Real) or not 0.0 <= momentum <= 1.0:
         raise ValueError(f"{fn}: expected momentum in [0, 1], got {momentum!r}")
     return float(momentum)

@@ -61,7 +61,7 @@ def _bn_forward(x, gamma, beta, bn_param, fn, ndim, layout):
     for key, batch in (("running_mean", cache.mean), ("running_var", var)):
         r = running[key]
         r *= momentum  # in place: the caller's array is the running statistic
-        r += (1.0 - momentum) * batch.astype(r.dtype)
+        r += (1.0 - momentum) * batch
     return out, cache
 
 

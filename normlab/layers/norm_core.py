@@ -25,12 +25,14 @@ sqrt(var + eps)``, ``y = gamma * xhat + beta``. Backward, with ``m`` elements pe
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
 from normlab.kernels import get_backend
+from normlab.kernels import norm as kern
 
 BATCH, GROUP = "batch", "group"
 _AXES = {BATCH: (0, 2, 3), GROUP: (2, 3)}
@@ -72,7 +74,7 @@ class NormCache:
 def view_of(shape: tuple, kind: str, groups: int = 1) -> tuple:
     """The (N, G, K, S) view of an input of shape (N, C, *spatial)."""
     N, C = shape[0], shape[1]
-    S = int(np.prod(shape[2:], dtype=np.int64))
+    S = math.prod(shape[2:])
     return (N, C, 1, S) if kind == BATCH else (N, groups, C // groups, S)
 
 
@@ -116,9 +118,9 @@ def norm_forward(x, gamma, beta, kind, eps, groups=1, stats=None):
         return out.reshape(x.shape), cache
     if get_backend() == "numpy":
         out, mean, var = _forward_numpy(x, gamma, beta, kind, eps, view)
+        rstd = 1.0 / np.sqrt(var + eps)
     else:
-        out, mean, var = _forward_kernel(x, gamma, beta, kind, eps, view)
-    rstd = 1.0 / np.sqrt(var + eps)
+        out, mean, var, rstd = _forward_kernel(x, gamma, beta, kind, eps, view)
     return out, NormCache(x, gamma, mean, var, rstd, eps, kind, view, True)
 
 
@@ -142,7 +144,10 @@ def norm_backward(dout, cache: NormCache):
     else:
         dx, dgamma, dbeta = _backward_kernel(dout, cache)
     g = cache.gamma
-    return dx, dgamma.reshape(g.shape).astype(g.dtype), dbeta.reshape(g.shape).astype(g.dtype)
+    if dgamma.shape != g.shape or dgamma.dtype != g.dtype:
+        dgamma = dgamma.reshape(g.shape).astype(g.dtype)
+        dbeta = dbeta.reshape(g.shape).astype(g.dtype)
+    return dx, dgamma, dbeta
 
 
 # --- the readable reference -------------------------------------------------------------------
@@ -202,38 +207,35 @@ def _backward_fixed(dout, cache):
 
 def _threads(size):
     """Threads a kernel on ``size`` elements will use (1 below the parallel threshold)."""
-    from normlab.kernels.norm import PARALLEL_MIN
-
-    return numba.get_num_threads() if size >= PARALLEL_MIN else 1
+    return numba.get_num_threads() if size >= kern.PARALLEL_MIN else 1
 
 
 def _forward_kernel(x, gamma, beta, kind, eps, view):
-    from normlab.kernels import norm as kern
-
     N, G, K, S = view
     x = np.ascontiguousarray(x)
     out = np.empty_like(x)
     g = np.ascontiguousarray(gamma, dtype=np.float64).reshape(-1)  # (C,)
     b = np.ascontiguousarray(beta, dtype=np.float64).reshape(-1)  # (C,)
-    T = _threads(x.size)
     if kind == BATCH:
-        mean, var = np.empty(G), np.empty(G)
+        mean, var, rstd = np.empty(G), np.empty(G), np.empty(G)
         if S == 1:
             sh = (N, G)
-            kern.cols_forward.pick(x.size)(x.reshape(sh), g, b, eps, out.reshape(sh), mean, var, T)
+            fn = kern.cols_forward.pick(x.size)
+            fn(x.reshape(sh), g, b, eps, out.reshape(sh), mean, var, rstd, _threads(x.size))
         else:
             sh = (N, G, S)
-            kern.spatial_forward.pick(x.size)(x.reshape(sh), g, b, eps, out.reshape(sh), mean, var)
-        return out, mean, var
-    mean, var = np.empty(N * G), np.empty(N * G)
-    sh = (N * G, K * S)
-    kern.rows_forward.pick(x.size)(x.reshape(sh), g, b, G, K, S, eps, out.reshape(sh), mean, var)
-    return out, mean.reshape(N, G), var.reshape(N, G)
+            fn = kern.spatial_forward.pick(x.size)
+            fn(x.reshape(sh), g, b, eps, out.reshape(sh), mean, var, rstd)
+        return out, mean, var, rstd
+    R = N * G
+    mean, var, rstd = np.empty(R), np.empty(R), np.empty(R)
+    sh = (R, K * S)
+    fn = kern.rows_forward.pick(x.size)
+    fn(x.reshape(sh), g, b, G, K, S, eps, out.reshape(sh), mean, var, rstd)
+    return out, mean.reshape(N, G), var.reshape(N, G), rstd.reshape(N, G)
 
 
 def _backward_kernel(dout, cache):
-    from normlab.kernels import norm as kern
-
     N, G, K, S = cache.view
     x = np.ascontiguousarray(cache.x)
     dy = np.ascontiguousarray(dout, dtype=x.dtype)
