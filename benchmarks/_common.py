@@ -1,0 +1,36 @@
+"""Shared helpers of the benchmarks: machine line, Fashion-MNIST as flat arrays, timing."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import numpy as np
+
+
+def machine_line(threads: int) -> str:
+    """One line naming the date, machine and library versions of a run."""
+    import numba
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"{time.strftime('%Y-%m-%d')}, {cpu}, {os.cpu_count()} cores, {threads} threads, "
+        f"numpy {np.__version__}, numba {numba.__version__}, torch {torch.__version__}"
+    )
+
+
+def fashion_mnist(data_dir=None, scale_only=True):
+    """Fashion-MNIST as float32 (N, 1, 28, 28) arrays, pixels in [0, 1] (as torchvision's
+    ``ToTensor``) unless ``scale_only=False`` (then training-mean subtracted as well)."""
+    from normlab.data import load_dataset
+
+    return load_dataset(
+        "fashion-mnist", data_dir=data_dir, subtract_mean=not scale_only, num_validation=5000
+    )

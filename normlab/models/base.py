@@ -1,0 +1,366 @@
+"""What FullyConnectedNet and ConvNet share: a chain of blocks, one ``loss``, the Solver contract.
+
+A network is a list of :class:`Block` s, each one numbered layer::
+
+    linear (affine or conv) - [norm] - [activation] - [2x2 max-pool] - [dropout]
+
+followed by the softmax loss. Block ``i`` owns the parameters ``W{i}``, ``b{i}`` and, when
+normalized, its normalization's parameters with the same suffix (``gamma{i}``, ``beta{i}``); its
+running statistics are the buffers ``running_mean{i}``, ``running_var{i}`` (any registered
+buffer name plus ``i``). Parameters are what the optimizer trains (``model.params``); buffers are
+never trained (``model.buffers``).
+
+The Solver may rebind ``params[name]`` to views of a flat buffer and copies checkpointed values
+into the buffer arrays, so ``loss`` looks both up by name on every call and never keeps its own
+references.
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+
+import numpy as np
+
+from normlab.layers import (
+    dropout_backward,
+    dropout_forward,
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    tanh_backward,
+    tanh_forward,
+)
+from normlab.layers.conv import conv_backward, conv_forward, max_pool_backward, max_pool_forward
+from normlab.models.registry import NormLayer, layer_groups
+
+ACTIVATIONS = {
+    "relu": (relu_forward, relu_backward),
+    "sigmoid": (sigmoid_forward, sigmoid_backward),
+    "tanh": (tanh_forward, tanh_backward),
+}
+WEIGHT_SCALES = ("he", "xavier")
+
+
+class Block:
+    """One layer: linear - [norm] - [activation] - [pool] - [dropout] (see the module docstring).
+
+    Attributes
+    ----------
+    index : int
+        Layer number, the suffix of its parameter and buffer names.
+    W, b : str
+        Names of the weight and bias in ``model.params``.
+    conv_param : dict or None
+        ``{'stride', 'pad'}`` of a convolution; None for an affine layer.
+    norm : NormLayer or None
+    norm_params : tuple of str
+        Model parameter names of the normalization, in its forward's order (``('gamma1',
+        'beta1')``).
+    norm_buffers : tuple of (str, str)
+        ``(key in norm_param, name in model.buffers)`` pairs.
+    norm_param : dict or None
+        The dict passed to the normalization forward (mode, buffers, groups, options).
+    act : tuple (forward, backward) or None
+    pool : dict or None
+        ``pool_param`` of a max-pool.
+    dropout : dict or None
+        ``dropout_param`` (``p`` is the keep probability).
+    """
+
+    __slots__ = (
+        "W",
+        "act",
+        "b",
+        "conv_param",
+        "dropout",
+        "index",
+        "norm",
+        "norm_buffers",
+        "norm_param",
+        "norm_params",
+        "pool",
+    )
+
+    def __init__(self, index: int, conv_param: dict | None = None) -> None:
+        self.index = index
+        self.W, self.b = f"W{index}", f"b{index}"
+        self.conv_param = conv_param
+        self.norm: NormLayer | None = None
+        self.norm_params: tuple[str, ...] = ()
+        self.norm_buffers: tuple[tuple[str, str], ...] = ()
+        self.norm_param: dict | None = None
+        self.act = None
+        self.pool = None
+        self.dropout = None
+
+
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``, else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"expected {name} to be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_weight_scale(weight_scale):
+    """A positive float, ``'he'`` or ``'xavier'``."""
+    if isinstance(weight_scale, str):
+        if weight_scale not in WEIGHT_SCALES:
+            raise ValueError(
+                f"unknown weight_scale {weight_scale!r}; use a float > 0 or one of "
+                f"{list(WEIGHT_SCALES)}"
+            )
+        return weight_scale
+    if isinstance(weight_scale, bool) or not isinstance(weight_scale, numbers.Real):
+        raise ValueError(
+            f"expected weight_scale a float > 0 or 'he'/'xavier', got {weight_scale!r}"
+        )
+    if not weight_scale > 0:
+        raise ValueError(f"expected weight_scale > 0, got {weight_scale!r}")
+    return float(weight_scale)
+
+
+def init_std(weight_scale, fan_in: int, fan_out: int) -> float:
+    """Standard deviation of the initial weights.
+
+    A float is used as is (the assignment's ``N(0, weight_scale^2)``); ``'he'`` is
+    ``sqrt(2 / fan_in)`` (He et al. 2015, for ReLU); ``'xavier'`` is ``sqrt(2 / (fan_in +
+    fan_out))`` (Glorot & Bengio 2010, normal variant).
+    """
+    if weight_scale == "he":
+        return float(np.sqrt(2.0 / fan_in))
+    if weight_scale == "xavier":
+        return float(np.sqrt(2.0 / (fan_in + fan_out)))
+    return float(weight_scale)
+
+
+def softmax_cross_entropy(scores: np.ndarray, y) -> tuple[float, np.ndarray]:
+    """:func:`~normlab.layers.softmax_loss` with fewer passes and cheaper label checks.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (N, C)
+    y : ndarray of shape (N,)
+        Integer labels in [0, C).
+
+    Returns
+    -------
+    loss : float
+        ``mean(log(sum(exp(s))) - s[y])``, with ``s = scores - max(scores)`` per row.
+    dscores : ndarray of shape (N, C)
+        ``(softmax(scores) - onehot(y)) / N``.
+
+    Notes
+    -----
+    The same math as ``softmax_loss`` (its tests are the oracle, ``tests/test_models.py``),
+    in 9 NumPy calls instead of 16: a model's loss on a small batch is dominated by per-call
+    overhead. Labels are checked for shape and dtype; one too large raises NumPy's IndexError,
+    a negative one a ValueError.
+    """
+    N = scores.shape[0]
+    y = np.asarray(y)
+    if y.shape != (N,) or y.dtype.kind not in "iu":
+        raise ValueError(f"expected integer labels y of shape ({N},), got {y.dtype} {y.shape}")
+    if y.dtype.kind == "i" and N and y.min() < 0:
+        raise ValueError(f"expected labels in [0, {scores.shape[1]}), got {y.min()}")
+    shifted = scores - scores.max(axis=1, keepdims=True)  # (N, C)
+    e = np.exp(shifted)  # (N, C)
+    z = e.sum(axis=1, keepdims=True)  # (N, 1)
+    rows = np.arange(N)
+    loss = float(np.log(z).sum() - shifted[rows, y].sum()) / N
+    e /= z  # softmax
+    e[rows, y] -= 1
+    e /= N
+    return loss, e
+
+
+class Network:
+    """Base of the models: holds params/buffers/rng and runs the block chain.
+
+    Subclasses build ``self.blocks`` with :meth:`_add_block` and set ``self._config``.
+
+    Attributes
+    ----------
+    params : dict of str to ndarray
+        Trainable parameters, all of ``dtype``.
+    buffers : dict of str to ndarray
+        Running statistics of the normalization layers, ``dtype``.
+    rng : np.random.Generator
+        Seeded with ``seed``: draws the initial weights, then the dropout masks.
+    record : set of int
+        Layer numbers whose pre-activation (the input of the nonlinearity, after the
+        normalization) each forward pass stores in ``activations``. Empty by default.
+    activations : dict of int to ndarray
+        ``activations[i]`` of shape (N, width) or (N, C, H, W): the last forward pass's
+        pre-activation of layer ``i`` for every ``i`` in ``record`` (test-mode passes, such as
+        the Solver's accuracy checks, overwrite it too; read it in a Solver callback to see the
+        training batch's). The arrays are not copied; they are never modified afterwards.
+    """
+
+    def __init__(self, reg: float, dtype, seed) -> None:
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise ValueError(f"expected a floating dtype, got {dtype}")
+        if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not reg >= 0:
+            raise ValueError(f"expected reg >= 0, got {reg!r}")
+        self.reg = float(reg)
+        self.dtype = dtype
+        self.params: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        self.rng = np.random.default_rng(seed)
+        # what get_config records: an int seed, or None (fresh entropy or a Generator)
+        self.seed = int(seed) if isinstance(seed, numbers.Integral) else None
+        self.blocks: list[Block] = []
+        self.record: set[int] = set()
+        self.activations: dict[int, np.ndarray] = {}
+        self._config: dict = {}
+
+    # -- construction ------------------------------------------------------------------------------
+
+    def _add_block(
+        self,
+        shape: tuple,
+        std: float,
+        *,
+        conv_param: dict | None = None,
+        norm: NormLayer | None = None,
+        groups: int = 1,
+        norm_options: dict | None = None,
+        activation: str | None = None,
+        pool: dict | None = None,
+        keep: float = 1.0,
+    ) -> Block:
+        """Append a block whose weight has ``shape``, (D, M) affine or (F, C, k, k) conv."""
+        blk = Block(len(self.blocks) + 1, conv_param)
+        width = shape[0] if conv_param is not None else shape[1]
+        w = std * self.rng.standard_normal(shape)
+        self.params[blk.W] = w.astype(self.dtype)
+        self.params[blk.b] = np.zeros(width, self.dtype)
+        if norm is not None:
+            blk.norm = norm
+            suffix = str(blk.index)
+            for k, v in norm.init_params(width, self.dtype).items():
+                self.params[k + suffix] = v
+            blk.norm_params = tuple(k + suffix for k in norm.params)
+            norm_options = norm_options or {}
+            clash = sorted(set(norm_options) & {"mode", "groups", *norm.buffers})
+            if clash:
+                raise ValueError(
+                    f"norm_options may not set {clash}: the model sets them (use groups=...)"
+                )
+            p = {**norm.defaults, **norm_options, "mode": "train"}
+            if norm.groups:
+                p["groups"] = layer_groups(groups, width)
+            for k, v in norm.init_buffers(width, self.dtype).items():
+                self.buffers[k + suffix] = v
+                p[k] = v
+            blk.norm_buffers = tuple((k, k + suffix) for k in norm.buffers)
+            blk.norm_param = p
+        if activation is not None:
+            blk.act = ACTIVATIONS[activation]
+        blk.pool = pool
+        if keep < 1:
+            blk.dropout = {"p": keep, "mode": "train", "rng": self.rng}
+        self.blocks.append(blk)
+        return blk
+
+    def get_config(self) -> dict:
+        """The JSON-able constructor arguments (``model`` names the class); see ``build_model``."""
+        return copy.deepcopy(self._config)
+
+    # -- forward / backward --------------------------------------------------------------------
+
+    def _forward(self, X, mode: str, stop: Block | None = None):
+        """Run the blocks; return ``(scores, caches)``, or the linear output of block ``stop``."""
+        params, buffers = self.params, self.buffers
+        record = self.record
+        h = np.asarray(X).astype(self.dtype, copy=False)
+        caches = []
+        for blk in self.blocks:
+            W, b = params[blk.W], params[blk.b]
+            if blk.conv_param is None:
+                # affine_forward without its per-call checks (shapes are fixed at construction)
+                x2 = h if h.ndim == 2 else h.reshape(h.shape[0], -1)  # (N, D)
+                c_lin = (x2, h.shape)
+                h = x2 @ W + b  # (N, M)
+            else:
+                h, c_lin = conv_forward(h, W, b, blk.conv_param)
+            if blk is stop:
+                return h, None
+            c_norm = c_act = c_pool = c_drop = None
+            if blk.norm is not None:
+                p = blk.norm_param
+                p["mode"] = mode
+                for key, name in blk.norm_buffers:
+                    p[key] = buffers[name]  # the model's array: updated in place in train mode
+                h, c_norm = blk.norm.forward(h, *[params[k] for k in blk.norm_params], p)
+            if record and blk.index in record:
+                self.activations[blk.index] = h
+            if blk.act is not None:
+                h, c_act = blk.act[0](h)
+            if blk.pool is not None:
+                h, c_pool = max_pool_forward(h, blk.pool)
+            if blk.dropout is not None:
+                d = blk.dropout
+                d["mode"], d["rng"] = mode, self.rng
+                h, c_drop = dropout_forward(h, d)
+            caches.append((c_lin, c_norm, c_act, c_pool, c_drop))
+        return h, caches
+
+    def loss(self, X, y=None):
+        """Scores in test mode, or the loss and its gradients in train mode.
+
+        Parameters
+        ----------
+        X : ndarray of shape (N, ...)
+            Input batch (cast to the model's dtype).
+        y : ndarray of shape (N,), optional
+            Integer labels. None selects test mode: no dropout, normalizations use their running
+            statistics.
+
+        Returns
+        -------
+        scores : ndarray of shape (N, num_classes)
+            When ``y`` is None.
+        loss : float
+            Mean softmax cross-entropy plus ``0.5 * reg * sum(W**2)`` over the weights ``W{i}``
+            (not biases nor normalization parameters); when ``y`` is given.
+        grads : dict of str to ndarray
+            Gradient of ``loss`` for every entry of ``params``, same shape and dtype.
+        """
+        if y is None:
+            return self._forward(X, "test")[0]
+        scores, caches = self._forward(X, "train")
+        loss, dout = softmax_cross_entropy(scores, y)
+        params, grads = self.params, {}
+        first = self.blocks[0]
+        for blk, (c_lin, c_norm, c_act, c_pool, c_drop) in zip(
+            reversed(self.blocks), reversed(caches), strict=True
+        ):
+            if c_drop is not None:
+                dout = dropout_backward(dout, c_drop)
+            if c_pool is not None:
+                dout = max_pool_backward(dout, c_pool)
+            if c_act is not None:
+                dout = blk.act[1](dout, c_act)
+            if c_norm is not None:
+                dout, *dnorm = blk.norm.backward(dout, c_norm)
+                grads.update(zip(blk.norm_params, dnorm, strict=True))
+            if blk.conv_param is None:  # affine_backward, minus dx for the input layer
+                x2, shape = c_lin
+                grads[blk.W] = x2.T @ dout  # (D, M)
+                grads[blk.b] = dout.sum(axis=0)  # (M,)
+                if blk is not first:
+                    dout = dout @ params[blk.W].T  # (N, D)
+                    if len(shape) != 2:
+                        dout = dout.reshape(shape)  # (N, C, H, W) of a conv block
+            else:
+                dout, grads[blk.W], grads[blk.b] = conv_backward(dout, c_lin)
+        if self.reg:
+            reg = self.reg
+            for blk in self.blocks:
+                W = params[blk.W]
+                loss += 0.5 * reg * float(np.vdot(W, W))
+                grads[blk.W] += reg * W
+        return loss, grads

@@ -1,0 +1,140 @@
+"""FullyConnectedNet: the CS231n assignment-2 multi-layer net, with any registered normalization."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+
+from normlab.models.base import (
+    ACTIVATIONS,
+    Network,
+    check_positive_int,
+    check_weight_scale,
+    init_std,
+)
+from normlab.models.registry import get_normalization
+
+
+class FullyConnectedNet(Network):
+    """``{affine - [norm] - activation - [dropout]} x (L - 1) - affine - softmax``.
+
+    Parameters
+    ----------
+    hidden_dims : sequence of int
+        Width of each hidden layer (L - 1 of them; may be empty).
+    input_dim : int, default 3*32*32
+        Features per sample; inputs of shape (N, d1, ..., dk) are flattened.
+    num_classes : int, default 10
+    dropout_keep_ratio : float in (0, 1], default 1
+        Probability of keeping a unit after each hidden activation; 1 disables dropout.
+    normalization : str or None, default None
+        A name in :func:`~normlab.models.registry.available_normalizations` ('batchnorm',
+        'layernorm', 'groupnorm' or a user's), its ``'feature'`` variant after every hidden
+        affine layer; None for none.
+    reg : float, default 0.0
+        L2 strength: the loss adds ``0.5 * reg * sum(W**2)`` over the weights.
+    weight_scale : float or {'he', 'xavier'}, default 1e-2
+        Weights are drawn from ``N(0, std^2)`` with ``std = weight_scale`` or the named rule
+        (``'he'``: ``sqrt(2 / fan_in)``; ``'xavier'``: ``sqrt(2 / (fan_in + fan_out))``).
+        Biases and ``beta`` start at zero, ``gamma`` at one.
+    dtype : dtype, default np.float32
+        Of every parameter, buffer, activation and gradient (float64 for gradient checks).
+    seed : int, np.random.Generator or None, default None
+        Seeds ``self.rng``, which draws the weights (``W1``, ``W2``, ... in order) and then
+        the dropout masks.
+    activation : {'relu', 'sigmoid', 'tanh'}, default 'relu'
+    groups : int, default 4
+        Groups of a group-normalized layer of width C: ``gcd(groups, C)``.
+    norm_options : dict, optional
+        Options of every normalization layer (e.g. ``{'momentum': 0.99, 'eps': 1e-3}`` for batch
+        norm), overriding the registration's defaults.
+
+    Attributes
+    ----------
+    params : dict of str to ndarray
+        ``W{i}`` (D_{i-1}, D_i), ``b{i}`` (D_i,) for i = 1..L; with normalization, its
+        parameters for i = 1..L-1, e.g. ``gamma{i}``, ``beta{i}`` (D_i,).
+    buffers : dict of str to ndarray
+        Running statistics, e.g. ``running_mean{i}``, ``running_var{i}`` (D_i,) for batch norm;
+        empty otherwise.
+    rng : np.random.Generator
+    record : set of int, activations : dict of int to ndarray
+        Set ``model.record = {i}`` to keep the pre-activation of hidden layer ``i`` (after the
+        normalization, before the nonlinearity), shape (N, D_i), in ``model.activations[i]``
+        after every forward pass.
+
+    Examples
+    --------
+    >>> model = FullyConnectedNet([32, 32], input_dim=784, normalization="batchnorm", seed=0)
+    >>> sorted(model.params)[:4], sorted(model.buffers)[:2]
+    (['W1', 'W2', 'W3', 'b1'], ['running_mean1', 'running_mean2'])
+    >>> X, y = np.zeros((4, 784), np.float32), np.array([0, 1, 2, 3])
+    >>> loss, grads = model.loss(X, y)
+    >>> model.loss(X).shape, grads["gamma1"].dtype
+    ((4, 10), dtype('float32'))
+    """
+
+    def __init__(
+        self,
+        hidden_dims: Sequence[int],
+        input_dim: int = 3 * 32 * 32,
+        num_classes: int = 10,
+        dropout_keep_ratio: float = 1,
+        normalization: str | None = None,
+        reg: float = 0.0,
+        weight_scale: float | str = 1e-2,
+        dtype=np.float32,
+        seed: int | None = None,
+        activation: str = "relu",
+        groups: int = 4,
+        norm_options: dict | None = None,
+    ) -> None:
+        super().__init__(reg, dtype, seed)
+        if isinstance(hidden_dims, numbers.Integral | str):
+            raise ValueError(f"expected hidden_dims a sequence of ints, got {hidden_dims!r}")
+        hidden = [check_positive_int("every hidden_dims entry", h) for h in hidden_dims]
+        input_dim = check_positive_int("input_dim", input_dim)
+        num_classes = check_positive_int("num_classes", num_classes)
+        keep = dropout_keep_ratio
+        if isinstance(keep, bool) or not isinstance(keep, numbers.Real) or not 0 < keep <= 1:
+            raise ValueError(f"expected dropout_keep_ratio in (0, 1], got {keep!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; known are {sorted(ACTIVATIONS)}")
+        weight_scale = check_weight_scale(weight_scale)
+        groups = check_positive_int("groups", groups)
+        norm = get_normalization(normalization, "feature")
+        norm_options = dict(norm_options or {})
+
+        dims = [input_dim, *hidden, num_classes]
+        L = len(dims) - 1
+        for i in range(L):
+            std = init_std(weight_scale, dims[i], dims[i + 1])
+            hidden_layer = i < L - 1
+            self._add_block(
+                (dims[i], dims[i + 1]),
+                std,
+                norm=norm if hidden_layer else None,
+                groups=groups,
+                norm_options=norm_options,
+                activation=activation if hidden_layer else None,
+                keep=float(keep) if hidden_layer else 1.0,
+            )
+        self.num_layers = L
+        self.normalization = normalization
+        self._config = {
+            "model": "FullyConnectedNet",
+            "hidden_dims": hidden,
+            "input_dim": input_dim,
+            "num_classes": num_classes,
+            "dropout_keep_ratio": float(keep),
+            "normalization": normalization,
+            "reg": self.reg,
+            "weight_scale": weight_scale,
+            "dtype": self.dtype.name,
+            "seed": self.seed,
+            "activation": activation,
+            "groups": groups,
+            "norm_options": norm_options,
+        }

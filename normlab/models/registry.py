@@ -1,0 +1,395 @@
+"""The normalization registry: the names ``normalization=...`` accepts, in models and experiments.
+
+A normalization is registered once per input kind:
+
+* ``'feature'``: after an affine layer, input of shape (N, D), parameters per feature (D,);
+* ``'spatial'``: after a convolution, input of shape (N, C, H, W), parameters per channel (C,).
+
+Each registration is a :class:`NormLayer`: a forward/backward pair in the layer convention,
+
+.. code-block:: python
+
+    out, cache = forward(x, *params, norm_param)      # params in the order of `params`
+    dx, *dparams = backward(dout, cache)              # one gradient per parameter, same order
+
+plus how its parameters and running statistics are created from the channel count. The models
+call ``forward`` with one persistent dict ``norm_param`` per layer holding:
+
+* ``'mode'``: ``'train'`` or ``'test'`` (always set; a layer that is the same in both ignores it);
+* every running statistic named in ``buffers``: the model's buffer array itself, which the layer
+  updates in place in train mode (as :func:`~normlab.layers.batchnorm_forward` does);
+* ``'groups'``: the number of groups of this layer when the registration says ``groups=True``;
+* the registration's ``defaults`` overridden by the model's ``norm_options`` (``eps``,
+  ``momentum``...).
+
+Built-ins
+---------
+``'batchnorm'``
+    feature: :func:`~normlab.layers.batchnorm_forward` /
+    :func:`~normlab.layers.batchnorm_backward_alt`; spatial:
+    :func:`~normlab.layers.spatial_batchnorm_forward` / ``_backward``. Buffers
+    ``running_mean`` and ``running_var`` (zeros), ``eps=1e-5``, ``momentum=0.9``.
+``'layernorm'``
+    feature: :func:`~normlab.layers.layernorm_forward` (per sample over its D features);
+    spatial: group norm with G=1, i.e. per sample over all of (C, H, W) -- the usual "layer norm
+    of a feature map" (PyTorch ``GroupNorm(1, C)``, not ``LayerNorm([C, H, W])``, whose scale and
+    shift are per element rather than per channel).
+``'groupnorm'``
+    spatial: :func:`~normlab.layers.spatial_groupnorm_forward`; feature: the (N, D) input viewed as
+    (N, D, 1, 1), so each sample is normalized over groups of D/G features. The number of groups of
+    a layer of width C is ``gcd(groups, C)`` (:func:`layer_groups`), ``groups`` being the model's
+    option (default 4): it always divides C, and equals ``groups`` whenever ``groups`` divides C.
+
+``None`` (no normalization) is always accepted and is not a registered name.
+
+Examples
+--------
+An RMS norm (no mean subtraction, no shift), usable as ``normalization='rmsnorm'``:
+
+>>> def rms_forward(x, gamma, p):
+...     axes = tuple(range(1, x.ndim))  # per sample
+...     r = 1 / np.sqrt((x * x).mean(axis=axes, keepdims=True) + p["eps"])
+...     g = gamma.reshape((1, -1) + (1,) * (x.ndim - 2))
+...     return g * x * r, (x * r, r, g, axes)
+>>> def rms_backward(dout, cache):
+...     xh, r, g, axes = cache
+...     dg = (dout * xh).sum(axis=(0,) + axes[1:])
+...     gx = dout * g
+...     return r * (gx - xh * (gx * xh).mean(axis=axes, keepdims=True)), dg
+>>> for kind in ("feature", "spatial"):
+...     _ = register_normalization("rmsnorm", rms_forward, rms_backward, kind=kind,
+...                                params={"gamma": 1.0}, defaults={"eps": 1e-6})
+>>> "rmsnorm" in available_normalizations()
+True
+>>> unregister_normalization("rmsnorm")
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from normlab.layers import (
+    batchnorm_backward_alt,
+    batchnorm_forward,
+    layernorm_backward,
+    layernorm_forward,
+    spatial_batchnorm_backward,
+    spatial_batchnorm_forward,
+    spatial_groupnorm_backward,
+    spatial_groupnorm_forward,
+)
+
+__all__ = [
+    "KINDS",
+    "NormLayer",
+    "available_normalizations",
+    "get_normalization",
+    "layer_groups",
+    "register_normalization",
+    "unregister_normalization",
+]
+
+KINDS = ("feature", "spatial")
+_NAME = re.compile(r"[A-Za-z_]+\Z")  # no digits: the models append the layer number
+_RESERVED = {"W", "b"}  # the models' own parameter prefixes
+_RESERVED_KEYS = {"mode", "groups"}  # keys of norm_param the models set themselves
+
+Init = float | Callable[[int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class NormLayer:
+    """One registered normalization for one input kind (see the module docstring).
+
+    Attributes
+    ----------
+    name : str
+    kind : {'feature', 'spatial'}
+    forward : callable
+        ``forward(x, *params, norm_param) -> (out, cache)``, ``out`` shaped like ``x``.
+    backward : callable
+        ``backward(dout, cache) -> (dx, *dparams)``.
+    params : dict of str to float or callable
+        Trainable parameters in the order ``forward`` takes them: a float fills an array of
+        shape (C,), a callable ``init(C) -> ndarray`` gives any shape.
+    buffers : dict of str to float or callable
+        Running statistics (never trained), created the same way; passed in ``norm_param``.
+    groups : bool
+        Whether ``norm_param['groups']`` is set (to :func:`layer_groups` of the layer width).
+    defaults : dict
+        Options put into ``norm_param`` (the model's ``norm_options`` override them).
+    test_affine : callable or None
+        ``test_affine(params, norm_param) -> (scale, shift)``, arrays of shape (C,) such that
+        the test-mode output is ``x * scale + shift`` per channel; what
+        :func:`~normlab.models.inference.fold_batchnorm` folds into the preceding layer.
+        ``params`` maps the registration's parameter names (``'gamma'``) to arrays.
+    batch_stats : bool
+        The layer has batch-norm semantics: train mode normalizes with per-channel batch
+        statistics, kept in the buffers ``running_mean`` and ``running_var`` (biased variance
+        unless ``norm_param['running_var_unbiased']``) that test mode uses;
+        :func:`~normlab.models.inference.precise_bn` recomputes them.
+    """
+
+    name: str
+    kind: str
+    forward: Callable
+    backward: Callable
+    params: Mapping[str, Init] = field(default_factory=dict)
+    buffers: Mapping[str, Init] = field(default_factory=dict)
+    groups: bool = False
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    test_affine: Callable | None = None
+    batch_stats: bool = False
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the layer keeps running statistics (and so differs in train and test mode)."""
+        return bool(self.buffers)
+
+    def init_params(self, C: int, dtype) -> dict[str, np.ndarray]:
+        """Initial parameters of a layer of width ``C``, by registration name (``'gamma'``)."""
+        return {k: _make(init, C, dtype) for k, init in self.params.items()}
+
+    def init_buffers(self, C: int, dtype) -> dict[str, np.ndarray]:
+        """Initial running statistics of a layer of width ``C``, by registration name."""
+        return {k: _make(init, C, dtype) for k, init in self.buffers.items()}
+
+
+def _make(init: Init, C: int, dtype) -> np.ndarray:
+    """The array an ``Init`` describes for width ``C``."""
+    if callable(init):
+        return np.array(init(C), dtype=dtype)  # a copy, owned by the model
+    return np.full(C, init, dtype=dtype)
+
+
+_REGISTRY: dict[str, dict[str, NormLayer]] = {}
+
+
+def register_normalization(
+    name: str,
+    forward: Callable,
+    backward: Callable,
+    *,
+    kind: str = "feature",
+    params: Mapping[str, Init] | None = None,
+    buffers: Mapping[str, Init] | None = None,
+    groups: bool = False,
+    defaults: Mapping[str, Any] | None = None,
+    test_affine: Callable | None = None,
+    batch_stats: bool = False,
+    overwrite: bool = False,
+) -> NormLayer:
+    """Register a normalization under ``name`` for one input kind.
+
+    Parameters
+    ----------
+    name : str
+        What ``normalization=`` will accept. Register it once per kind the models need:
+        ``FullyConnectedNet`` uses ``'feature'``; ``ConvNet`` uses ``'spatial'`` after its
+        convolutions and ``'feature'`` after its hidden affine layers.
+    forward : callable
+        ``forward(x, *params, norm_param) -> (out, cache)``; ``x`` is (N, D) for
+        ``kind='feature'`` and (N, C, H, W) for ``kind='spatial'``; ``out`` has the shape of x.
+    backward : callable
+        ``backward(dout, cache) -> (dx, *dparams)``, one gradient per parameter, each in the
+        parameter's shape and dtype.
+    kind : {'feature', 'spatial'}, default 'feature'
+    params : dict of str to float or callable, default ``{'gamma': 1.0, 'beta': 0.0}``
+        Trainable parameters, in the order ``forward`` takes them. A float fills shape (C,); a
+        callable ``init(C) -> ndarray`` gives any initial array. Names are letters and
+        underscores (the model appends the layer number: ``gamma1``); not ``W`` or ``b``.
+    buffers : dict of str to float or callable, default {}
+        Running statistics, created like ``params``, kept in ``model.buffers`` and passed to
+        ``forward`` as ``norm_param[name]``; ``forward`` updates them in place in train mode.
+    groups : bool, default False
+        Pass the layer's number of groups as ``norm_param['groups']``.
+    defaults : dict, optional
+        Options for ``norm_param`` (e.g. ``{'eps': 1e-5}``); the models' ``norm_options``
+        override them. Keys ``'mode'``, ``'groups'`` and the buffer names are reserved.
+    test_affine : callable, optional
+        ``test_affine(params, norm_param) -> (scale, shift)`` of shape (C,) when test mode is a
+        per-channel affine map; lets :func:`~normlab.models.inference.fold_batchnorm` fold it.
+    batch_stats : bool, default False
+        Batch-norm semantics (buffers ``running_mean``/``running_var`` hold population
+        statistics of the input); lets :func:`~normlab.models.inference.precise_bn` recompute
+        them.
+    overwrite : bool, default False
+        Replace an existing registration of ``name`` for ``kind`` instead of raising.
+
+    Returns
+    -------
+    layer : NormLayer
+
+    Raises
+    ------
+    ValueError
+        Bad name, kind or parameter names, or ``name`` already registered for ``kind``.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"expected a non-empty string as normalization name, got {name!r}")
+    if kind not in KINDS:
+        raise ValueError(f"expected kind in {list(KINDS)}, got {kind!r}")
+    if not callable(forward) or not callable(backward):
+        raise ValueError("expected callable forward and backward functions")
+    params = {"gamma": 1.0, "beta": 0.0} if params is None else dict(params)
+    buffers = dict(buffers or {})
+    for what, names in (("parameter", params), ("buffer", buffers)):
+        for k, init in names.items():
+            if not isinstance(k, str) or not _NAME.match(k) or k in _RESERVED:
+                raise ValueError(
+                    f"expected {what} names made of letters and underscores, other than "
+                    f"{sorted(_RESERVED)}, got {k!r}"
+                )
+            if not (callable(init) or isinstance(init, numbers.Real)):
+                raise ValueError(
+                    f"expected a number or a callable init(C) for {what} {k!r}, got {init!r}"
+                )
+    if set(params) & set(buffers):
+        raise ValueError(
+            f"parameter and buffer names overlap: {sorted(set(params) & set(buffers))}"
+        )
+    defaults = dict(defaults or {})
+    clash = sorted(set(defaults) & (_RESERVED_KEYS | set(buffers)))
+    if clash:
+        raise ValueError(f"defaults may not set the reserved norm_param keys {clash}")
+    if batch_stats and set(buffers) != {"running_mean", "running_var"}:
+        raise ValueError(
+            "batch_stats=True expects buffers {'running_mean', 'running_var'}, "
+            f"got {sorted(buffers)}"
+        )
+    kinds = _REGISTRY.setdefault(name, {})
+    if kind in kinds and not overwrite:
+        raise ValueError(
+            f"normalization {name!r} is already registered for kind {kind!r}; "
+            "pass overwrite=True to replace it"
+        )
+    layer = NormLayer(
+        name=name,
+        kind=kind,
+        forward=forward,
+        backward=backward,
+        params=params,
+        buffers=buffers,
+        groups=bool(groups),
+        defaults=defaults,
+        test_affine=test_affine,
+        batch_stats=bool(batch_stats),
+    )
+    kinds[kind] = layer
+    return layer
+
+
+def unregister_normalization(name: str) -> None:
+    """Remove every registration of ``name`` (all kinds); unknown names raise ValueError."""
+    if name not in _REGISTRY:
+        raise ValueError(_unknown(name))
+    del _REGISTRY[name]
+
+
+def available_normalizations(kind: str | None = None) -> list[str]:
+    """Registered normalization names, sorted (``None``, no normalization, is always valid too).
+
+    Parameters
+    ----------
+    kind : {'feature', 'spatial'}, optional
+        Only the names registered for this kind.
+
+    Returns
+    -------
+    names : list of str
+    """
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"expected kind in {list(KINDS)} or None, got {kind!r}")
+    return sorted(n for n, kinds in _REGISTRY.items() if kind is None or kind in kinds)
+
+
+def _unknown(name) -> str:
+    known = [None, *available_normalizations()]
+    return f"unknown normalization {name!r}; known normalizations are {known}"
+
+
+def get_normalization(name: str | None, kind: str) -> NormLayer | None:
+    """The registration of ``name`` for ``kind``; ``None`` for ``name=None``.
+
+    Raises
+    ------
+    ValueError
+        Unknown name (the message lists the known ones), or a name without a ``kind`` variant.
+    """
+    if name is None:
+        return None
+    kinds = _REGISTRY.get(name) if isinstance(name, str) else None
+    if kinds is None:
+        raise ValueError(_unknown(name))
+    if kind not in kinds:
+        raise ValueError(
+            f"normalization {name!r} has no {kind!r} variant (it has {sorted(kinds)}); "
+            f"register one with register_normalization({name!r}, ..., kind={kind!r})"
+        )
+    return kinds[kind]
+
+
+def layer_groups(groups: int, C: int) -> int:
+    """Number of groups of a layer of width ``C``: ``gcd(groups, C)``, which always divides C."""
+    return math.gcd(int(groups), int(C))
+
+
+# --- built-ins ----------------------------------------------------------------------------------
+
+
+def _bn_test_affine(params, p):
+    """Test-mode batch norm as ``x * scale + shift``: scale = gamma / sqrt(running_var + eps)."""
+    scale = params["gamma"] / np.sqrt(p["running_var"].astype(np.float64) + p["eps"])  # (C,)
+    return scale, params["beta"] - p["running_mean"] * scale
+
+
+def _gn_feature_forward(x, gamma, beta, p):
+    """Group norm of (N, D) input, seen as (N, D, 1, 1)."""
+    out, cache = spatial_groupnorm_forward(x.reshape(x.shape + (1, 1)), gamma, beta, p["groups"], p)
+    return out.reshape(x.shape), cache
+
+
+def _gn_feature_backward(dout, cache):
+    dx, dgamma, dbeta = spatial_groupnorm_backward(dout.reshape(dout.shape + (1, 1)), cache)
+    return dx.reshape(dout.shape), dgamma, dbeta
+
+
+def _gn_spatial_forward(x, gamma, beta, p):
+    return spatial_groupnorm_forward(x, gamma, beta, p["groups"], p)
+
+
+def _ln_spatial_forward(x, gamma, beta, p):
+    """Layer norm of a feature map: group norm with one group."""
+    return spatial_groupnorm_forward(x, gamma, beta, 1, p)
+
+
+def _register_builtins() -> None:
+    # batchnorm_forward's own defaults, written out so that folding reads the eps in use
+    bn = dict(
+        buffers={"running_mean": 0.0, "running_var": 0.0},
+        defaults={"eps": 1e-5, "momentum": 0.9},
+        test_affine=_bn_test_affine,
+        batch_stats=True,
+    )
+    register_normalization("batchnorm", batchnorm_forward, batchnorm_backward_alt, **bn)
+    register_normalization(
+        "batchnorm", spatial_batchnorm_forward, spatial_batchnorm_backward, kind="spatial", **bn
+    )
+    register_normalization("layernorm", layernorm_forward, layernorm_backward)
+    register_normalization(
+        "layernorm", _ln_spatial_forward, spatial_groupnorm_backward, kind="spatial"
+    )
+    register_normalization("groupnorm", _gn_feature_forward, _gn_feature_backward, groups=True)
+    register_normalization(
+        "groupnorm", _gn_spatial_forward, spatial_groupnorm_backward, kind="spatial", groups=True
+    )
+
+
+_register_builtins()
