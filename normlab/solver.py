@@ -122,6 +122,10 @@ class Solver:
     best_params : dict of str to ndarray
         Copies of the parameters that achieved ``best_val_acc``; copied back into the model at
         the end of :meth:`train`.
+    best_buffers : dict of str to ndarray
+        Copies of the model's buffers (running statistics) at the same moment, restored with
+        ``best_params``: batch-norm parameters are only right with the statistics they were
+        validated with.
     epoch, iteration : int
         Epochs and iterations completed.
     rng : np.random.Generator
@@ -207,6 +211,7 @@ class Solver:
         self.val_acc_history: list[float] = []
         self.best_val_acc = -math.inf
         self.best_params: dict[str, np.ndarray] = {}
+        self.best_buffers: dict[str, np.ndarray] = {}
         self._perm: np.ndarray | None = None  # (N,) batch order of the current epoch
         self._cursor = 0  # batches of the current epoch already taken
         self._grads_checked = False
@@ -353,6 +358,8 @@ class Solver:
         if val_acc > self.best_val_acc:
             self.best_val_acc = val_acc
             self.best_params = {k: np.array(v, copy=True) for k, v in self.model.params.items()}
+            buffers = getattr(self.model, "buffers", {})
+            self.best_buffers = {k: np.array(v, copy=True) for k, v in buffers.items()}
         return train_acc, val_acc
 
     # -- training ------------------------------------------------------------------------------
@@ -387,6 +394,9 @@ class Solver:
                 self._bar = None
         for k, v in self.best_params.items():
             np.copyto(self.model.params[k], v)  # into the existing arrays: flat views stay valid
+        buffers = getattr(self.model, "buffers", {})
+        for k, v in self.best_buffers.items():
+            np.copyto(buffers[k], v)  # in place: the layers' bn_param dicts hold these arrays
 
     def _end_epoch(self) -> None:
         """Count the epoch, decay learning rates, measure accuracy, write the checkpoint."""
@@ -462,6 +472,7 @@ class Solver:
             "val_acc_history": np.asarray(self.val_acc_history, dtype=np.float64),
             "best_val_acc": self.best_val_acc,
             "best_params": self.best_params,
+            "best_buffers": self.best_buffers,
             "rng_state": self.rng.bit_generator.state,
             "batch_order": self._perm,
             "batch_cursor": self._cursor,
@@ -591,6 +602,9 @@ class Solver:
         self.val_acc_history = s["val_acc_history"].tolist()
         self.best_val_acc = float(s["best_val_acc"])
         self.best_params = {k: np.array(v, copy=True) for k, v in s["best_params"].items()}
+        self.best_buffers = {
+            k: np.array(v, copy=True) for k, v in s.get("best_buffers", {}).items()
+        }
         self.rng.bit_generator.state = s["rng_state"]
         self._perm = s["batch_order"]
         self._cursor = int(s["batch_cursor"])

@@ -222,10 +222,12 @@ def test_check_accuracy_batches_and_subsamples_without_replacement():
 def test_best_params_restored_into_existing_arrays(fused):
     model = TinyNet()
     snapshots = [{k: v.copy() for k, v in model.params.items()}]
+    buffer_snaps = [{k: v.copy() for k, v in model.buffers.items()}]
 
     def snap(solver, info):
         if info["batch"] == solver.iterations_per_epoch - 1:
             snapshots.append({k: v.copy() for k, v in solver.model.params.items()})
+            buffer_snaps.append({k: v.copy() for k, v in solver.model.buffers.items()})
 
     solver = Solver(
         model, make_data(), update_rule="adam", optim_config={"learning_rate": 1e-2},
@@ -244,6 +246,10 @@ def test_best_params_restored_into_existing_arrays(fused):
     for k in model.params:
         np.testing.assert_array_equal(model.params[k], snapshots[2][k])
     assert not np.array_equal(model.params["W1"], snapshots[4]["W1"])
+    # the running statistics come back with the parameters they were validated with
+    held_buffer = model.buffers["running_mean"]
+    np.testing.assert_array_equal(held_buffer, buffer_snaps[2]["running_mean"])
+    assert not np.array_equal(held_buffer, buffer_snaps[4]["running_mean"])
     if fused:  # the restore copied into the flat buffer: the views are still the model's
         assert model.params["W1"] is held and np.shares_memory(held, solver.optimizer.flat)
 
