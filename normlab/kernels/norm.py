@@ -94,6 +94,17 @@ def _seg_stats(a):
     return mean, m2
 
 
+@nb.njit(cache=True, nogil=True)
+def ema_update(running_mean, running_var, mean, var, momentum, var_factor):
+    """Running statistics in place: ``r = momentum * r + (1 - momentum) * batch`` (C,).
+
+    ``var_factor`` multiplies the batch variance first (``m / (m - 1)`` for the unbiased one).
+    """
+    for c in range(mean.shape[0]):
+        running_mean[c] = momentum * running_mean[c] + (1.0 - momentum) * mean[c]
+        running_var[c] = momentum * running_var[c] + (1.0 - momentum) * var_factor * var[c]
+
+
 @_jit
 def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nthreads):
     """Batch norm over columns, S = 1: x (N, D) -> out (N, D); mean, var, rstd (D,) float64 out.

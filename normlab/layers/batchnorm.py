@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from normlab.kernels.norm import ema_update
 from normlab.layers._checks import (
     as_float_array,
     check_channel_param,
@@ -41,10 +42,13 @@ def _bn_forward(x, gamma, beta, bn_param, fn, ndim, layout):
     for key in ("running_mean", "running_var"):
         r = bn_param.get(key)
         if r is None:
-            r = np.zeros(C, dtype=x.dtype)
-        elif np.shape(r) != (C,):
-            raise ValueError(f"{fn}: expected bn_param[{key!r}] of shape ({C},), got {np.shape(r)}")
-        running[key] = bn_param[key] = r
+            r = bn_param[key] = np.zeros(C, dtype=x.dtype)
+        elif not isinstance(r, np.ndarray) or r.shape != (C,) or r.dtype.kind != "f":
+            got = f"{r.shape} {r.dtype}" if isinstance(r, np.ndarray) else f"{type(r).__name__}"
+            raise ValueError(
+                f"{fn}: expected bn_param[{key!r}] a float array of shape ({C},), got {got}"
+            )
+        running[key] = r  # updated in place below: the caller's array is the statistic
 
     if mode == "test":
         stats = (running["running_mean"], running["running_var"])
@@ -57,11 +61,10 @@ def _bn_forward(x, gamma, beta, bn_param, fn, ndim, layout):
             f"{tuple(x.shape)}; use a batch of at least 2 samples or mode='test'"
         )
     out, cache = norm_forward(x, gamma, beta, BATCH, eps)
-    var = cache.var * (m / (m - 1)) if bn_param.get("running_var_unbiased", False) else cache.var
-    for key, batch in (("running_mean", cache.mean), ("running_var", var)):
-        r = running[key]
-        r *= momentum  # in place: the caller's array is the running statistic
-        r += (1.0 - momentum) * batch
+    factor = m / (m - 1) if bn_param.get("running_var_unbiased", False) else 1.0
+    ema_update(
+        running["running_mean"], running["running_var"], cache.mean, cache.var, momentum, factor
+    )
     return out, cache
 
 

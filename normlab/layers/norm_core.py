@@ -26,7 +26,7 @@ sqrt(var + eps)``, ``y = gamma * xhat + beta``. Backward, with ``m`` elements pe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -39,8 +39,7 @@ _AXES = {BATCH: (0, 2, 3), GROUP: (2, 3)}
 _PARAM_AXES = (0, 3)  # gamma/beta gradients sum over samples and positions
 
 
-@dataclass(frozen=True)
-class NormCache:
+class NormCache(NamedTuple):
     """What a normalization backward needs, and nothing else.
 
     Attributes
@@ -214,8 +213,8 @@ def _forward_kernel(x, gamma, beta, kind, eps, view):
     N, G, K, S = view
     x = np.ascontiguousarray(x)
     out = np.empty_like(x)
-    g = np.ascontiguousarray(gamma, dtype=np.float64).reshape(-1)  # (C,)
-    b = np.ascontiguousarray(beta, dtype=np.float64).reshape(-1)  # (C,)
+    g = np.ascontiguousarray(gamma).reshape(-1)  # (C,)
+    b = np.ascontiguousarray(beta).reshape(-1)  # (C,)
     if kind == BATCH:
         mean, var, rstd = np.empty(G), np.empty(G), np.empty(G)
         if S == 1:
@@ -240,7 +239,7 @@ def _backward_kernel(dout, cache):
     x = np.ascontiguousarray(cache.x)
     dy = np.ascontiguousarray(dout, dtype=x.dtype)
     dx = np.empty_like(x)
-    g = np.ascontiguousarray(cache.gamma, dtype=np.float64).reshape(-1)  # (C,)
+    g = np.ascontiguousarray(cache.gamma).reshape(-1)  # (C,)
     T = _threads(x.size)
     if cache.kind == BATCH:
         dgamma, dbeta = np.empty(G), np.empty(G)
