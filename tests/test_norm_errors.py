@@ -37,7 +37,15 @@ def _bn(x=None, g=None, b=None, **param):
         ),
         (
             lambda: _bn(running_mean=np.zeros(4)),
-            r"expected bn_param\['running_mean'\] of shape \(3,\), got \(4,\)",
+            r"expected bn_param\['running_mean'\] a float array of shape \(3,\), got \(4,\)",
+        ),
+        (
+            lambda: _bn(running_var=[1.0, 1.0, 1.0]),
+            r"expected bn_param\['running_var'\] a float array of shape \(3,\), got list",
+        ),
+        (
+            lambda: _bn(running_var=np.ones(3, dtype=np.int64)),
+            r"a float array of shape \(3,\), got \(3,\) int64",
         ),
         (lambda: _bn(x=np.array([["a", "b", "c"]] * 2)), r"expected x to be a real-valued array"),
         (
