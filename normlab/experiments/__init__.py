@@ -1,0 +1,81 @@
+"""Experiments: one module per experiment, ``run(config) -> results`` (pure data, never drawn).
+
+Registry
+--------
+``EXPERIMENTS`` maps each command-line name to its :class:`~normlab.experiments.base.Experiment`:
+
+=================  ==========================================================================
+demo               deep net on the digits, none vs batch, layer and group norm (``normlab demo``)
+bn-vs-baseline     CS231n notebook: deep net with and without batch norm, curves
+weight-scale       CS231n notebook: 20 initial weight scales, with and without batch norm
+batch-size         CS231n notebook: batch sizes 5, 10, 50 for none/batch/layer/group norm
+paper-mnist        Ioffe & Szegedy 2015, Figure 1: test accuracy and a sigmoid's input
+mlp-adam           PyTorch lecture MLP 784-32-32-10 with Adam: losses and accuracies per epoch
+small-batch        Group Norm paper, small scale: ConvNet accuracy at batch sizes 2..64
+=================  ==========================================================================
+
+Every experiment runs each of its runs as an independent task (:mod:`.runner`), so a sweep runs
+the same on one core, N local processes or a Dask cluster, with the same numbers.
+
+Examples
+--------
+>>> from normlab.experiments import get_experiment, run_experiment
+>>> exp = get_experiment("bn-vs-baseline")
+>>> config = exp.quick(exp.config_cls(dataset="digits"))
+>>> results = run_experiment(exp, config)  # doctest: +SKIP
+>>> sorted(results["runs"])  # doctest: +SKIP
+['batchnorm', 'none']
+"""
+
+from __future__ import annotations
+
+from normlab.experiments import (
+    batch_size,
+    bn_vs_baseline,
+    demo,
+    mlp_adam,
+    paper_mnist,
+    small_batch,
+    weight_scale,
+)
+from normlab.experiments.base import Experiment, RunSpec
+from normlab.experiments.config import ExperimentConfig, TrainConfig
+from normlab.experiments.runner import derive_seed, run_experiment, run_tasks
+
+EXPERIMENTS: dict[str, Experiment] = {
+    m.EXPERIMENT.name: m.EXPERIMENT
+    for m in (demo, bn_vs_baseline, weight_scale, batch_size, paper_mnist, mlp_adam, small_batch)
+}
+
+__all__ = [
+    "EXPERIMENTS",
+    "Experiment",
+    "ExperimentConfig",
+    "RunSpec",
+    "TrainConfig",
+    "derive_seed",
+    "get_experiment",
+    "list_experiments",
+    "run_experiment",
+    "run_tasks",
+]
+
+
+def get_experiment(name: str) -> Experiment:
+    """The experiment registered as ``name``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name; the message lists the known ones.
+    """
+    if name not in EXPERIMENTS:
+        raise ValueError(
+            f"unknown experiment {name!r}; known experiments are {', '.join(EXPERIMENTS)}"
+        )
+    return EXPERIMENTS[name]
+
+
+def list_experiments() -> list[tuple[str, str]]:
+    """``(name, one-line description)`` of every registered experiment."""
+    return [(e.name, e.description) for e in EXPERIMENTS.values()]

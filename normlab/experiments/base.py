@@ -1,0 +1,69 @@
+"""What an experiment is made of: a config class, its runs, one task per run, a summary.
+
+An experiment never trains in a loop of its own: it lists its runs (:class:`RunSpec`), each of
+which :mod:`normlab.experiments.runner` executes as an independent task -- a pure function of
+``(config, spec.params, seed)`` -- in this process, in local worker processes or on a Dask
+cluster, and then ``summarize`` turns the per-run outputs into the results dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Experiment", "RunSpec"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of an experiment.
+
+    Attributes
+    ----------
+    name : str
+        Unique within the experiment, e.g. ``"batchnorm/bs=5"``; names the run in the results.
+    params : dict
+        What distinguishes this run (JSON-able), passed to the experiment's ``run_task``.
+    seed_key : str or None
+        The run's seed is derived from the root seed and this key (default: ``name``). Runs that
+        share a key (e.g. the same net with and without batch norm) start from the same seed, so
+        that a comparison is paired.
+    """
+
+    name: str
+    params: dict = field(default_factory=dict)
+    seed_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment as the registry and the runner see it.
+
+    Attributes
+    ----------
+    name : str
+        The command-line name, e.g. ``"bn-vs-baseline"``.
+    description : str
+        One line for ``normlab experiment --list``.
+    config_cls : type
+        Its config dataclass (a subclass of :class:`~normlab.experiments.config.ExperimentConfig`).
+    runs : callable
+        ``runs(config) -> list[RunSpec]``.
+    run_task : callable
+        ``run_task(config, params, seed) -> dict``, module level (picklable), JSON-able output.
+    summarize : callable
+        ``summarize(config, outputs, seconds) -> dict`` with ``outputs`` the run outputs by run
+        name, in ``runs`` order, and ``seconds`` their durations; returns the experiment-specific
+        part of the results (``table``, ``threshold``...).
+    quick : callable
+        ``quick(config) -> config``: the reduced variant (``quick=True``).
+    """
+
+    name: str
+    description: str
+    config_cls: type
+    runs: Callable[[Any], list[RunSpec]]
+    run_task: Callable[[Any, dict, int], dict]
+    summarize: Callable[[Any, dict, dict], dict]
+    quick: Callable[[Any], Any]

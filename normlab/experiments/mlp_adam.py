@@ -1,0 +1,144 @@
+"""mlp-adam: the PyTorch lecture's small MLP, with and without batch norm, epoch by epoch.
+
+Setting (a PyTorch lecture's batch-norm example): a 784-32-32-10 ReLU network (the input
+dimension follows the dataset), Adam with learning rate 0.01, batches of 32, 10 epochs,
+``BatchNorm1d`` after each hidden linear layer or nothing. Reported per epoch, as the lecture
+plots them: the training loss (mean minibatch loss over the epoch, in train mode), the
+validation loss (test mode), and training and validation accuracy (test mode, whole splits;
+accuracies also before the first epoch).
+
+PyTorch's ``nn.Linear`` draws its weights from ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (std
+``1/sqrt(3 fan_in)``); normlab's Gaussian init closest in spirit is used, ``"xavier"``, the same
+for both networks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from normlab.experiments.base import Experiment, RunSpec
+from normlab.experiments.config import ExperimentConfig, opt
+from normlab.experiments.runner import run_experiment
+from normlab.experiments.training import (
+    eval_loss,
+    finite,
+    input_dim,
+    load_data,
+    norm_from_key,
+    norm_label,
+    num_classes,
+    split_seed,
+    train_solver,
+)
+
+NAME = "mlp-adam"
+DESCRIPTION = "PyTorch lecture MLP 784-32-32-10, Adam 0.01, batch 32: losses and accuracies"
+
+
+@dataclass(frozen=True)
+class MLPAdamConfig(ExperimentConfig):
+    """Settings of ``mlp-adam`` (the lecture's by default)."""
+
+    dataset: str = opt("mnist", "digits | mnist | fashion-mnist | cifar10")
+    normalizations: tuple[str, ...] = opt(("none", "batchnorm"), "normalizations compared")
+    hidden_dims: tuple[int, ...] = opt((32, 32), "widths of the hidden layers")
+    weight_scale: float | str = opt("xavier", "initial weights: std, or he | xavier")
+    num_training: int | None = opt(None, "training images (None: all)")
+    learning_rate: float = opt(0.01, "Adam learning rate")
+    batch_size: int = opt(32, "minibatch size")
+    num_epochs: int = opt(10, "epochs")
+
+
+def quick(config: MLPAdamConfig) -> MLPAdamConfig:
+    """Three epochs on 600 images."""
+    return dataclasses.replace(config, quick=True, num_epochs=3, num_training=600)
+
+
+def runs(config: MLPAdamConfig) -> list[RunSpec]:
+    """One run per normalization, from the same initial weights."""
+    return [RunSpec(n, {"normalization": n}, seed_key="net") for n in config.normalizations]
+
+
+def run_task(config: MLPAdamConfig, params: dict, seed: int) -> dict:
+    """Train one network; return per-epoch losses and accuracies.
+
+    Returns
+    -------
+    out : dict
+        What :func:`~normlab.experiments.training.train_solver` returns, plus ``train_loss``
+        (E,) mean minibatch loss of each epoch and ``val_loss`` (E,) test-mode validation
+        loss after each epoch.
+    """
+    from normlab.models import FullyConnectedNet
+
+    data = load_data(config, num_training=config.num_training)
+    model_seed, solver_seed = split_seed(seed)
+    model = FullyConnectedNet(
+        config.hidden_dims,
+        input_dim=input_dim(data),
+        num_classes=num_classes(data),
+        normalization=norm_from_key(params["normalization"]),
+        weight_scale=config.weight_scale,
+        seed=model_seed,
+    )
+    X_val, y_val = data["X_val"], data["y_val"]
+    val_loss: list[float] = []  # after each epoch (an untrained batch-norm net in test mode
+    # divides by its zero-initialised running variance: its epoch-0 loss means nothing)
+
+    def at_epoch_end(solver, info) -> None:
+        if (info["iteration"] + 1) % solver.iterations_per_epoch == 0:
+            val_loss.append(eval_loss(model, X_val, y_val))
+
+    out = train_solver(
+        model,
+        data,
+        solver_seed,
+        callbacks=[at_epoch_end],
+        update_rule="adam",
+        optim_config={"learning_rate": config.learning_rate},
+        batch_size=config.batch_size,
+        num_epochs=config.num_epochs,
+        num_train_samples=None,
+    )
+    ipe = out["iterations_per_epoch"]
+    loss = np.array([np.nan if v is None else v for v in out["loss"]])
+    epochs = len(loss) // ipe
+    train_loss = loss[: epochs * ipe].reshape(epochs, ipe).mean(axis=1)  # (E,)
+    return {**out, "train_loss": finite(train_loss), "val_loss": finite(val_loss)}
+
+
+def summarize(config: MLPAdamConfig, outputs: dict, seconds: dict) -> dict:
+    """Final losses and accuracies of each network."""
+    columns = [
+        "normalization",
+        "final train loss",
+        "final val loss",
+        "final train acc",
+        "final val acc",
+        "test acc",
+        "time (s)",
+    ]
+    rows = [
+        [
+            norm_label(norm_from_key(name)),
+            o["train_loss"][-1] if o["train_loss"] else None,
+            o["val_loss"][-1],
+            o["train_acc"][-1],
+            o["val_acc"][-1],
+            o["test_acc"],
+            seconds.get(name),
+        ]
+        for name, o in outputs.items()
+    ]
+    return {"table": {"columns": columns, "rows": rows}}
+
+
+EXPERIMENT = Experiment(NAME, DESCRIPTION, MLPAdamConfig, runs, run_task, summarize, quick)
+
+
+def run(config: MLPAdamConfig | None = None, **kwargs) -> dict:
+    """Run the experiment (``jobs``, ``scheduler``, ``progress`` as in ``run_experiment``)."""
+    return run_experiment(EXPERIMENT, config or MLPAdamConfig(), **kwargs)

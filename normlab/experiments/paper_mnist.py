@@ -1,0 +1,204 @@
+"""paper-mnist: Ioffe & Szegedy (2015), section 4.1, Figure 1 (a-c), on MNIST.
+
+Setting of the paper: a network of three fully-connected hidden layers of 100 sigmoid units,
+trained for 50,000 steps with minibatches of 60, with and without batch norm after every hidden
+affine layer; (a) test accuracy against the number of training steps; (b, c) the evolution of the
+input to a typical sigmoid of the last hidden layer, as its {15, 50, 85}th percentiles.
+
+What the paper leaves open, and what is used here (both networks alike):
+
+- **initial weights**: "small random Gaussian values"; here Glorot's (``weight_scale="xavier"``,
+  std ``sqrt(2 / (fan_in + fan_out))``), a scale made for sigmoid units, from the same seed
+  for both networks;
+- **optimizer**: plain SGD (as in the paper) with a constant learning rate of 0.1, a rate at
+  which the baseline trains well too, so that the comparison is not rigged against it;
+- **the recorded distribution**: every ``eval_every`` steps, the network in test mode (batch
+  norm with its running statistics) runs on ``num_probe`` fixed test images; ``model.record``
+  keeps the input of the sigmoids of the last hidden layer (after batch norm), and the
+  percentiles are taken over those images for unit ``unit``. Test accuracy is measured on the
+  whole test split at the same steps. Both happen in a Solver callback, which never touches the
+  Solver's random generator (the batches are those of an uninstrumented run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from normlab.experiments.base import Experiment, RunSpec
+from normlab.experiments.config import ExperimentConfig, opt
+from normlab.experiments.runner import run_experiment
+from normlab.experiments.training import (
+    accuracy,
+    finite,
+    input_dim,
+    load_data,
+    norm_from_key,
+    norm_label,
+    num_classes,
+    split_seed,
+)
+from normlab.solver import NonFiniteLossError, Solver
+
+NAME = "paper-mnist"
+DESCRIPTION = "Ioffe & Szegedy 2015 Fig. 1: 3x100 sigmoid net, test accuracy and sigmoid input"
+PERCENTILES = (15, 50, 85)
+
+
+@dataclass(frozen=True)
+class PaperMNISTConfig(ExperimentConfig):
+    """Settings of ``paper-mnist`` (the paper's where it gives them)."""
+
+    dataset: str = opt("mnist", "digits | mnist | fashion-mnist | cifar10")
+    normalizations: tuple[str, ...] = opt(("none", "batchnorm"), "normalizations compared")
+    hidden_dims: tuple[int, ...] = opt((100, 100, 100), "widths of the sigmoid hidden layers")
+    weight_scale: float | str = opt("xavier", "initial weights: std, or he | xavier")
+    learning_rate: float = opt(0.1, "SGD learning rate (constant)")
+    batch_size: int = opt(60, "minibatch size")
+    num_steps: int = opt(50_000, "training steps")
+    eval_every: int = opt(500, "steps between measurements of test accuracy and percentiles")
+    num_probe: int = opt(1000, "test images whose sigmoid inputs give the percentiles")
+    unit: int = opt(0, "which sigmoid of the last hidden layer is tracked")
+
+
+def quick(config: PaperMNISTConfig) -> PaperMNISTConfig:
+    """300 steps, measured every 50, 300 probe images."""
+    return dataclasses.replace(config, quick=True, num_steps=300, eval_every=50, num_probe=300)
+
+
+def runs(config: PaperMNISTConfig) -> list[RunSpec]:
+    """One run per normalization, from the same initial weights."""
+    return [RunSpec(n, {"normalization": n}, seed_key="net") for n in config.normalizations]
+
+
+class _Done(Exception):
+    """Raised by the callback after the last step: the Solver counts epochs, not steps."""
+
+
+def run_task(config: PaperMNISTConfig, params: dict, seed: int) -> dict:
+    """Train one network for ``num_steps`` steps, measuring as described in the module docs.
+
+    Returns
+    -------
+    out : dict
+        ``steps`` (T,), ``test_acc`` (T,), ``loss`` (T,) mean training loss since the previous
+        measurement, ``percentiles`` {"15", "50", "85"} each (T,), ``final_test_acc``,
+        ``diverged``.
+    """
+    from normlab.models import FullyConnectedNet
+
+    data = load_data(config)
+    model_seed, solver_seed = split_seed(seed)
+    model = FullyConnectedNet(
+        config.hidden_dims,
+        input_dim=input_dim(data),
+        num_classes=num_classes(data),
+        normalization=norm_from_key(params["normalization"]),
+        weight_scale=config.weight_scale,
+        activation="sigmoid",
+        seed=model_seed,
+    )
+    last_hidden = len(config.hidden_dims)  # layer number of the last hidden layer
+    if not 0 <= config.unit < config.hidden_dims[-1]:
+        raise ValueError(f"expected 0 <= unit < {config.hidden_dims[-1]}, got {config.unit}")
+    probe = data["X_test"][: config.num_probe]  # (P, C, H, W)
+    steps, test_acc, losses = [], [], []
+    pct = {str(p): [] for p in PERCENTILES}
+    window: list[float] = []
+
+    def measure(solver, info) -> None:
+        window.append(info["loss"])
+        step = info["iteration"] + 1
+        if step % config.eval_every == 0 or step == config.num_steps:
+            model.record = {last_hidden}
+            model.loss(probe)  # test mode
+            z = model.activations[last_hidden][:, config.unit]  # (P,) inputs of one sigmoid
+            model.record = set()
+            for p, v in zip(PERCENTILES, np.percentile(z, PERCENTILES), strict=True):
+                pct[str(p)].append(float(v))
+            steps.append(step)
+            test_acc.append(accuracy(model, data["X_test"], data["y_test"]))
+            losses.append(float(np.mean(window)))
+            window.clear()
+        if step >= config.num_steps:
+            raise _Done
+
+    n_train = len(data["X_train"])
+    ipe = max(n_train // config.batch_size, 1)
+    solver = Solver(
+        model,
+        data,
+        update_rule="sgd",
+        optim_config={"learning_rate": config.learning_rate},
+        batch_size=config.batch_size,
+        num_epochs=math.ceil(config.num_steps / ipe),
+        seed=solver_seed,
+        callbacks=[measure],
+        verbose=False,
+    )
+    diverged = False
+    try:
+        solver.train()
+    except _Done:
+        pass
+    except NonFiniteLossError:
+        diverged = True
+    return {
+        "steps": steps,
+        "test_acc": test_acc,
+        "loss": finite(losses),
+        "percentiles": {k: finite(v) for k, v in pct.items()},
+        "final_test_acc": test_acc[-1] if test_acc else None,
+        "diverged": diverged,
+    }
+
+
+def _first_step_reaching(steps: list, acc: list, target: float) -> int | None:
+    """The first measured step whose test accuracy is at least ``target``."""
+    return next((s for s, a in zip(steps, acc, strict=True) if a >= target), None)
+
+
+def summarize(config: PaperMNISTConfig, outputs: dict, seconds: dict) -> dict:
+    """Final test accuracy, drift of the median sigmoid input, steps to 95% of the best."""
+    best = max(max(o["test_acc"], default=0.0) for o in outputs.values())
+    target = round(math.floor(0.95 * best * 100) / 100, 2)
+    columns = [
+        "normalization",
+        "final test acc",
+        f"steps to {target:.2f} test acc",
+        "median input: first",
+        "median input: last",
+        "median input: range",
+        "time (s)",
+    ]
+    rows, drift = [], {}
+    for name, o in outputs.items():
+        med = [v for v in o["percentiles"]["50"] if v is not None]
+        drift[name] = (max(med) - min(med)) if med else None
+        rows.append(
+            [
+                norm_label(norm_from_key(name)),
+                o["final_test_acc"],
+                _first_step_reaching(o["steps"], o["test_acc"], target),
+                med[0] if med else None,
+                med[-1] if med else None,
+                drift[name],
+                seconds.get(name),
+            ]
+        )
+    return {
+        "target_acc": target,
+        "median_drift": drift,
+        "table": {"columns": columns, "rows": rows},
+    }
+
+
+EXPERIMENT = Experiment(NAME, DESCRIPTION, PaperMNISTConfig, runs, run_task, summarize, quick)
+
+
+def run(config: PaperMNISTConfig | None = None, **kwargs) -> dict:
+    """Run the experiment (``jobs``, ``scheduler``, ``progress`` as in ``run_experiment``)."""
+    return run_experiment(EXPERIMENT, config or PaperMNISTConfig(), **kwargs)

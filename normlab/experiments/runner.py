@@ -1,0 +1,330 @@
+"""Sweeps: run an experiment's tasks here, in local processes or on a Dask cluster.
+
+Every run is an independent task, ``run_task(config, params, seed)``, whose seed is derived from
+the root seed and the run's key alone (:func:`derive_seed`), never from the order or the place it
+runs in; so the same root seed gives the same numbers for any ``jobs`` and any scheduler.
+
+``jobs=1`` runs the tasks one after the other in this process. ``jobs=N > 1`` runs them in ``N``
+worker processes (``concurrent.futures.ProcessPoolExecutor``, started with ``spawn`` so that no
+numba or BLAS thread pool is inherited through ``fork``). ``scheduler=ADDRESS`` submits them to
+a Dask distributed scheduler (``distributed.Client(address)``); the workers must be able to
+import normlab and to find the dataset. Whenever tasks can run side by side (``jobs > 1`` or a
+cluster) each task limits numba and BLAS to one thread, so that N tasks use N cores rather than
+N times all of them; the normalization kernels give the same bits for any thread count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from normlab.experiments.base import Experiment, RunSpec
+from normlab.experiments.config import config_to_dict
+
+__all__ = [
+    "RunResult",
+    "derive_seed",
+    "environment",
+    "run_experiment",
+    "run_tasks",
+    "strip_timings",
+]
+
+TIMING_KEYS = ("seconds", "wall_time_s", "run_seconds", "environment", "jobs", "scheduler")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished task reports: its name, output and duration in seconds."""
+
+    name: str
+    output: dict
+    seconds: float
+
+
+def derive_seed(root: int, key: str) -> int:
+    """The seed of one run: a function of the root seed and the run's key only.
+
+    Parameters
+    ----------
+    root : int
+        The experiment's seed (>= 0).
+    key : str
+        The run's seed key (its name unless it shares a seed with others).
+
+    Returns
+    -------
+    seed : int
+        In [0, 2**32), from ``np.random.SeedSequence(root, spawn_key=(h,))`` with ``h`` the first
+        four bytes of the key's SHA-256, independent of Python's hash randomisation.
+    """
+    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
+    return int(np.random.SeedSequence(int(root), spawn_key=(h,)).generate_state(1)[0])
+
+
+_blas_lock = threading.Lock()
+_blas_users = 0  # tasks of this process inside _single_threaded
+_blas_limiter = None  # the threadpoolctl limiter while _blas_users > 0
+
+
+@contextmanager
+def _single_threaded():
+    """Limit numba (this thread) and the BLAS (this process) to one thread for the duration.
+
+    The BLAS limit is process-wide, so tasks running side by side in threads of one process (a
+    Dask worker with several threads) share it: the first sets it, the last restores it.
+    """
+    global _blas_users, _blas_limiter
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)  # thread-local in numba
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = threadpool_limits(limits=1)
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_limiter is not None:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
+
+
+def _execute(fn: Callable, config: Any, name: str, params: dict, seed: int, single: bool):
+    """Run one task (in whatever process or thread it landed) and time it."""
+    t0 = time.perf_counter()
+    with _single_threaded() if single else nullcontext():
+        output = fn(config, params, seed)
+    return RunResult(name, output, time.perf_counter() - t0)
+
+
+def _worker_init() -> None:
+    """Initializer of the local worker processes: numba and BLAS on one thread each."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    numba.set_num_threads(1)
+    threadpool_limits(limits=1)
+
+
+def run_tasks(
+    fn: Callable[[Any, dict, int], dict],
+    config: Any,
+    specs: Sequence[RunSpec],
+    seed: int,
+    jobs: int = 1,
+    scheduler: str | None = None,
+    progress: Callable[[int, int, RunResult], None] | None = None,
+) -> dict[str, RunResult]:
+    """Execute one task per run spec and collect the results by run name.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(config, params, seed) -> dict``, a module-level function (it is pickled by name).
+    config : dataclass
+        The experiment's config, passed to every task.
+    specs : sequence of RunSpec
+        The runs; names must be unique.
+    seed : int
+        Root seed; run ``s`` gets ``derive_seed(seed, s.seed_key or s.name)``.
+    jobs : int, default 1
+        Local worker processes (1: run in this process). Ignored when ``scheduler`` is given.
+    scheduler : str, optional
+        Address of a Dask distributed scheduler (``"tcp://host:8786"``) to submit the tasks to.
+    progress : callable, optional
+        ``progress(done, total, result)`` in this process as each run finishes.
+
+    Returns
+    -------
+    results : dict of str to RunResult
+        In the order of ``specs``, whatever order they finished in.
+    """
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"expected unique run names, got {names}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"expected jobs to be an integer >= 1, got {jobs!r}")
+    seeds = [derive_seed(seed, s.seed_key or s.name) for s in specs]
+    total, done = len(specs), {}
+
+    def finished(result: RunResult) -> None:
+        done[result.name] = result
+        if progress is not None:
+            progress(len(done), total, result)
+
+    if scheduler is not None:
+        _run_dask(fn, config, specs, seeds, scheduler, finished)
+    elif jobs == 1 or total <= 1:
+        for s, sd in zip(specs, seeds, strict=True):
+            finished(_execute(fn, config, s.name, s.params, sd, False))
+    else:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        workers = min(jobs, total)
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+            futures = [
+                pool.submit(_execute, fn, config, s.name, s.params, sd, True)
+                for s, sd in zip(specs, seeds, strict=True)
+            ]
+            for fut in as_completed(futures):
+                finished(fut.result())
+    return {n: done[n] for n in names}
+
+
+def _run_dask(fn, config, specs, seeds, address, finished) -> None:
+    """Submit the tasks to the Dask scheduler at ``address``; report each as it completes."""
+    try:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+    except ImportError as err:  # pragma: no cover - dask[distributed] is a dependency
+        raise RuntimeError(
+            "--scheduler needs dask.distributed: pip install 'dask[distributed]'"
+        ) from err
+    try:
+        client = Client(address, timeout="10s", set_as_default=False)
+    except OSError as err:
+        raise ConnectionError(f"cannot reach the Dask scheduler at {address}: {err}") from None
+    with client:
+        futures = [
+            client.submit(_execute, fn, config, s.name, s.params, sd, True, pure=False)
+            for s, sd in zip(specs, seeds, strict=True)
+        ]
+        for fut in dask_completed(futures, loop=client.loop):
+            finished(fut.result())
+
+
+def environment() -> dict:
+    """Versions, platform and CPU of this process, for the report.
+
+    Returns
+    -------
+    env : dict
+        ``python``, ``numpy``, ``numba``, ``matplotlib``, ``sklearn``, ``dask``, ``normlab``
+        versions (None if absent), ``platform``, ``cpu``, ``cpu_count``, ``numba_threads``,
+        ``backend`` (``$NORMLAB_BACKEND``).
+    """
+    import importlib.metadata as md
+
+    def version(dist: str) -> str | None:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+
+    import numba
+
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "matplotlib": version("matplotlib"),
+        "scikit-learn": version("scikit-learn"),
+        "dask": version("dask"),
+        "normlab": version("normlab"),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "numba_threads": numba.get_num_threads(),
+        "backend": os.environ.get("NORMLAB_BACKEND", "numba"),
+    }
+
+
+def _cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo where there is one, else ``platform.processor()``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_experiment(
+    experiment: Experiment,
+    config: Any,
+    jobs: int = 1,
+    scheduler: str | None = None,
+    progress: Callable[[int, int, RunResult], None] | None = None,
+) -> dict:
+    """Run every task of ``experiment`` and summarize them into the results dict.
+
+    Parameters
+    ----------
+    experiment : Experiment
+    config : dataclass
+        An instance of ``experiment.config_cls``.
+    jobs, scheduler, progress
+        As in :func:`run_tasks`.
+
+    Returns
+    -------
+    results : dict
+        JSON-able: ``experiment``, ``description``, ``config``, ``seed``, ``runs`` (every run's
+        output by name), ``run_seconds``, the experiment's summary keys (``table``, curves...),
+        ``environment``, ``jobs``, ``scheduler`` and ``wall_time_s``.
+    """
+    if not isinstance(config, experiment.config_cls):
+        raise ValueError(
+            f"expected a {experiment.config_cls.__name__} for {experiment.name!r}, "
+            f"got {type(config).__name__}"
+        )
+    t0 = time.perf_counter()
+    # Load the data here first: a missing dataset fails now, with one clear error, rather than
+    # in every worker; with jobs=1 the tasks then reuse this process's cached copy.
+    from normlab.experiments.training import load_data
+
+    load_data(config, num_training=getattr(config, "num_training", None))
+    specs = experiment.runs(config)
+    done = run_tasks(experiment.run_task, config, specs, config.seed, jobs, scheduler, progress)
+    outputs = {name: r.output for name, r in done.items()}
+    seconds = {name: round(r.seconds, 3) for name, r in done.items()}
+    summary = experiment.summarize(config, outputs, seconds)
+    return {
+        "experiment": experiment.name,
+        "description": experiment.description,
+        "config": config_to_dict(config),
+        "seed": config.seed,
+        "runs": outputs,
+        "run_seconds": seconds,
+        **summary,
+        "environment": environment(),
+        "jobs": jobs,
+        "scheduler": scheduler,
+        "wall_time_s": round(time.perf_counter() - t0, 3),
+    }
+
+
+def strip_timings(results: Any) -> Any:
+    """A copy of ``results`` without wall times and environment (what may differ between runs).
+
+    Table rows keep their cells except those of columns named like ``"time (s)"``.
+    """
+    if isinstance(results, dict):
+        out = {k: strip_timings(v) for k, v in results.items() if k not in TIMING_KEYS}
+        if "columns" in out and "rows" in out:
+            keep = [i for i, c in enumerate(out["columns"]) if "time" not in str(c)]
+            out["columns"] = [out["columns"][i] for i in keep]
+            out["rows"] = [[row[i] for i in keep] for row in out["rows"]]
+        return out
+    if isinstance(results, list):
+        return [strip_timings(v) for v in results]
+    return results

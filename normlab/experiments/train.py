@@ -1,0 +1,255 @@
+"""One model from a :class:`~normlab.experiments.config.TrainConfig`: train, resume, evaluate.
+
+The functions behind ``normlab train`` and ``normlab evaluate``. A checkpoint ``run.npz`` (the
+Solver's, written at every epoch end) gets its ``TrainConfig`` beside it as ``run.json``, so
+that ``--resume`` and ``evaluate`` rebuild the same data split and model without being told.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from normlab.experiments.config import TrainConfig, config_from_dict, config_to_dict
+from normlab.experiments.training import accuracy, norm_from_key, split_seed
+
+__all__ = ["build_model", "checkpoint_paths", "evaluate", "load_train_data", "train"]
+
+MODELS = ("fc", "conv")
+
+
+def checkpoint_paths(checkpoint: str | os.PathLike) -> tuple[Path, Path]:
+    """The checkpoint file (``.npz`` appended if missing) and its config ``.json`` beside it."""
+    path = Path(checkpoint)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    return path, path.with_suffix(".json")
+
+
+def load_train_data(config: TrainConfig) -> dict:
+    """The dataset split of ``config`` (``dataset``, sizes, ``seed``), as the Solver wants it."""
+    from normlab.data import load_dataset
+
+    return load_dataset(
+        config.dataset,
+        data_dir=config.data_dir,
+        num_training=config.num_training,
+        num_validation=config.num_validation,
+        seed=config.seed,
+        download=config.download,
+    )
+
+
+def build_model(config: TrainConfig, data: dict):
+    """A fresh model for ``config`` whose input and output sizes follow ``data``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    data : dict
+        ``X_train`` of shape (N, C, H, W) and ``y_train`` (N,) (and ``class_names``).
+
+    Returns
+    -------
+    model : FullyConnectedNet or ConvNet
+        Seeded with the first seed split from ``config.seed``.
+    """
+    from normlab.models import ConvNet, FullyConnectedNet
+
+    if config.model not in MODELS:
+        raise ValueError(f"unknown model {config.model!r}; known models are {list(MODELS)}")
+    shape = tuple(int(s) for s in data["X_train"].shape[1:])  # (C, H, W)
+    classes = len(data.get("class_names") or np.unique(data["y_train"]))
+    model_seed = split_seed(config.seed)[0]
+    norm = norm_from_key(config.normalization or "none")
+    if config.model == "fc":
+        return FullyConnectedNet(
+            config.hidden_dims,
+            input_dim=int(np.prod(shape)),
+            num_classes=classes,
+            dropout_keep_ratio=config.dropout_keep_ratio,
+            normalization=norm,
+            reg=config.reg,
+            weight_scale=config.weight_scale,
+            seed=model_seed,
+            activation=config.activation,
+            groups=config.groups,
+        )
+    return ConvNet(
+        input_dim=shape,
+        num_filters=config.num_filters,
+        filter_size=config.filter_size,
+        hidden_dims=config.hidden_dims,
+        num_classes=classes,
+        normalization=norm,
+        weight_scale=config.weight_scale,
+        reg=config.reg,
+        seed=model_seed,
+        groups=config.groups,
+        activation=config.activation,
+    )
+
+
+def _match_statistics(model: Any, data: dict) -> None:
+    """Recompute batch-norm running statistics for the model's current parameters.
+
+    The Solver restores the best epoch's parameters but keeps the last epoch's running
+    statistics; :func:`~normlab.models.precise_bn` over the training set makes them match.
+    """
+    from normlab.models import precise_bn
+
+    if any(b.norm is not None and b.norm.batch_stats for b in getattr(model, "blocks", [])):
+        precise_bn(model, data["X_train"])
+
+
+def _scores(model: Any, data: dict) -> dict:
+    """Test-mode accuracy on the three splits."""
+    return {
+        f"{split}_acc": accuracy(model, data[f"X_{split}"], data[f"y_{split}"])
+        for split in ("train", "val", "test")
+    }
+
+
+def train(
+    config: TrainConfig,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    verbose: bool = True,
+) -> dict:
+    """Train one model as ``config`` says, optionally checkpointing and resuming.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    checkpoint : str or path-like, optional
+        Write the Solver's checkpoint there at every epoch end, and the config beside it.
+    resume : bool, default False
+        Continue the run saved in ``checkpoint`` up to ``config.num_epochs`` epochs; the result
+        equals that of an uninterrupted run.
+    verbose : bool, default True
+        The Solver's progress bar and per-epoch accuracies.
+
+    Returns
+    -------
+    out : dict
+        ``config``, ``epochs``, ``val_acc_history``, ``best_val_acc``, ``train_acc``,
+        ``val_acc``, ``test_acc`` (test mode, with the best epoch's parameters as the Solver
+        leaves them and batch-norm statistics recomputed for them over the training set),
+        ``checkpoint`` (path or None).
+    """
+    from normlab.solver import Solver
+
+    data = load_train_data(config)
+    model = build_model(config, data)
+    solver_seed = split_seed(config.seed)[1]
+    ckpt = cfg_path = None
+    if checkpoint is not None:
+        ckpt, cfg_path = checkpoint_paths(checkpoint)
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+    options = dict(
+        num_epochs=config.num_epochs,
+        checkpoint_name=None if ckpt is None else str(ckpt),
+        verbose=verbose,
+        print_every=max(1, (len(data["X_train"]) // config.batch_size) // 4),
+    )
+    if resume:
+        if ckpt is None or not ckpt.is_file():
+            raise FileNotFoundError(
+                f"cannot resume: no checkpoint at {ckpt}; train without --resume"
+            )
+        solver = Solver.from_checkpoint(model, data, ckpt, **options)
+    else:
+        solver = Solver(
+            model,
+            data,
+            update_rule=config.update_rule,
+            optim_config={"learning_rate": config.learning_rate},
+            lr_decay=config.lr_decay,
+            batch_size=config.batch_size,
+            seed=solver_seed,
+            **options,
+        )
+    if cfg_path is not None:
+        cfg_path.write_text(json.dumps(config_to_dict(config), indent=2) + "\n")
+    solver.train()
+    _match_statistics(model, data)
+    return {
+        "config": config_to_dict(config),
+        "epochs": solver.epoch,
+        "val_acc_history": solver.val_acc_history,
+        "best_val_acc": solver.best_val_acc,
+        **_scores(model, data),
+        "checkpoint": None if ckpt is None else str(ckpt),
+    }
+
+
+def load_sidecar(checkpoint: str | os.PathLike) -> TrainConfig | None:
+    """The TrainConfig saved beside ``checkpoint``, or None if there is none."""
+    _, cfg_path = checkpoint_paths(checkpoint)
+    if not cfg_path.is_file():
+        return None
+    return config_from_dict(TrainConfig, json.loads(cfg_path.read_text()))
+
+
+def evaluate(checkpoint: str | os.PathLike, best: bool = False, **overrides: Any) -> dict:
+    """Accuracy of a checkpointed model on the train, validation and test splits.
+
+    Parameters
+    ----------
+    checkpoint : str or path-like
+        A checkpoint written by ``train`` (or any Solver checkpoint of a normlab model).
+    best : bool, default False
+        Evaluate the parameters of the best validation epoch instead of the last ones (with
+        batch-norm statistics recomputed for them over the training set).
+    **overrides
+        TrainConfig fields replacing those saved beside the checkpoint (``dataset``,
+        ``data_dir``...); without a saved config, the defaults of TrainConfig.
+
+    Returns
+    -------
+    out : dict
+        ``train_acc``, ``val_acc``, ``test_acc``, ``epoch``, ``dataset``, ``model_config``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No checkpoint at that path.
+    ValueError
+        The model's input does not fit the dataset, or the file is not a checkpoint.
+    """
+    from normlab import checkpoint as ckpt_io
+    from normlab.models import build_model as build_from_config
+
+    path, _ = checkpoint_paths(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; train one with `normlab train`")
+    saved = load_sidecar(path) or TrainConfig()
+    config = config_from_dict(TrainConfig, {**config_to_dict(saved), **overrides})
+    ckpt = ckpt_io.load_checkpoint(path)
+    if not ckpt.model_config:
+        raise ValueError(f"{path} has no model config; expected a checkpoint of a normlab model")
+    model = build_from_config(dict(ckpt.model_config))
+    ckpt_io.restore_model(ckpt, model)
+    data = load_train_data(config)
+    if best and ckpt.state.get("best_params"):
+        for k, v in ckpt.state["best_params"].items():
+            np.copyto(model.params[k], v)
+        _match_statistics(model, data)
+    shape = tuple(int(s) for s in data["X_train"].shape[1:])
+    want = ckpt.model_config.get("input_dim")
+    fits = want == int(np.prod(shape)) if isinstance(want, int) else list(want) == list(shape)
+    if not fits:
+        raise ValueError(
+            f"the model expects inputs of size {want}, dataset {config.dataset!r} has {shape}; "
+            "pass the --dataset it was trained on"
+        )
+    return {
+        **_scores(model, data),
+        "epoch": int(ckpt.state.get("epoch", 0)),
+        "dataset": config.dataset,
+        "model_config": ckpt.model_config,
+    }

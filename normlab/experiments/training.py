@@ -1,0 +1,219 @@
+"""What the experiments' tasks share: cached data, model building, one Solver run, curve helpers.
+
+Everything here is a plain function of its arguments; the only state is a per-process cache of
+loaded datasets (so that the tasks of a sweep running in one process load a dataset once).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import numpy as np
+
+from normlab.solver import NonFiniteLossError, Solver
+
+__all__ = [
+    "NORM_LABELS",
+    "accuracy",
+    "auto_threshold",
+    "epochs_to_reach",
+    "finite",
+    "load_data",
+    "norm_label",
+    "split_seed",
+    "train_solver",
+]
+
+# Display names of the normalizations (None: no normalization).
+NORM_LABELS = {
+    None: "none",
+    "batchnorm": "batch norm",
+    "layernorm": "layer norm",
+    "groupnorm": "group norm",
+}
+
+
+def norm_label(name: str | None) -> str:
+    """Display name of a normalization (``None`` -> ``'none'``)."""
+    return NORM_LABELS.get(name, str(name))
+
+
+def norm_key(name: str | None) -> str:
+    """The name of a normalization in run names and results (``None`` -> ``'none'``)."""
+    return "none" if name is None else name
+
+
+def norm_from_key(key: str) -> str | None:
+    """Inverse of :func:`norm_key`."""
+    return None if key in ("none", "None", "") else key
+
+
+@functools.lru_cache(maxsize=4)
+def _load(dataset, data_dir, download, num_training, num_validation, num_test, seed) -> dict:
+    from normlab.data import load_dataset
+
+    data = load_dataset(
+        dataset,
+        data_dir=data_dir,
+        num_training=num_training,
+        num_validation=num_validation,
+        num_test=num_test,
+        seed=seed,
+        download=download,
+    )
+    for v in data.values():
+        if isinstance(v, np.ndarray):
+            v.setflags(write=False)  # shared by every task of this process: read-only
+    return data
+
+
+def load_data(
+    config: Any,
+    num_training: int | None = None,
+    num_validation: int | None = None,
+    num_test: int | None = None,
+) -> dict:
+    """The dataset of ``config`` (``dataset``, ``data_dir``, ``download``, ``seed``), cached.
+
+    Parameters
+    ----------
+    config : dataclass
+        Has ``dataset``, ``data_dir``, ``download`` and ``seed`` (the split's seed).
+    num_training, num_validation, num_test : int, optional
+        Split sizes, as in :func:`normlab.data.load_dataset`.
+
+    Returns
+    -------
+    data : dict
+        ``X_train`` (N, C, H, W), ``y_train`` (N,), ``X_val``, ``y_val``, ``X_test``, ``y_test``
+        (read-only arrays shared between the calls of one process) and ``class_names``.
+    """
+    return _load(
+        config.dataset,
+        None if config.data_dir is None else str(config.data_dir),
+        bool(config.download),
+        num_training,
+        num_validation,
+        num_test,
+        int(config.seed),
+    )
+
+
+def split_seed(seed: int, n: int = 2) -> list[int]:
+    """``n`` independent seeds from one run seed (e.g. weights and batches)."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n)]
+
+
+def input_dim(data: dict) -> int:
+    """Features per image, ``C * H * W``."""
+    return int(np.prod(data["X_train"].shape[1:]))
+
+
+def num_classes(data: dict) -> int:
+    """Number of classes of the dataset."""
+    return len(data.get("class_names") or np.unique(data["y_train"]))
+
+
+def accuracy(model: Any, X: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
+    """Test-mode accuracy of ``model`` on ``X`` (N, ...) with labels ``y`` (N,)."""
+    preds = [
+        np.argmax(model.loss(X[i : i + batch_size]), axis=1)  # (b,)
+        for i in range(0, len(X), batch_size)
+    ]
+    return float(np.mean(np.concatenate(preds) == y))
+
+
+def eval_loss(model: Any, X: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
+    """Test-mode mean softmax cross-entropy of ``model`` on ``X`` (N, ...), ``y`` (N,)."""
+    from normlab.layers import softmax_loss
+
+    total = 0.0
+    for i in range(0, len(X), batch_size):
+        scores = model.loss(X[i : i + batch_size])  # (b, C)
+        total += softmax_loss(scores, y[i : i + batch_size])[0] * len(scores)
+    return total / len(X)
+
+
+def finite(x: Any) -> Any:
+    """``x`` as a float, or None when NaN or infinite (JSON has no NaN); lists elementwise."""
+    if isinstance(x, list | tuple | np.ndarray):
+        return [finite(v) for v in x]
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def train_solver(model: Any, data: dict, seed: int, callbacks=(), **options: Any) -> dict:
+    """Train ``model`` with a Solver; return its curves and scores (divergence included).
+
+    Parameters
+    ----------
+    model : object
+        A normlab model.
+    data : dict
+        ``X_train``, ``y_train``, ``X_val``, ``y_val``, ``X_test``, ``y_test``.
+    seed : int
+        The Solver's seed (batch order, accuracy subsamples).
+    callbacks : sequence of callables
+        Solver callbacks.
+    **options
+        Solver keyword arguments (``update_rule``, ``optim_config``, ``batch_size``,
+        ``num_epochs``...); ``verbose`` defaults to False.
+
+    Returns
+    -------
+    out : dict
+        ``loss`` (per iteration), ``train_acc`` and ``val_acc`` (per epoch, epoch 0 first),
+        ``best_val_acc``, ``final_val_acc``, ``best_train_acc``, ``final_train_loss`` (mean of
+        the last epoch's losses), ``test_acc`` (test mode, with the final parameters; None if
+        diverged), ``diverged`` (the loss became NaN or infinite: the curves stop
+        there and the scores are those reached before).
+    """
+    options.setdefault("verbose", False)
+    final_test = []
+
+    def after_last_step(solver, info) -> None:  # the final weights, before best are restored
+        if info["iteration"] + 1 == solver.num_epochs * solver.iterations_per_epoch:
+            final_test.append(accuracy(model, data["X_test"], data["y_test"]))
+
+    callbacks = [*callbacks, after_last_step]
+    solver = Solver(model, data, seed=seed, callbacks=callbacks, **options)
+    diverged = False
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
+            solver.train()
+    except NonFiniteLossError:
+        diverged = True
+    ipe = solver.iterations_per_epoch
+    losses = solver.loss_history
+    last = losses[-ipe:] if len(losses) >= ipe else losses
+    # The Solver has restored the best parameters but not the running statistics that go with
+    # them, so the test accuracy above was taken with the final (consistent) ones.
+    return {
+        "loss": finite(losses),
+        "train_acc": finite(solver.train_acc_history),
+        "val_acc": finite(solver.val_acc_history),
+        "best_val_acc": finite(max(solver.val_acc_history)),
+        "final_val_acc": finite(solver.val_acc_history[-1]),
+        "best_train_acc": finite(max(solver.train_acc_history)),
+        "final_train_loss": None if diverged or not last else finite(np.mean(last)),
+        "test_acc": final_test[0] if final_test else None,
+        "iterations_per_epoch": ipe,
+        "diverged": diverged,
+    }
+
+
+def epochs_to_reach(curve: list, threshold: float) -> int | None:
+    """The first epoch whose value is at least ``threshold`` (None if never reached)."""
+    for epoch, v in enumerate(curve):
+        if v is not None and v >= threshold:
+            return epoch
+    return None
+
+
+def auto_threshold(best: float, fraction: float = 0.95, step: float = 0.05) -> float:
+    """A round accuracy target: ``fraction * best`` rounded down to a multiple of ``step``."""
+    return round(math.floor(fraction * best / step + 1e-9) * step, 4)

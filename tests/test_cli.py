@@ -1,0 +1,180 @@
+"""The normlab command: help, demo, --list, one-line errors, train / evaluate / resume."""
+
+import json
+
+import numpy as np
+import pytest
+
+from normlab.cli import build_parser, main
+from normlab.experiments import EXPERIMENTS
+
+SUBCOMMANDS = ["demo", "experiment", "train", "evaluate", "report", "gradcheck"]
+
+
+def _run(argv):
+    """``main(argv)``'s exit status, whether it returns or argparse exits."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+@pytest.mark.parametrize("cmd", SUBCOMMANDS)
+def test_every_subcommand_has_help(cmd, capsys):
+    assert _run([cmd, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert f"usage: normlab {cmd}" in out and len(out.splitlines()) > 4
+
+
+def test_top_level_help_lists_subcommands(capsys):
+    assert _run(["--help"]) == 0
+    out = capsys.readouterr().out
+    for cmd in SUBCOMMANDS:
+        assert cmd in out
+
+
+def test_experiment_list(capsys):
+    assert main(["experiment", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[0] for ln in lines] == list(EXPERIMENTS)
+    assert all(len(ln.split(None, 1)[1]) > 20 for ln in lines)
+
+
+def test_demo(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--seed", "3"]) == 0
+    captured = capsys.readouterr()
+    header = captured.out.strip().splitlines()[0]
+    for col in ("final val acc", "best val acc", "test acc", "epochs to 0.90", "time (s)"):
+        assert col in header
+    for norm in ("none", "batch norm", "layer norm", "group norm"):
+        assert f"\n{norm} " in captured.out
+    assert f"report: {out / 'report.html'}" in captured.out
+    assert captured.err.count("best val acc") == 4  # one progress line per run
+    res = json.loads((out / "results.json").read_text())
+    assert res["seed"] == 3 and sorted(res["runs"]) == [
+        "batchnorm", "groupnorm", "layernorm", "none"]  # fmt: skip
+    # the demo's point: batch norm learns where the plain deep net barely does
+    assert res["runs"]["batchnorm"]["best_val_acc"] > res["runs"]["none"]["best_val_acc"] + 0.3
+
+
+def _one_error_line(capsys, *needles):
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("normlab: error: ")
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_unknown_experiment(capsys):
+    assert _run(["experiment", "no-such-thing", "--quick"]) != 0
+    _one_error_line(capsys, "unknown experiment 'no-such-thing'", "bn-vs-baseline")
+
+
+def test_unknown_dataset(capsys):
+    assert _run(["experiment", "bn-vs-baseline", "--dataset", "imagenet"]) != 0
+    _one_error_line(capsys, "unknown dataset 'imagenet'", "fashion-mnist")
+
+
+def test_missing_data_directory(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    assert _run(["experiment", "bn-vs-baseline", "--quick", "--data-dir", str(missing)]) != 0
+    _one_error_line(capsys, str(missing), "does not exist")
+
+
+def test_data_not_found(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("NORMLAB_DATA", raising=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = ["experiment", "bn-vs-baseline", "--quick", "--dataset", "mnist",
+            "--data-dir", str(empty), "--no-download", "--out", str(tmp_path / "o")]  # fmt: skip
+    assert _run(argv) != 0
+    _one_error_line(capsys, "dataset 'mnist' not found", str(empty), "To get it")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["experiment"], "expected an experiment NAME or --list"),
+        (["experiment", "demo", "--quick", "--set", "bogus=1"], "unknown DemoConfig setting"),
+        (["experiment", "demo", "--quick", "--set", "num_epochs=x"], "to be an integer"),
+        (["experiment", "demo", "--jobs", "0"], "--jobs >= 1"),
+        (["report", "/nonexistent/dir"], "no results.json"),
+        (["train", "--resume"], "--resume needs --checkpoint"),
+        (["train", "--model", "mlp"], "unknown model 'mlp'"),
+        (["evaluate", "--checkpoint", "/nonexistent.npz"], "no checkpoint at"),
+    ],
+)
+def test_other_bad_arguments(argv, needle, capsys):
+    assert _run(argv) != 0
+    _one_error_line(capsys, needle)
+
+
+def _params(path):
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files if k.startswith("model/params/")}
+
+
+def test_train_resume_evaluate_round_trip(tmp_path, capsys):
+    common = ["--hidden-dims", "32,32", "--num-training", "400", "--batch-size", "40", "--quiet"]
+    run = tmp_path / "run.npz"
+    assert main(["train", "--checkpoint", str(run), "--num-epochs", "2", *common]) == 0
+    saved = json.loads((tmp_path / "run.json").read_text())
+    assert saved["hidden_dims"] == [32, 32] and saved["num_epochs"] == 2
+    assert main(["train", "--checkpoint", str(run), "--resume", "--num-epochs", "4",
+                 "--quiet"]) == 0  # fmt: skip
+    full = tmp_path / "full.npz"
+    assert main(["train", "--checkpoint", str(full), "--num-epochs", "4", *common]) == 0
+    capsys.readouterr()
+    a, b = _params(run), _params(full)
+    assert a.keys() == b.keys() and len(a) > 0
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert main(["evaluate", "--checkpoint", str(run)]) == 0
+    ev_resumed = capsys.readouterr().out
+    assert main(["evaluate", "--checkpoint", str(full)]) == 0
+    assert capsys.readouterr().out == ev_resumed
+    assert "digits, last parameters (epoch 4)" in ev_resumed and "test acc 0." in ev_resumed
+
+
+def test_train_from_config_file(tmp_path, capsys):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"model": "conv", "num_filters": [4], "hidden_dims": [16],
+                               "normalization": "groupnorm", "num_epochs": 1,
+                               "num_training": 200}))  # fmt: skip
+    ckpt = tmp_path / "conv"
+    assert main(["train", "--config", str(cfg), "--checkpoint", str(ckpt), "--quiet",
+                 "--batch-size", "20"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "epochs 1;" in out and (tmp_path / "conv.npz").is_file()
+    saved = json.loads((tmp_path / "conv.json").read_text())
+    assert saved["model"] == "conv" and saved["batch_size"] == 20
+    assert saved["normalization"] == "groupnorm"
+
+
+def test_evaluate_rejects_a_dataset_of_another_shape(tmp_path, capsys, monkeypatch):
+    ckpt = tmp_path / "m.npz"
+    assert main(["train", "--checkpoint", str(ckpt), "--num-epochs", "1", "--hidden-dims", "8",
+                 "--num-training", "100", "--quiet"]) == 0  # fmt: skip
+    capsys.readouterr()
+    from normlab.experiments import train as train_mod
+
+    fake = {"X_train": np.zeros((3, 1, 28, 28), np.float32), "y_train": np.zeros(3, int)}
+    monkeypatch.setattr(train_mod, "load_train_data", lambda config: fake)
+    assert _run(["evaluate", "--checkpoint", str(ckpt), "--dataset", "mnist"]) != 0
+    _one_error_line(capsys, "expects inputs of size 64", "(1, 28, 28)")
+
+
+def test_parser_builds_train_options_from_the_config():
+    import dataclasses
+
+    from normlab.experiments.config import TrainConfig
+
+    args = build_parser().parse_args(["train", "--batch-size", "7"])
+    for f in dataclasses.fields(TrainConfig):
+        assert hasattr(args, f.name)
+    assert args.batch_size == "7" and args.learning_rate is None  # unset: --config or default

@@ -1,0 +1,89 @@
+"""Sweeps: the same numbers for --jobs 1, --jobs 2 and a Dask cluster; seeds; progress."""
+
+import json
+
+import pytest
+
+from normlab.cli import main
+from normlab.experiments import get_experiment, run_experiment
+from normlab.experiments.base import RunSpec
+from normlab.experiments.runner import derive_seed, run_tasks, strip_timings
+
+
+def _echo_task(config, params, seed):
+    """A task that reports what it was given (module level: picklable)."""
+    import numba
+
+    return {"x": params["x"] * config, "seed": seed, "threads": numba.get_num_threads()}
+
+
+def _results(path):
+    return strip_timings(json.loads((path / "results.json").read_text()))
+
+
+def test_jobs_1_and_jobs_2_give_the_same_results(tmp_path, capsys):
+    argv = ["experiment", "batch-size", "--quick", "--set", "batch_sizes=10,50"]
+    assert main([*argv, "--out", str(tmp_path / "j1")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "j2"), "--jobs", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "2 processes" in err and err.count("[8/8]") == 2
+    a, b = _results(tmp_path / "j1"), _results(tmp_path / "j2")
+    assert a["runs"]["batchnorm/bs=10"]["loss"]  # non-trivial content
+    assert a == b
+    full = json.loads((tmp_path / "j2" / "results.json").read_text())
+    assert full["jobs"] == 2 and set(full["run_seconds"]) == set(full["runs"])
+
+
+def test_local_and_dask_cluster_give_the_same_results():
+    distributed = pytest.importorskip("distributed")
+    exp = get_experiment("bn-vs-baseline")
+    config = exp.quick(exp.config_cls(dataset="digits"))
+    local = strip_timings(run_experiment(exp, config))
+    with distributed.LocalCluster(
+        n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None
+    ) as cluster:
+        seen = []
+        remote = run_experiment(
+            exp, config, scheduler=cluster.scheduler_address,
+            progress=lambda done, total, r: seen.append((done, total, r.name)),
+        )  # fmt: skip
+    assert remote["scheduler"] == cluster.scheduler_address
+    assert strip_timings(remote) == local
+    assert [(d, t) for d, t, _ in seen] == [(1, 2), (2, 2)]
+    assert {name for _, _, name in seen} == {"none", "batchnorm"}
+
+
+def test_run_tasks_orders_results_and_reports_progress():
+    specs = [RunSpec(f"r{i}", {"x": i}) for i in range(4)]
+    seen = []
+    out = run_tasks(_echo_task, 10, specs, seed=7, progress=lambda d, t, r: seen.append((d, t)))
+    assert list(out) == ["r0", "r1", "r2", "r3"]
+    assert [r.output["x"] for r in out.values()] == [0, 10, 20, 30]
+    assert [r.output["seed"] for r in out.values()] == [derive_seed(7, f"r{i}") for i in range(4)]
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_worker_processes_use_one_numba_thread():
+    specs = [RunSpec("a", {"x": 1}), RunSpec("b", {"x": 2})]
+    out = run_tasks(_echo_task, 1, specs, seed=0, jobs=2)
+    assert {r.output["threads"] for r in out.values()} == {1}
+    seq = run_tasks(_echo_task, 1, specs, seed=0, jobs=1)
+    assert [r.output["seed"] for r in out.values()] == [r.output["seed"] for r in seq.values()]
+
+
+def test_derive_seed():
+    assert derive_seed(0, "a") == derive_seed(0, "a")
+    seeds = {derive_seed(s, k) for s in range(3) for k in ("a", "b", "none/bs=5")}
+    assert len(seeds) == 9 and all(0 <= s < 2**32 for s in seeds)
+
+
+def test_run_tasks_rejects_bad_input():
+    with pytest.raises(ValueError, match="unique run names"):
+        run_tasks(_echo_task, 1, [RunSpec("a", {"x": 1}), RunSpec("a", {"x": 2})], seed=0)
+    with pytest.raises(ValueError, match="jobs to be an integer >= 1, got 0"):
+        run_tasks(_echo_task, 1, [RunSpec("a", {"x": 1})], seed=0, jobs=0)
+
+
+def test_run_experiment_checks_the_config_type():
+    with pytest.raises(ValueError, match="expected a WeightScaleConfig"):
+        run_experiment(get_experiment("weight-scale"), get_experiment("demo").config_cls())
