@@ -94,18 +94,6 @@ def build_model(config: TrainConfig, data: dict):
     )
 
 
-def _match_statistics(model: Any, data: dict) -> None:
-    """Recompute batch-norm running statistics for the model's current parameters.
-
-    The Solver restores the best epoch's parameters but keeps the last epoch's running
-    statistics; :func:`~normlab.models.precise_bn` over the training set makes them match.
-    """
-    from normlab.models import precise_bn
-
-    if any(b.norm is not None and b.norm.batch_stats for b in getattr(model, "blocks", [])):
-        precise_bn(model, data["X_train"])
-
-
 def _scores(model: Any, data: dict) -> dict:
     """Test-mode accuracy on the three splits."""
     return {
@@ -137,8 +125,8 @@ def train(
     -------
     out : dict
         ``config``, ``epochs``, ``val_acc_history``, ``best_val_acc``, ``train_acc``,
-        ``val_acc``, ``test_acc`` (test mode, with the best epoch's parameters as the Solver
-        leaves them and batch-norm statistics recomputed for them over the training set),
+        ``val_acc``, ``test_acc`` (test mode, with the best epoch's parameters and running
+        statistics, as the Solver leaves them),
         ``checkpoint`` (path or None).
     """
     from normlab.solver import Solver
@@ -176,7 +164,6 @@ def train(
     if cfg_path is not None:
         cfg_path.write_text(json.dumps(config_to_dict(config), indent=2) + "\n")
     solver.train()
-    _match_statistics(model, data)
     return {
         "config": config_to_dict(config),
         "epochs": solver.epoch,
@@ -203,8 +190,8 @@ def evaluate(checkpoint: str | os.PathLike, best: bool = False, **overrides: Any
     checkpoint : str or path-like
         A checkpoint written by ``train`` (or any Solver checkpoint of a normlab model).
     best : bool, default False
-        Evaluate the parameters of the best validation epoch instead of the last ones (with
-        batch-norm statistics recomputed for them over the training set).
+        Evaluate the parameters of the best validation epoch, with the running statistics saved
+        with them, instead of the last ones.
     **overrides
         TrainConfig fields replacing those saved beside the checkpoint (``dataset``,
         ``data_dir``...); without a saved config, the defaults of TrainConfig.
@@ -238,7 +225,8 @@ def evaluate(checkpoint: str | os.PathLike, best: bool = False, **overrides: Any
     if best and ckpt.state.get("best_params"):
         for k, v in ckpt.state["best_params"].items():
             np.copyto(model.params[k], v)
-        _match_statistics(model, data)
+        for k, v in ckpt.state.get("best_buffers", {}).items():
+            np.copyto(model.buffers[k], v)
     shape = tuple(int(s) for s in data["X_train"].shape[1:])
     want = ckpt.model_config.get("input_dim")
     fits = want == int(np.prod(shape)) if isinstance(want, int) else list(want) == list(shape)

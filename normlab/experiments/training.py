@@ -168,19 +168,13 @@ def train_solver(model: Any, data: dict, seed: int, callbacks=(), **options: Any
     out : dict
         ``loss`` (per iteration), ``train_acc`` and ``val_acc`` (per epoch, epoch 0 first),
         ``best_val_acc``, ``final_val_acc``, ``best_train_acc``, ``final_train_loss`` (mean of
-        the last epoch's losses), ``test_acc`` (test mode, with the final parameters; None if
-        diverged), ``diverged`` (the loss became NaN or infinite: the curves stop
-        there and the scores are those reached before).
+        the last epoch's losses), ``test_acc`` (test mode, with the best validation epoch's
+        parameters and running statistics, as the Solver leaves them; None if diverged),
+        ``diverged`` (the loss became NaN or infinite: the curves stop there and the scores are
+        those reached before).
     """
     options.setdefault("verbose", False)
-    final_test = []
-
-    def after_last_step(solver, info) -> None:  # the final weights, before best are restored
-        if info["iteration"] + 1 == solver.num_epochs * solver.iterations_per_epoch:
-            final_test.append(accuracy(model, data["X_test"], data["y_test"]))
-
-    callbacks = [*callbacks, after_last_step]
-    solver = Solver(model, data, seed=seed, callbacks=callbacks, **options)
+    solver = Solver(model, data, seed=seed, callbacks=list(callbacks), **options)
     diverged = False
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
@@ -190,8 +184,7 @@ def train_solver(model: Any, data: dict, seed: int, callbacks=(), **options: Any
     ipe = solver.iterations_per_epoch
     losses = solver.loss_history
     last = losses[-ipe:] if len(losses) >= ipe else losses
-    # The Solver has restored the best parameters but not the running statistics that go with
-    # them, so the test accuracy above was taken with the final (consistent) ones.
+    test_acc = None if diverged else accuracy(model, data["X_test"], data["y_test"])
     return {
         "loss": finite(losses),
         "train_acc": finite(solver.train_acc_history),
@@ -200,7 +193,7 @@ def train_solver(model: Any, data: dict, seed: int, callbacks=(), **options: Any
         "final_val_acc": finite(solver.val_acc_history[-1]),
         "best_train_acc": finite(max(solver.train_acc_history)),
         "final_train_loss": None if diverged or not last else finite(np.mean(last)),
-        "test_acc": final_test[0] if final_test else None,
+        "test_acc": test_acc,
         "iterations_per_epoch": ipe,
         "diverged": diverged,
     }
