@@ -7,6 +7,7 @@ forward/backward pair -- one of normlab's or a user's own -- with a random upstr
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -132,8 +133,9 @@ def check_layer(
     names : sequence of str, optional
         Names of the gradients for the table; defaults to ``d0, d1, ...``.
     kwargs : dict, optional
-        Non-differentiable arguments passed to ``forward`` (e.g. ``bn_param``). Dicts in it are
-        copied for every call so that in-place updates (running statistics) do not leak.
+        Non-differentiable arguments passed to ``forward`` (e.g. ``bn_param``), deep-copied for
+        every call so that in-place updates (running statistics) neither leak into the caller's
+        arrays nor change the function being differentiated.
     seed : int, default=0
         Seed of the upstream gradient.
     h : float, default=1e-5
@@ -165,8 +167,8 @@ def check_layer(
         raise ValueError(f"expected {len(inputs)} gradient names, got {len(names)}")
 
     def run_forward(args):
-        fresh = {k: (dict(v) if isinstance(v, dict) else v) for k, v in kwargs.items()}
-        return forward(*args, **fresh)
+        # a deep copy per call: in-place updates (running statistics) must not leak
+        return forward(*args, **copy.deepcopy(kwargs))
 
     out, cache = run_forward(inputs)
     dout = np.random.default_rng(seed).standard_normal(np.shape(out))

@@ -105,6 +105,37 @@ def test_bad_input_names_what_was_expected(call, match):
         call()
 
 
+def test_backward_checks_its_cache_and_dout(rng):
+    x = rng.standard_normal((4, 3))
+    out, cache = L.batchnorm_forward(x, np.ones(3), np.zeros(3), TRAIN)
+    with pytest.raises(
+        ValueError, match=r"expected dout of shape \(4, 3\) \(the input's\), got \(3, 4\)"
+    ):
+        L.batchnorm_backward_alt(np.ones((3, 4)), cache)
+    with pytest.raises(ValueError, match=r"expected dout of shape \(4, 3\)"):
+        L.batchnorm_backward(np.ones((3, 4)), cache)
+    _, ln_cache = L.layernorm_forward(x, np.ones(3), np.zeros(3), {})
+    with pytest.raises(ValueError, match=r"expected the cache of batchnorm_forward"):
+        L.batchnorm_backward(np.ones((4, 3)), ln_cache)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble])
+def test_only_float32_and_float64_are_accepted(dtype):
+    with pytest.raises(
+        ValueError, match=rf"expected x of dtype float32 or float64, got {np.dtype(dtype)}"
+    ):
+        _bn(x=np.zeros((4, 3), dtype=dtype))
+
+
+def test_groupnorm_gamma_and_beta_share_a_shape():
+    with pytest.raises(
+        ValueError, match=r"gamma and beta of the same shape, got \(6,\) and \(1, 6, 1, 1\)"
+    ):
+        L.spatial_groupnorm_forward(
+            np.zeros((2, 6, 2, 2)), np.ones(6), np.zeros((1, 6, 1, 1)), 2, {}
+        )
+
+
 def test_test_mode_accepts_a_single_sample():
     out, _ = L.batchnorm_forward(np.ones((1, 3)), np.ones(3), np.zeros(3), {"mode": "test"})
     assert out.shape == (1, 3) and np.all(np.isfinite(out))

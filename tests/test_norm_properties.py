@@ -27,8 +27,9 @@ def _x(seed, shape, loc=0.0, scale=1.0):
 def test_batchnorm_is_invariant_to_positive_affine_maps(backend, seed, n, d, a, b):
     x = _x(seed, (n, d))
     g, beta = np.ones(d), np.zeros(d)
-    out1, _ = L.batchnorm_forward(x, g, beta, {"mode": "train", "eps": 1e-12})
-    out2, _ = L.batchnorm_forward(a * x + b, g, beta, {"mode": "train", "eps": 1e-12})
+    # exact invariance: BN(a*x + b) with eps * a^2 is BN(x) with eps
+    out1, _ = L.batchnorm_forward(x, g, beta, {"mode": "train", "eps": 1e-5})
+    out2, _ = L.batchnorm_forward(a * x + b, g, beta, {"mode": "train", "eps": 1e-5 * a * a})
     np.testing.assert_allclose(out1, out2, rtol=1e-6, atol=1e-6)
 
 
@@ -98,15 +99,16 @@ def test_gamma_beta_scale_and_shift(backend, seed, n, d):
     np.testing.assert_allclose(out, plain * g + b, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("n", [16, 512])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layer", ["batchnorm", "spatial", "layernorm", "groupnorm"])
-def test_large_offset_float32_normalises_to_unit_variance(backend, dtype, layer):
+def test_large_offset_float32_normalises_to_unit_variance(backend, dtype, layer, n):
     """1e4 + 0.1 * noise: E[x^2] - E[x]^2 would lose every digit in float32."""
     rng = np.random.default_rng(0)
     if layer in ("batchnorm", "layernorm"):
-        x = (1e4 + 0.1 * rng.standard_normal((512, 64))).astype(dtype)
+        x = (1e4 + 0.1 * rng.standard_normal((n, 64))).astype(dtype)
     else:
-        x = (1e4 + 0.1 * rng.standard_normal((16, 8, 12, 12))).astype(dtype)
+        x = (1e4 + 0.1 * rng.standard_normal((n // 8, 8, 12, 12))).astype(dtype)
     C = x.shape[1]
     g, b = np.ones(C, dtype), np.zeros(C, dtype)
     if layer == "batchnorm":
@@ -120,11 +122,38 @@ def test_large_offset_float32_normalises_to_unit_variance(backend, dtype, layer)
         axes = 1
     else:
         out, _ = L.spatial_groupnorm_forward(x, g, b, 2, {})
-        out, axes = out.reshape(16, 2, -1), 2
+        out, axes = out.reshape(x.shape[0], 2, -1), 2
     var = out.astype(np.float64).var(axis=axes)
-    # var / (var + eps) = 0.01 / (0.01 + 1e-5) = 0.999 is the exact answer
-    np.testing.assert_allclose(var, 0.999, rtol=0.01)
+    # var / (var + eps) = 0.01 / (0.01 + 1e-5) = 0.999 for the population; a batch of 16 has
+    # its own variance, so compare with the float64 computation on the same values
+    x64 = x.astype(np.float64)
+    ax_x = {"batchnorm": 0, "layernorm": 1}.get(layer)
+    if ax_x is not None:
+        expected = x64.var(axis=ax_x) / (x64.var(axis=ax_x) + 1e-5)
+    else:
+        expected = 0.999
+    np.testing.assert_allclose(var, expected, rtol=0.01)
     assert np.abs(out.astype(np.float64).mean(axis=axes)).max() < 0.01
+
+
+def test_test_mode_matches_train_mode_under_a_large_offset(backend):
+    """Test mode with the batch's own statistics reproduces train mode, in float32 too."""
+    rng = np.random.default_rng(0)
+    x = (1e4 + 0.1 * rng.standard_normal((256, 8))).astype(np.float32)
+    g, b = np.ones(8, np.float32), np.zeros(8, np.float32)
+    # running stats := this batch's, kept in float64 (a float32 running mean near 1e4 is itself
+    # rounded by 5e-4, i.e. 0.005 standard deviations here)
+    bn_param = {
+        "mode": "train",
+        "momentum": 0.0,
+        "running_mean": np.zeros(8),
+        "running_var": np.zeros(8),
+    }
+    train_out, _ = L.batchnorm_forward(x, g, b, bn_param)
+    bn_param["mode"] = "test"
+    test_out, _ = L.batchnorm_forward(x, g, b, bn_param)
+    np.testing.assert_allclose(test_out, train_out, atol=1e-4)
+    assert abs(test_out.astype(np.float64).mean()) < 1e-4
 
 
 def test_constant_features_give_finite_output(backend):

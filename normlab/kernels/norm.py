@@ -10,8 +10,8 @@ input dtype. Two memory layouts cover the four layers:
   ``G = 1, K = D, S = 1``; group norm, ``K = C/G, S = H*W``); ``gamma``/``beta`` are per channel
   ``g*K + k``.
 
-Forward (train) makes two passes over memory: one for the mean and variance (Welford across
-rows for ``S = 1`` columns; blocked two-pass with Chan's merge otherwise -- never
+Forward (train) makes two passes over memory: one for the mean and variance (a two-pass mean
+and M2 per cache-sized block, blocks merged with Chan et al.'s update -- never
 ``E[x^2] - E[x]^2``), one writing ``y = (x - mu) * gamma / sqrt(var + eps) + beta``. For the
 rows layout the second pass re-reads a row still in cache.
 Reductions are split over threads by channel (or by blocks of rows with per-thread partial
@@ -111,8 +111,8 @@ def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nthreads):
 
     Statistics: ``nthreads`` blocks of columns (numba cannot cache a kernel that asks for its
     thread count itself); down the rows in blocks of ``_ROWS``: a two-pass mean and M2 per block
-    in the input dtype (the block is in L1/L2 for its second pass), blocks merged in float64
-    (Chan). Output: parallel over rows.
+    (the block is in L1/L2 for its second pass), blocks merged with Chan's update, all in
+    float64. Output: parallel over rows.
     """
     N, D = x.shape
     T = max(1, min(nthreads, D // 16))
@@ -122,8 +122,8 @@ def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nthreads):
         k = c1 - c0
         m = np.zeros(k)  # (k,) float64 mean so far
         m2 = np.zeros(k)  # (k,) float64 sum of squared deviations so far
-        bs = np.empty(k, x.dtype)  # (k,) block mean
-        bq = np.empty(k, x.dtype)  # (k,) block M2
+        bs = np.empty(k)  # (k,) block mean, float64
+        bq = np.empty(k)  # (k,) block M2, float64
         cnt = 0
         for n0 in range(0, N, _ROWS):
             n1 = min(n0 + _ROWS, N)
@@ -163,36 +163,25 @@ def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nthreads):
 def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nthreads):
     """Closed-form batch-norm backward, S = 1: dy, x (N, D) -> dx (N, D); dgamma, dbeta (D,).
 
-    The sums ``sum(dy)`` and ``sum(dy * (x - mean))`` run in the input dtype within blocks of
-    ``_ROWS`` rows, against ``mean`` rounded to that dtype (``x - mean_hi`` is then exact for
-    data near its mean); the rounding ``mean_lo = mean - mean_hi`` is corrected in float64.
+    Pass 1, ``nthreads`` blocks of columns: ``sum(dy)`` and ``sum(dy * (x - mean))`` in float64.
+    Pass 2, parallel over rows: ``dx = a * dy + b * (x - mean) + c`` per column.
     """
     N, D = x.shape
     T = max(1, min(nthreads, D // 16))
-    mean_hi = mean.astype(x.dtype)
-    mean_lo = mean - mean_hi
     for t in prange(T):
         c0 = t * D // T
         c1 = (t + 1) * D // T
-        k = c1 - c0
-        sdy = np.zeros(k)
-        sdyx = np.zeros(k)  # sum(dy * (x - mean_hi))
-        a1 = np.empty(k, x.dtype)
-        a2 = np.empty(k, x.dtype)
-        mh = mean_hi[c0:c1]
-        for n0 in range(0, N, _ROWS):
-            a1[:] = 0
-            a2[:] = 0
-            for n in range(n0, min(n0 + _ROWS, N)):
-                g = dy[n, c0:c1]
-                xr = x[n, c0:c1]
-                for j in range(k):
-                    a1[j] += g[j]
-                    a2[j] += g[j] * (xr[j] - mh[j])
-            for j in range(k):
-                sdy[j] += a1[j]
-                sdyx[j] += a2[j]
-        dgamma[c0:c1] = (sdyx - mean_lo[c0:c1] * sdy) * rstd[c0:c1]
+        sdy = np.zeros(c1 - c0)
+        sdyx = np.zeros(c1 - c0)  # sum(dy * (x - mean))
+        mu = mean[c0:c1]
+        for n in range(N):
+            g = dy[n, c0:c1]
+            xr = x[n, c0:c1]
+            for j in range(c1 - c0):
+                gj = np.float64(g[j])
+                sdy[j] += gj
+                sdyx[j] += gj * (xr[j] - mu[j])
+        dgamma[c0:c1] = sdyx * rstd[c0:c1]
         dbeta[c0:c1] = sdy
     a = gamma * rstd  # (D,)  dx = a*dy + b*(x - mean) + c
     b = -a * rstd * dgamma / N

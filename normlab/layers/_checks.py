@@ -8,12 +8,17 @@ import numpy as np
 
 
 def as_float_array(x, fn: str, name: str = "x") -> np.ndarray:
-    """``x`` as a floating ndarray (integers become float64); reject non-numeric input."""
+    """``x`` as a float32/float64 ndarray (integers become float64); reject anything else."""
     a = np.asarray(x)
-    if a.dtype.kind == "f":
+    if a.dtype == np.float32 or a.dtype == np.float64:
         return a
     if a.dtype.kind in "iub":
         return a.astype(np.float64)
+    if a.dtype.kind == "f":
+        raise ValueError(
+            f"{fn}: expected {name} of dtype float32 or float64, got {a.dtype}; "
+            f"convert it with {name}.astype(np.float32)"
+        )
     raise ValueError(f"{fn}: expected {name} to be a real-valued array, got dtype {a.dtype}")
 
 

@@ -123,6 +123,9 @@ def dropout_forward(x, dropout_param):
         raise ValueError(f"{fn}: expected keep probability p in (0, 1], got {p!r}")
     if mode == "test" or p == 1:
         return x, (dropout_param, None)
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
     if dropout_param.get("seed") is not None:
         rng = np.random.default_rng(dropout_param["seed"])
     else:

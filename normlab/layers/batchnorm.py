@@ -26,7 +26,7 @@ from normlab.layers._checks import (
     check_momentum,
     check_ndim,
 )
-from normlab.layers.norm_core import BATCH, NormCache, norm_backward, norm_forward
+from normlab.layers.norm_core import BATCH, NormCache, check_dout, norm_backward, norm_forward
 
 
 def _bn_forward(x, gamma, beta, bn_param, fn, ndim, layout):
@@ -134,6 +134,13 @@ def batchnorm_backward(dout, cache: NormCache):
     Always NumPy: it is the derivation, not the fast path (that is
     :func:`batchnorm_backward_alt`).
     """
+    if not isinstance(cache, NormCache) or cache.kind != BATCH or cache.x.ndim != 2:
+        raise ValueError(
+            "batchnorm_backward: expected the cache of batchnorm_forward ((N, D) input); use "
+            "spatial_batchnorm_backward, layernorm_backward or spatial_groupnorm_backward for "
+            "the others"
+        )
+    check_dout(dout, cache.x.shape)
     if not cache.train:
         return norm_backward(dout, cache)
     x = cache.x.astype(np.float64)  # (N, D)

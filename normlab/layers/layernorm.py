@@ -97,6 +97,10 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
         raise ValueError(f"{fn}: expected a number of groups G that divides C={C}, got G={G!r}")
     gamma = check_channel_param(gamma, C, fn, "gamma", allow_4d=True)
     beta = check_channel_param(beta, C, fn, "beta", allow_4d=True)
+    if beta.shape != gamma.shape:
+        raise ValueError(
+            f"{fn}: expected gamma and beta of the same shape, got {gamma.shape} and {beta.shape}"
+        )
     eps = check_eps(gn_param.get("eps", 1e-5), fn)
     return norm_forward(x, gamma, beta, GROUP, eps, groups=int(G))
 

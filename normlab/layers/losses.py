@@ -10,8 +10,13 @@ def _check(x, y, fn):
     y = np.asarray(y)
     if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ValueError(f"{fn}: expected x (N, C) and y (N,), got x {x.shape}, y {y.shape}")
-    if y.dtype.kind not in "iu" or (y.size and (y.min() < 0 or y.max() >= x.shape[1])):
-        raise ValueError(f"{fn}: expected integer labels in [0, {x.shape[1]}), got {y.dtype}")
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"{fn}: expected integer labels, got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= x.shape[1]):
+        raise ValueError(
+            f"{fn}: expected integer labels in [0, {x.shape[1]}), got values from {y.min()} "
+            f"to {y.max()}"
+        )
     return x, y
 
 

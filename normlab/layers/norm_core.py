@@ -107,10 +107,10 @@ def norm_forward(x, gamma, beta, kind, eps, groups=1, stats=None):
         mean = np.asarray(stats[0], dtype=np.float64)
         var = np.asarray(stats[1], dtype=np.float64)
         rstd = 1.0 / np.sqrt(var + eps)
-        scale = np.ravel(gamma) * rstd  # (C,)
-        shift = np.ravel(beta) - mean * scale  # (C,)
+        scale = (np.ravel(gamma) * rstd).reshape(1, -1, 1, 1)  # (1, C, 1, 1)
+        # in float64, x - mean first: x * scale + (beta - mean * scale) cancels in float32
         x4 = x.reshape(view)
-        out = x4 * scale.reshape(1, -1, 1, 1).astype(x.dtype) + shift.reshape(1, -1, 1, 1).astype(
+        out = ((x4 - mean.reshape(1, -1, 1, 1)) * scale + np.reshape(beta, (1, -1, 1, 1))).astype(
             x.dtype
         )
         cache = NormCache(x, gamma, mean, var, rstd, eps, kind, view, False)
@@ -121,6 +121,12 @@ def norm_forward(x, gamma, beta, kind, eps, groups=1, stats=None):
     else:
         out, mean, var, rstd = _forward_kernel(x, gamma, beta, kind, eps, view)
     return out, NormCache(x, gamma, mean, var, rstd, eps, kind, view, True)
+
+
+def check_dout(dout, shape) -> None:
+    """The upstream gradient must have the shape of the layer's input."""
+    if np.shape(dout) != shape:
+        raise ValueError(f"expected dout of shape {shape} (the input's), got {np.shape(dout)}")
 
 
 def norm_backward(dout, cache: NormCache):
@@ -136,6 +142,7 @@ def norm_backward(dout, cache: NormCache):
     dx : ndarray, shape and dtype of x
     dgamma, dbeta : ndarray, shape and dtype of ``cache.gamma``
     """
+    check_dout(dout, cache.x.shape)
     if not cache.train:
         return _backward_fixed(dout, cache)
     if get_backend() == "numpy":
