@@ -9,6 +9,19 @@ import time
 import numpy as np
 
 
+def setup(threads: int) -> None:
+    """Same conditions for both libraries: thread counts, and glibc's malloc thresholds pinned
+    so that neither pays page faults for fresh large buffers (normlab/_malloc.py)."""
+    import numba
+    import torch
+
+    from normlab._malloc import pin_malloc_thresholds
+
+    pin_malloc_thresholds()
+    numba.set_num_threads(threads)
+    torch.set_num_threads(threads)
+
+
 def machine_line(threads: int) -> str:
     """One line naming the date, machine and library versions of a run."""
     import numba

@@ -20,7 +20,7 @@ import argparse
 import time
 
 import numpy as np
-from _common import fashion_mnist, machine_line
+from _common import fashion_mnist, machine_line, setup
 
 CONV = dict(num_filters=(32, 64), filter_size=3, hidden_dims=(128,))
 
@@ -126,11 +126,9 @@ def main(argv=None):
     ap.add_argument("--torch-epoch", action="store_true")
     args = ap.parse_args(argv)
 
-    import numba
     import torch
 
-    numba.set_num_threads(args.threads)
-    torch.set_num_threads(args.threads)
+    setup(args.threads)
     print(f"# {machine_line(args.threads)}")
     data = fashion_mnist(args.data_dir, scale_only=False)
     kinds = {"both": ["mlp", "conv"], "none": []}.get(args.model, [args.model])

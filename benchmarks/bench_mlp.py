@@ -17,7 +17,7 @@ import statistics
 import time
 
 import numpy as np
-from _common import fashion_mnist, machine_line
+from _common import fashion_mnist, machine_line, setup
 
 
 def _normlab_run(data, epochs, seed, normalization):
@@ -99,11 +99,9 @@ def main(argv=None):
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args(argv)
 
-    import numba
     import torch
 
-    numba.set_num_threads(args.threads)
-    torch.set_num_threads(args.threads)
+    setup(args.threads)
     data = fashion_mnist(args.data_dir)
     print(f"# {machine_line(args.threads)}")
     print(

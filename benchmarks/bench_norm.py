@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from functools import partial
@@ -81,11 +80,10 @@ def main(argv=None):
     ap.add_argument("--markdown", action="store_true", help="print a markdown table")
     args = ap.parse_args(argv)
 
-    import numba
     import torch
+    from _common import setup
 
-    numba.set_num_threads(args.threads)
-    torch.set_num_threads(args.threads)
+    setup(args.threads)
     rng = np.random.default_rng(0)
     rows = []
     for (name, fwd, bwd), shape in _cases():
@@ -122,11 +120,7 @@ def main(argv=None):
                 f"{tn / tt:.2f}",
             )
         )
-    print(
-        f"# {time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, "
-        f"{args.threads} threads, numpy {np.__version__}, numba {numba.__version__}, "
-        f"torch {torch.__version__}, float32, median of {args.repeat}"
-    )
+    print(f"# {machine_line(args.threads)}; float32, median of {args.repeat}, malloc pinned")
     if args.markdown:
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from normlab import __version__
+from normlab._malloc import pin_malloc_thresholds
 
 DATASET_NAMES = ("digits", "mnist", "fashion-mnist", "cifar10")
 
@@ -472,6 +473,7 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    pin_malloc_thresholds()  # this process is ours: reuse large buffers (see normlab/_malloc.py)
     try:
         return args.func(args)
     except (UsageError, ValueError, FileNotFoundError, ConnectionError, OSError) as err:
