@@ -81,7 +81,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     import torch
-    from _common import setup
+    from _common import machine_line, setup
 
     setup(args.threads)
     rng = np.random.default_rng(0)
