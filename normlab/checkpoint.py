@@ -9,22 +9,35 @@ Layout of the file (readable with ``np.load(path, allow_pickle=False)``):
 - ``key``: that array, e.g. ``model/params/W1``, ``model/buffers/running_mean``,
   ``solver/optimizer/config/m``.
 
-No object arrays and no pickle anywhere.  The file is written to a temporary file in the same
-directory, flushed and fsync'ed, then moved over ``path`` with :func:`os.replace`, so a process
-killed mid-write leaves the previous checkpoint intact (at worst a stray ``.<name>.tmp-*`` file).
+No object arrays and no pickle anywhere.  The file is written with
+:func:`normlab._io.atomic_write` (a temporary file in the same directory, fsync'ed, then moved over
+``path`` with :func:`os.replace`), so a process killed mid-write leaves the previous checkpoint
+intact (at worst a stray ``.<name>.tmp-*`` file).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["FORMAT", "VERSION", "Checkpoint", "load_checkpoint", "restore_model", "save_checkpoint"]
+from normlab._io import atomic_write
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "Checkpoint",
+    "check_arrays",
+    "check_restore",
+    "check_rng_state",
+    "load_checkpoint",
+    "restore_model",
+    "save_checkpoint",
+]
 
 FORMAT = "normlab.checkpoint"
 VERSION = 1
@@ -129,8 +142,8 @@ def save_checkpoint(
 
     Notes
     -----
-    The temporary file lives in the destination directory (so :func:`os.replace` is an atomic
-    rename on POSIX and Windows) and is removed if writing fails with an exception.
+    Written with :func:`normlab._io.atomic_write`: ``path`` holds either the previous file or the
+    complete new one, with the usual permissions (``0o666`` minus the umask).
     """
     rng = getattr(model, "rng", None)
     get_config = getattr(model, "get_config", None)
@@ -151,36 +164,8 @@ def save_checkpoint(
     text = json.dumps(encoded, allow_nan=True, sort_keys=True)
     arrays[_DOC_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
-    path = os.fspath(path)
-    directory, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write_npz(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: str) -> None:
-    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with atomic_write(path) as f:
+        _write_npz(f, arrays)
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -198,46 +183,139 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
     Raises
     ------
+    FileNotFoundError
+        If there is no such file.
     ValueError
-        If the file is not a normlab checkpoint or has a newer format version.
+        ``"<path> is not a normlab checkpoint (<why>)"`` for anything else: a text file, a
+        ``.npy``, a truncated zip or one whose CRCs do not match, an ``.npz`` without the JSON
+        document or with object arrays; or a newer format version.
     """
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    if _DOC_KEY not in arrays:
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # np.savez writes a zip; anything else would reach pickle advice
+        raise _not_a_checkpoint(path, f"expected a zip (.npz) file, got first bytes {magic!r}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if _DOC_KEY not in npz.files:  # before reading any array of a foreign file
+                raise _not_a_checkpoint(
+                    path, f"expected an entry {_DOC_KEY!r}, got {sorted(npz.files)}"
+                )
+            corrupt = npz.zip.testzip()  # CRCs: reading an entry alone does not check them
+            if corrupt is not None:
+                raise _not_a_checkpoint(path, f"entry {corrupt!r} is corrupt (CRC mismatch)")
+            arrays = {k: _read_entry(npz, k, path) for k in npz.files}
+    except (zipfile.BadZipFile, EOFError) as err:
+        raise _not_a_checkpoint(path, f"not a readable zip file: {err}") from None
+    try:
+        doc = json.loads(arrays.pop(_DOC_KEY).tobytes().decode("utf-8"))
+    except ValueError as err:  # UnicodeDecodeError, JSONDecodeError
+        raise _not_a_checkpoint(path, f"unreadable {_DOC_KEY}: {err}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise _not_a_checkpoint(path, f"expected format {FORMAT!r}, got {got!r}")
+    version = doc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise _not_a_checkpoint(path, f"expected an integer format version, got {version!r}")
+    if version > VERSION:
         raise ValueError(
-            f"expected a normlab checkpoint with {_DOC_KEY!r}, got keys {sorted(arrays)}"
+            f"{path}: expected a normlab checkpoint of format version <= {VERSION}, got version "
+            f"{version!r}; it was written by a newer normlab"
         )
-    doc = json.loads(arrays.pop(_DOC_KEY).tobytes().decode("utf-8"))
-    if doc.get("format") != FORMAT or int(doc.get("version", -1)) > VERSION:
-        raise ValueError(
-            f"expected format {FORMAT!r} version <= {VERSION}, "
-            f"got {doc.get('format')!r} version {doc.get('version')!r}"
+    try:
+        doc = _decode(doc, arrays)
+        model = doc["model"]
+        return Checkpoint(
+            params=dict(model["params"]),
+            buffers=dict(model["buffers"]),
+            model_rng_state=model["rng_state"],
+            model_config=model["config"],
+            state=doc["state"],
+            config=doc["config"],
         )
-    doc = _decode(doc, arrays)
-    model = doc["model"]
-    return Checkpoint(
-        params=model["params"],
-        buffers=model["buffers"],
-        model_rng_state=model["rng_state"],
-        model_config=model["config"],
-        state=doc["state"],
-        config=doc["config"],
-    )
+    except (KeyError, TypeError, ValueError) as err:
+        raise _not_a_checkpoint(path, f"incomplete document: missing or malformed {err}") from None
 
 
-def _check_names(what: str, expected: dict, got: dict) -> None:
-    """Raise ValueError unless both dicts have the same keys and array shapes."""
+def _read_entry(npz, key: str, path: str) -> np.ndarray:
+    """One array of an open npz; a ValueError of :func:`load_checkpoint`'s kind if unreadable."""
+    try:
+        return npz[key]
+    except (ValueError, EOFError, zipfile.BadZipFile):  # object array, bad .npy header or CRC
+        raise _not_a_checkpoint(path, f"entry {key!r} is not a readable plain array") from None
+
+
+def _not_a_checkpoint(path: str, why: str) -> ValueError:
+    """The error of :func:`load_checkpoint` for a file that is no normlab checkpoint."""
+    return ValueError(f"{path} is not a normlab checkpoint ({why})")
+
+
+def check_arrays(what: str, expected: dict, got: dict) -> None:
+    """Raise ValueError unless both dicts have the same keys, array shapes and dtypes.
+
+    Parameters
+    ----------
+    what : str
+        How the message names them (``'params'``).
+    expected : dict of str to ndarray
+        The model's (or solver's) arrays.
+    got : dict of str to ndarray
+        The checkpoint's.
+    """
     exp = {k: tuple(np.shape(v)) for k, v in expected.items()}
     have = {k: tuple(np.shape(v)) for k, v in got.items()}
     if exp != have:
         raise ValueError(f"expected {what} {exp} (the model's), got {have} (the checkpoint's)")
+    differ = [k for k in exp if np.asarray(expected[k]).dtype != np.asarray(got[k]).dtype]
+    if differ:
+        raise ValueError(
+            f"expected {what} of dtypes "
+            + str({k: np.asarray(expected[k]).dtype.name for k in differ})
+            + " (the model's), got "
+            + str({k: np.asarray(got[k]).dtype.name for k in differ})
+            + " (the checkpoint's); build the model with the checkpoint's dtype"
+        )
+
+
+def check_rng_state(what: str, rng: np.random.Generator, state: Any) -> None:
+    """Raise ValueError unless ``state`` can be loaded into ``rng``'s bit generator.
+
+    Tried on a fresh bit generator of the same type, so ``rng`` itself is not touched.
+    """
+    kind = type(rng.bit_generator)
+    try:
+        kind().state = state
+    except (TypeError, ValueError, KeyError) as err:
+        got = state.get("bit_generator") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(
+            f"expected {what} of a {kind.__name__} bit generator, got {got!r} ({err})"
+        ) from None
+
+
+def check_restore(checkpoint: Checkpoint, model: Any) -> None:
+    """Raise ValueError unless :func:`restore_model` can restore ``checkpoint`` into ``model``.
+
+    Checks names, shapes and dtypes of the parameters and buffers and the ``rng`` state; it
+    modifies nothing.
+    """
+    check_arrays("params", model.params, checkpoint.params)
+    check_arrays("buffers", getattr(model, "buffers", {}), checkpoint.buffers)
+    rng = getattr(model, "rng", None)
+    if (rng is None) != (checkpoint.model_rng_state is None):
+        raise ValueError(
+            f"expected the checkpoint to {'lack' if rng is None else 'have'} model.rng state "
+            f"like the model, got {'none' if checkpoint.model_rng_state is None else 'one'}"
+        )
+    if rng is not None:
+        check_rng_state("model.rng state", rng, checkpoint.model_rng_state)
 
 
 def restore_model(checkpoint: Checkpoint, model: Any) -> None:
     """Copy a checkpoint's parameters, buffers and RNG state into ``model`` in place.
 
     Values are copied into the model's existing arrays (``np.copyto``), so views of them, such as
-    a :class:`~normlab.optim.FlatOptimizer`'s, stay valid.
+    a :class:`~normlab.optim.FlatOptimizer`'s, stay valid. Everything is validated first
+    (:func:`check_restore`): on a ValueError the model is unchanged.
 
     Parameters
     ----------
@@ -245,22 +323,17 @@ def restore_model(checkpoint: Checkpoint, model: Any) -> None:
         From :func:`load_checkpoint`.
     model : object
         With ``params`` (and ``buffers`` / ``rng`` where the checkpoint has them) of the same
-        names and shapes.
+        names, shapes and dtypes.
 
     Raises
     ------
     ValueError
-        If names or shapes differ, or one side has an ``rng`` and the other does not.
+        If names, shapes or dtypes differ (a float64 checkpoint is not cast into a float32
+        model: build the model with the checkpoint's dtype), or one side has an ``rng`` and the
+        other does not, or the ``rng`` states are of different bit generators.
     """
+    check_restore(checkpoint, model)
     buffers = getattr(model, "buffers", {})
-    _check_names("params", model.params, checkpoint.params)
-    _check_names("buffers", buffers, checkpoint.buffers)
-    rng = getattr(model, "rng", None)
-    if (rng is None) != (checkpoint.model_rng_state is None):
-        raise ValueError(
-            f"expected the checkpoint to {'lack' if rng is None else 'have'} model.rng state "
-            f"like the model, got {'none' if checkpoint.model_rng_state is None else 'one'}"
-        )
     for k, v in checkpoint.params.items():
         np.copyto(model.params[k], v)
     for k, v in checkpoint.buffers.items():
@@ -268,5 +341,6 @@ def restore_model(checkpoint: Checkpoint, model: Any) -> None:
             np.copyto(buffers[k], v)
         else:
             buffers[k] = v.copy()
+    rng = getattr(model, "rng", None)
     if rng is not None:
         rng.bit_generator.state = checkpoint.model_rng_state

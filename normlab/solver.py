@@ -19,15 +19,19 @@ It follows the CS231n assignment's ``Solver`` (same keyword arguments, ``train()
 from __future__ import annotations
 
 import math
+import numbers
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from normlab import checkpoint as _ckpt
+from normlab._validate import check_int
 from normlab.optim import (
     DEFAULTS,
+    STATE_KEYS,
     UPDATE_RULES,
     FlatOptimizer,
     get_update_rule,
@@ -50,11 +54,17 @@ _OPTIONS: dict[str, Any] = {
     "print_every": 10,  # iterations between loss reports when verbose
     "verbose": True,
     "seed": 0,  # int, None (fresh entropy) or np.random.Generator: batches and subsampling
-    "callbacks": (),  # fn(solver, info) after every iteration
+    "callbacks": None,  # sequence of fn(solver, info), called after every iteration
     "fused": None,  # None: fused for built-in rules with one float dtype; True/False to force
     "progress": True,  # tqdm bar when verbose
     "resume_from": None,  # checkpoint path to resume from (see Solver.resume)
 }
+# What Solver.state_dict saves (and resume restores); best_buffers is optional (older files).
+_STATE_KEYS = (
+    "epoch", "iteration", "num_train", "batch_size", "loss_history", "train_acc_history",
+    "val_acc_history", "best_val_acc", "best_params", "rng_state", "batch_order",
+    "batch_cursor", "optimizer",
+)  # fmt: skip
 # Settings that change the trajectory: a resumed run must use the checkpoint's.
 _TRAJECTORY = ("update_rule", "lr_decay", "batch_size", "num_train_samples", "num_val_samples")
 
@@ -80,14 +90,14 @@ class Solver:
         A name in ``normlab.optim.UPDATE_RULES`` or ``rule(w, dw, config) -> (next_w, config)``.
     optim_config : dict, optional
         Hyperparameters of the rule (defaults: the rule's); each parameter gets its own copy.
-    lr_decay : float, default 1.0
+    lr_decay : float > 0, default 1.0
         Multiplies every ``learning_rate`` at the end of each epoch.
     batch_size : int, default 100
     num_epochs : int, default 10
         Total number of epochs, those of a resumed checkpoint included.
-    num_train_samples : int or None, default 1000
+    num_train_samples : int >= 1 or None, default 1000
         Rows of the training set subsampled to measure training accuracy (None: all).
-    num_val_samples : int or None, default None
+    num_val_samples : int >= 1 or None, default None
         Rows of the validation set subsampled to measure validation accuracy (None: all).
     checkpoint_name : str, optional
         Write a checkpoint at every epoch end to ``checkpoint_name + ".npz"`` (used as is if it
@@ -98,11 +108,12 @@ class Solver:
     verbose : bool, default True
     seed : int, None or np.random.Generator, default 0
         Source of the batch permutations and of the accuracy subsamples.
-    callbacks : sequence of callables, default ()
-        ``fn(solver, info)`` after every iteration, with ``info`` a dict: ``iteration`` (0-based,
-        ``loss_history[iteration] == loss``), ``epoch`` (0-based), ``batch`` (0-based within the
-        epoch), ``loss``, ``batch_indices`` (B,), ``X_batch``, ``y_batch``, ``grads``. Callbacks
-        must not draw from ``solver.rng`` or resume will not be exact.
+    callbacks : sequence of callables or None, default None
+        ``fn(solver, info)`` after every iteration (None: no callbacks), with ``info`` a dict:
+        ``iteration`` (0-based, ``loss_history[iteration] == loss``), ``epoch`` (0-based),
+        ``batch`` (0-based within the epoch), ``loss``, ``batch_indices`` (B,), ``X_batch``,
+        ``y_batch``, ``grads``. Callbacks must not draw from ``solver.rng`` or resume will not
+        be exact.
     fused : bool or None, default None
         Update all parameters at once through one flat buffer. None: when ``update_rule`` is a
         built-in name and all parameters share one floating dtype.
@@ -136,7 +147,8 @@ class Solver:
     ------
     ValueError
         Unknown keyword arguments (the message lists the known ones), missing data keys,
-        mismatched lengths, invalid values, or ``fused=True`` with a custom rule.
+        mismatched lengths, invalid values (the message names the argument, what was expected
+        and what was got), or ``fused=True`` with a custom rule.
 
     Examples
     --------
@@ -154,16 +166,22 @@ class Solver:
         opts = {**_OPTIONS, **kwargs}
         self.model = model
         self._set_data(data)
+        if not isinstance(opts["optim_config"], dict | None):
+            raise ValueError(f"expected optim_config a dict or None, got {opts['optim_config']!r}")
         self.optim_config = dict(opts["optim_config"] or {})
-        self.lr_decay = float(opts["lr_decay"])
-        self.batch_size = _positive_int("batch_size", opts["batch_size"])
-        self.num_epochs = _positive_int("num_epochs", opts["num_epochs"], minimum=0)
-        self.num_train_samples = opts["num_train_samples"]
-        self.num_val_samples = opts["num_val_samples"]
+        self.lr_decay = _check_lr_decay(opts["lr_decay"])
+        self.batch_size = check_int("batch_size", opts["batch_size"])
+        self.num_epochs = check_int("num_epochs", opts["num_epochs"], minimum=0)
+        self.num_train_samples = check_int(
+            "num_train_samples", opts["num_train_samples"], allow_none=True
+        )
+        self.num_val_samples = check_int(
+            "num_val_samples", opts["num_val_samples"], allow_none=True
+        )
         self.checkpoint_name = opts["checkpoint_name"]
-        self.print_every = _positive_int("print_every", opts["print_every"])
+        self.print_every = check_int("print_every", opts["print_every"])
         self.verbose, self.progress = bool(opts["verbose"]), bool(opts["progress"])
-        self.callbacks = list(opts["callbacks"])
+        self.callbacks = _check_callbacks(opts["callbacks"])
         self._seed = opts["seed"]
         self.rng = np.random.default_rng(opts["seed"])
 
@@ -216,6 +234,7 @@ class Solver:
         self._cursor = 0  # batches of the current epoch already taken
         self._grads_checked = False
         self._bar = None  # the tqdm bar while train() shows one
+        self._saved_buffers = np.empty(0)  # (B,) all buffers before the step (see _step)
         if opts["resume_from"] is not None:
             self.resume(opts["resume_from"])
 
@@ -272,26 +291,35 @@ class Solver:
         Raises
         ------
         NonFiniteLossError
-            If the loss is NaN or infinite (the parameters are left unchanged).
+            If the loss is NaN or infinite. Then, as after any exception from ``model.loss``,
+            the parameters are unchanged and the buffers (running statistics, which the forward
+            pass had already updated in place) are restored to their values before the step.
         """
         it, ipe = self.iteration, self.iterations_per_epoch
         idx = self._next_batch()  # (B,)
         batch = self._cursor - 1
         X_batch, y_batch = self.X_train[idx], self.y_train[idx]  # (B, ...), (B,)
-        loss, grads = self.model.loss(X_batch, y_batch)
-        loss = float(loss)
-        if not math.isfinite(loss):
-            raise NonFiniteLossError(
-                f"non-finite loss {loss} at iteration {it + 1} of {self.num_epochs * ipe} "
-                f"(epoch {it // ipe + 1} of {self.num_epochs}, batch {batch + 1} of {ipe}); "
-                "try a smaller learning_rate or check the data for NaN"
-            )
-        if not self._grads_checked:
-            if set(grads) != set(self.model.params):
-                raise ValueError(
-                    f"expected grads for {sorted(self.model.params)}, got {sorted(grads)}"
+        buffers = getattr(self.model, "buffers", None)
+        saved = self._save_buffers(buffers) if buffers else None
+        try:
+            loss, grads = self.model.loss(X_batch, y_batch)
+            loss = float(loss)
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"non-finite loss {loss} at iteration {it + 1} of {self.num_epochs * ipe} "
+                    f"(epoch {it // ipe + 1} of {self.num_epochs}, batch {batch + 1} of {ipe}); "
+                    "try a smaller learning_rate or check the data for NaN"
                 )
-            self._grads_checked = True
+            if not self._grads_checked:
+                if set(grads) != set(self.model.params):
+                    raise ValueError(
+                        f"expected grads for {sorted(self.model.params)}, got {sorted(grads)}"
+                    )
+                self._grads_checked = True
+        except BaseException:
+            if saved is not None:  # undo the forward pass's update of the running statistics
+                self._restore_buffers(buffers, *saved)
+            raise
         if self.optimizer is not None:
             self.optimizer.step(grads)
         else:
@@ -316,6 +344,24 @@ class Solver:
             for fn in self.callbacks:
                 fn(self, info)
         return loss
+
+    def _save_buffers(self, buffers: dict) -> tuple[list, list]:
+        """Copy all buffers into one preallocated array; their names and arrays for restoring."""
+        names, arrays = list(buffers), list(buffers.values())
+        try:  # one NumPy call for all buffers, ~1 us (a copyto per buffer costs more)
+            np.concatenate(arrays, axis=None, out=self._saved_buffers)
+        except ValueError:  # the first step, or the buffers changed size: allocate
+            self._saved_buffers = np.concatenate(arrays, axis=None)  # (B,)
+        return names, arrays
+
+    def _restore_buffers(self, buffers: dict, names: list, arrays: list) -> None:
+        """Put back the buffers saved at the start of the step (in place, and rebound)."""
+        lo = 0
+        for name, a in zip(names, arrays, strict=True):
+            hi = lo + a.size
+            np.copyto(a, self._saved_buffers[lo:hi].reshape(a.shape))
+            buffers[name] = a  # in case the model rebound it instead of updating in place
+            lo = hi
 
     # -- evaluation ----------------------------------------------------------------------------
 
@@ -556,46 +602,23 @@ class Solver:
         Raises
         ------
         ValueError
-            If the checkpoint's parameters, training-set size or trajectory settings differ
-            from this solver's; nothing is modified then.
+            If anything in the checkpoint does not fit this solver and model: training-set
+            size, trajectory settings, parameter and buffer names, shapes and dtypes (a float64
+            checkpoint is not cast into a float32 model), the optimizer state's rule, layout and
+            dtypes, best parameters, RNG states, batch order. Everything is checked before
+            anything is modified, so after a ValueError model and solver are unchanged.
         """
         if isinstance(path, _ckpt.Checkpoint):
             ckpt = path
         else:
             ckpt = _ckpt.load_checkpoint(path)
+        configs = self._check_checkpoint(ckpt)  # raises ValueError; nothing below can fail
         s = ckpt.state
-        if s.get("num_train") != len(self.X_train):
-            raise ValueError(
-                f"expected a checkpoint for N_train={len(self.X_train)}, "
-                f"got N_train={s.get('num_train')}"
-            )
-        mine = self.config()
-        differ = [k for k in _TRAJECTORY if ckpt.config.get(k) != mine[k]]
-        if differ:
-            raise ValueError(
-                "expected the checkpoint's settings "
-                + ", ".join(f"{k}={ckpt.config.get(k)!r}" for k in differ)
-                + ", got "
-                + ", ".join(f"{k}={mine[k]!r}" for k in differ)
-                + "; pass the checkpoint's values or use Solver.from_checkpoint"
-            )
-        opt = s["optimizer"]
-        if opt["kind"] == "flat":
-            configs = split_flat_state(opt)
-        else:
-            configs = opt["configs"]
-        if set(configs) != set(self.model.params):
-            raise ValueError(
-                f"expected optimizer state for {sorted(self.model.params)}, got {sorted(configs)}"
-            )
-        _ckpt.restore_model(ckpt, self.model)  # validates names/shapes before copying
+        _ckpt.restore_model(ckpt, self.model)
         if self.optimizer is not None:
-            if opt["kind"] == "flat":
-                self.optimizer.load_state_dict(opt)
-            else:
-                self.optimizer.load_param_configs(configs)
+            self.optimizer.load_param_configs(configs)
         else:
-            self._optim_configs = {p: dict(c) for p, c in configs.items()}
+            self._optim_configs = configs
         self.epoch, self.iteration = int(s["epoch"]), int(s["iteration"])
         self.loss_history = s["loss_history"].tolist()
         self.train_acc_history = s["train_acc_history"].tolist()
@@ -610,14 +633,178 @@ class Solver:
         self._cursor = int(s["batch_cursor"])
         return ckpt
 
+    def _check_checkpoint(self, ckpt: _ckpt.Checkpoint) -> dict[str, dict]:
+        """Validate everything :meth:`resume` will restore; the per-parameter optimizer configs.
+
+        Raises
+        ------
+        ValueError
+            Naming what differs, expected and got.
+        """
+        s = ckpt.state
+        missing = [k for k in _STATE_KEYS if k not in s]
+        if missing:
+            raise ValueError(f"expected a Solver checkpoint with state {missing}, got {sorted(s)}")
+        if s["num_train"] != len(self.X_train):
+            raise ValueError(
+                f"expected a checkpoint for N_train={len(self.X_train)}, "
+                f"got N_train={s['num_train']}"
+            )
+        mine = self.config()
+        differ = [k for k in _TRAJECTORY if ckpt.config.get(k) != mine[k]]
+        if differ:
+            raise ValueError(
+                "expected the checkpoint's settings "
+                + ", ".join(f"{k}={ckpt.config.get(k)!r}" for k in differ)
+                + ", got "
+                + ", ".join(f"{k}={mine[k]!r}" for k in differ)
+                + "; pass the checkpoint's values or use Solver.from_checkpoint"
+            )
+        _ckpt.check_restore(ckpt, self.model)  # params, buffers: names, shapes, dtypes; rng
+        configs = self._check_optimizer_state(s["optimizer"])
+        params, buffers = self.model.params, getattr(self.model, "buffers", {})
+        for what, got, expected in (
+            ("best_params", s["best_params"], params),
+            ("best_buffers", s.get("best_buffers", {}), buffers),
+        ):
+            if not isinstance(got, dict):
+                raise ValueError(f"expected {what} a dict of arrays, got {type(got).__name__}")
+            if got:  # empty before the first accuracy check
+                _ckpt.check_arrays(what, expected, got)
+        counters = {k: s[k] for k in ("epoch", "iteration", "batch_cursor")}
+        for k, v in counters.items():
+            check_int(f"the checkpoint's {k}", v, minimum=0)
+        if counters["batch_cursor"] > self.iterations_per_epoch:
+            raise ValueError(
+                f"expected the checkpoint's batch_cursor <= {self.iterations_per_epoch} "
+                f"(batches per epoch), got {counters['batch_cursor']}"
+            )
+        for k in ("loss_history", "train_acc_history", "val_acc_history"):
+            h = s[k]
+            if not isinstance(h, np.ndarray) or h.ndim != 1 or h.dtype.kind != "f":
+                raise ValueError(f"expected {k} a 1-D float array, got {h!r}")
+        if not isinstance(s["best_val_acc"], numbers.Real):
+            raise ValueError(f"expected best_val_acc a number, got {s['best_val_acc']!r}")
+        order = s["batch_order"]
+        n = len(self.X_train)
+        if order is not None and not (
+            isinstance(order, np.ndarray) and order.shape == (n,) and order.dtype.kind in "iu"
+        ):
+            got = (order.dtype, order.shape) if isinstance(order, np.ndarray) else order
+            raise ValueError(f"expected batch_order None or integers of shape ({n},), got {got}")
+        _ckpt.check_rng_state("the solver's rng state", self.rng, s["rng_state"])
+        return configs
+
+    def _check_optimizer_state(self, opt: Any) -> dict[str, dict]:
+        """A checkpoint's optimizer state as validated per-parameter configs (fresh copies).
+
+        Flat (fused) and per-parameter states are both accepted, whatever this solver's path.
+        For a built-in rule every state array (``m``, ``velocity``...) must have its parameter's
+        shape and dtype (absent ones are zeros, as before the rule's first call), hyperparameters
+        must be the rule's, and on the fused path the same for all parameters. A custom rule's
+        configs are its own business: only their names are checked.
+        """
+        params = self.model.params
+        kind = opt.get("kind") if isinstance(opt, dict) else None
+        if kind not in ("flat", "per_param") or opt.get("rule") != self.rule_name:
+            got = (kind, opt.get("rule")) if isinstance(opt, dict) else opt
+            raise ValueError(
+                f"expected optimizer state ('flat' or 'per_param', {self.rule_name!r}), got {got}"
+            )
+        rule = self.rule_name if self.rule_name in STATE_KEYS else None
+        if kind == "flat":
+            names, shapes = opt.get("names", []), [tuple(sh) for sh in opt.get("shapes", [])]
+            layout = dict(zip(names, shapes, strict=False))
+            expected = {k: np.shape(v) for k, v in params.items()}
+            if layout != expected or len(names) != len(shapes) or len(names) != len(layout):
+                raise ValueError(
+                    f"expected optimizer state for parameters {expected}, got "
+                    f"{list(zip(names, shapes, strict=False))}"
+                )
+            size = sum(math.prod(sh) for sh in shapes)
+            if not isinstance(opt.get("config"), dict):
+                raise ValueError(
+                    f"expected a flat optimizer config dict, got {opt.get('config')!r}"
+                )
+            for key in STATE_KEYS[self.rule_name]:
+                a = opt["config"].get(key)
+                if not isinstance(a, np.ndarray) or a.shape != (size,):
+                    got = a.shape if isinstance(a, np.ndarray) else a
+                    raise ValueError(
+                        f"expected optimizer state {key} of shape ({size},), got {got}"
+                    )
+            configs = split_flat_state(opt)
+        else:
+            configs = opt.get("configs")
+            if not isinstance(configs, dict) or not all(
+                isinstance(c, dict) for c in configs.values()
+            ):
+                raise ValueError(
+                    f"expected per-parameter optimizer configs (dicts), got {configs!r}"
+                )
+        if set(configs) != set(params):
+            raise ValueError(
+                f"expected optimizer state for {sorted(params)}, got {sorted(configs)}"
+            )
+        configs = {k: dict(configs[k]) for k in params}  # copies, in the model's order
+        if rule is None:
+            return configs
+        known = set(DEFAULTS[rule])
+        for name, c in configs.items():
+            w = params[name]
+            for key in STATE_KEYS[rule]:
+                a = c.get(key)
+                if a is None:
+                    c[key] = np.zeros_like(w)
+                elif not isinstance(a, np.ndarray) or a.shape != w.shape or a.dtype != w.dtype:
+                    got = (a.shape, a.dtype.name) if isinstance(a, np.ndarray) else a
+                    raise ValueError(
+                        f"expected optimizer state {key} of {name} with shape {w.shape} and "
+                        f"dtype {w.dtype.name} (the parameter's), got {got}"
+                    )
+            scalars = {k: v for k, v in c.items() if k not in STATE_KEYS[rule]}
+            bad = {
+                k: v
+                for k, v in scalars.items()
+                if k not in known or not isinstance(v, numbers.Real)
+            }
+            if bad:
+                raise ValueError(
+                    f"expected {rule} hyperparameters {sorted(known)} (numbers) for {name}, "
+                    f"got {bad}"
+                )
+        if self.optimizer is not None:
+            scalars = [{k: v for k, v in c.items() if k in known} for c in configs.values()]
+            if any(sc != scalars[0] for sc in scalars):
+                raise ValueError(
+                    f"expected one set of hyperparameters for all parameters, got {scalars}"
+                )
+        return configs
+
 
 def _accs(train_acc: float, val_acc: float) -> str:
     """The accuracy part of an epoch report (the assignment's wording)."""
     return f"train acc: {train_acc:f}; val_acc: {val_acc:f}"
 
 
-def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    """Validate an integer option."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"expected {name} to be an integer >= {minimum}, got {value!r}")
-    return int(value)
+def _check_lr_decay(value: Any) -> float:
+    """``lr_decay`` as a finite float > 0."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+    if not (ok and 0 < value < math.inf):
+        raise ValueError(f"expected lr_decay to be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _check_callbacks(value: Any) -> list:
+    """``callbacks`` as a list of callables (None: an empty list)."""
+    if value is None:
+        return []
+    if not isinstance(value, Sequence) or isinstance(value, str | bytes):
+        raise ValueError(
+            f"expected callbacks to be a sequence of callables or None, got {value!r}"
+            + (f"; pass [{getattr(value, '__name__', 'fn')}]" if callable(value) else "")
+        )
+    bad = [fn for fn in value if not callable(fn)]
+    if bad:
+        raise ValueError(f"expected callbacks to be callables, got {bad!r}")
+    return list(value)

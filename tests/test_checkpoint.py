@@ -1,6 +1,7 @@
 """Checkpoint files: round trip, no pickle, atomic replacement, restore into a model."""
 
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -124,9 +125,116 @@ def test_rejects_pickle_only_things_and_foreign_files(tmp_path):
     with pytest.raises(TypeError, match=r"cannot checkpoint set at 'state/s'"):
         save_checkpoint(tmp_path / "a.npz", make_model(), {"s": {1, 2}})
     assert os.listdir(tmp_path) == []  # failed before any file was created
+
+
+def _not_checkpoints(tmp_path):
+    """Files that are not checkpoints, by what makes them so."""
+    good = tmp_path / "good.npz"
+    save_checkpoint(good, make_model(), STATE)
+    data = good.read_bytes()
+    files = {
+        "text": b"epoch,loss\n1,0.5\n",
+        "empty": b"",
+        "npy": None,
+        "truncated zip": data[: len(data) // 2],
+        "zip, corrupt end": data[:-30],
+        "flipped bit in W1": None,
+        "npz without the document": None,
+        "npz with a pickled object array": None,
+        "document not JSON": None,
+        "document not a checkpoint": None,
+    }
+    at = data.index(make_model().params["W1"].tobytes()) + 5  # inside W1's values
+    files["flipped bit in W1"] = data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
+    np.save(tmp_path / "npy", np.zeros(3))
+    files["npy"] = (tmp_path / "npy.npy").read_bytes()
+    for name, arrays in {
+        "npz without the document": {"x": np.zeros(2)},
+        "npz with a pickled object array": {
+            "x": np.array([{}, 1], dtype=object),
+            ck._DOC_KEY: np.frombuffer(b'{"format": "normlab.checkpoint", "version": 1}', np.uint8),
+        },
+        "document not JSON": {ck._DOC_KEY: np.frombuffer(b"{not json", np.uint8)},
+        "document not a checkpoint": {ck._DOC_KEY: np.frombuffer(b'{"format": "x"}', np.uint8)},
+    }.items():
+        np.savez(tmp_path / "tmp.npz", **arrays)
+        files[name] = (tmp_path / "tmp.npz").read_bytes()
+    return files
+
+
+def test_foreign_files_are_not_normlab_checkpoints(tmp_path):
+    for name, content in _not_checkpoints(tmp_path).items():
+        path = tmp_path / "x.npz"
+        path.write_bytes(content)
+        with pytest.raises(ValueError, match="is not a normlab checkpoint") as err:
+            load_checkpoint(path)
+        msg = str(err.value)
+        assert str(path) in msg and "allow_pickle" not in msg and "pickle" not in msg, name
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.npz")
     np.savez(tmp_path / "plain.npz", x=np.zeros(2))
-    with pytest.raises(ValueError, match=r"expected a normlab checkpoint .*got keys \['x'\]"):
+    with pytest.raises(ValueError, match=r"expected an entry '__checkpoint__.json', got \['x'\]"):
         load_checkpoint(tmp_path / "plain.npz")
+
+
+def test_document_without_model_is_not_a_checkpoint(tmp_path):
+    doc = b'{"format": "normlab.checkpoint", "version": 1, "state": {}}'
+    np.savez(tmp_path / "x.npz", **{ck._DOC_KEY: np.frombuffer(doc, np.uint8)})
+    with pytest.raises(ValueError, match=r"not a normlab checkpoint \(incomplete .*'model'"):
+        load_checkpoint(tmp_path / "x.npz")
+    newer = b'{"format": "normlab.checkpoint", "version": 2}'
+    np.savez(tmp_path / "y.npz", **{ck._DOC_KEY: np.frombuffer(newer, np.uint8)})
+    with pytest.raises(ValueError, match=r"version <= 1, got version 2.*newer normlab"):
+        load_checkpoint(tmp_path / "y.npz")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_checkpoint_gets_the_permissions_of_a_normal_file(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        save_checkpoint(tmp_path / "ck.npz", make_model())
+        save_checkpoint(tmp_path / "ck.npz", make_model(seed=1))  # overwriting too
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "ck.npz").stat().st_mode) == 0o666 & ~umask
+
+
+def test_checkpoint_is_written_through_the_shared_atomic_writer(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    save_checkpoint(tmp_path / "ck.npz", make_model())
+    assert len(synced) == 2  # the file, then the directory holding the rename
+    assert os.listdir(tmp_path) == ["ck.npz"]
+
+
+def test_restore_model_refuses_another_dtype_instead_of_casting(tmp_path):
+    src = make_model()
+    src.params = {k: v.astype(np.float64) for k, v in src.params.items()}
+    save_checkpoint(tmp_path / "ck.npz", src)
+    ckpt = load_checkpoint(tmp_path / "ck.npz")
+    dst = make_model(seed=1)  # float32 params
+    before = {k: v.copy() for k, v in dst.params.items()}
+    rng_state = dst.rng.bit_generator.state
+    with pytest.raises(
+        ValueError, match=r"params of dtypes \{'W1': 'float32', 'b1': 'float32'\} .*'float64'"
+    ):
+        restore_model(ckpt, dst)
+    for k, v in dst.params.items():
+        assert v.dtype == np.float32
+        np.testing.assert_array_equal(v, before[k])
+    assert dst.rng.bit_generator.state == rng_state
+
+
+def test_restore_model_checks_the_rng_kind_before_copying(tmp_path):
+    save_checkpoint(tmp_path / "ck.npz", make_model(bit_generator=np.random.MT19937))
+    dst = make_model(seed=1)  # PCG64
+    before = dst.params["W1"].copy()
+    with pytest.raises(
+        ValueError, match=r"model.rng state of a PCG64 bit generator, got 'MT19937'"
+    ):
+        restore_model(load_checkpoint(tmp_path / "ck.npz"), dst)
+    np.testing.assert_array_equal(dst.params["W1"], before)
 
 
 def test_failed_write_leaves_previous_checkpoint_and_no_temp_file(tmp_path, monkeypatch):

@@ -7,8 +7,11 @@ import hashlib
 import io
 import os
 import pickle
+import stat
 import struct
+import tracemalloc
 import urllib.error
+from math import prod
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ from normlab.data import (
     ChecksumError,
     DatasetNotFoundError,
     RestrictedUnpickler,
+    cifar,
     discovery,
     load_cifar10,
     load_dataset,
@@ -85,9 +89,18 @@ def cifar_arrays(n_per_batch=3, seed=0):
     """Six (data (N, 3072) uint8, labels list) batches: five training, one test."""
     rng = np.random.default_rng(seed)
     return [
-        (rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8), list(rng.integers(0, 10, 3)))
+        (
+            rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
+            list(rng.integers(0, 10, n_per_batch)),
+        )
         for _ in range(6)
     ]
+
+
+@pytest.fixture
+def records(monkeypatch):
+    """``records(n)``: let the CIFAR readers accept batches of n images (published: 10000)."""
+    return lambda n: monkeypatch.setattr(cifar, "RECORDS_PER_BATCH", n)
 
 
 BATCH_NAMES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -175,6 +188,23 @@ def test_read_idx_rejects_corrupt_files_naming_them(tmp_path, mutate, match, gz)
     with pytest.raises(ValueError, match=match) as err:
         read_idx(path)
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("dims", [(1 << 16, 1 << 16), (2**32 - 1,) * 3], ids=["4GiB", "2^96B"])
+def test_read_idx_huge_header_fails_before_allocating(tmp_path, dims, gz):
+    header = bytes([0, 0, 0x08, len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
+    path = write(tmp_path / "huge-idx3-ubyte", header + bytes(10), gz)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="truncated IDX data") as err:
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 26  # nothing the size of the header's claim was allocated
+    msg = str(err.value)
+    assert str(path) in msg and f"({prod(dims)} bytes)" in msg and "only 10 bytes" in msg
 
 
 def test_read_idx_truncated_gzip_stream(tmp_path):
@@ -327,6 +357,25 @@ def test_failed_download_reports_and_keeps_cache_clean(tmp_path, monkeypatch):
     assert not cache.exists() or list(cache.iterdir()) == []
 
 
+def test_download_is_synced_and_gets_normal_permissions(tmp_path, monkeypatch):
+    content = b"verified bytes"
+    open_url, _ = fake_server({"f.gz": content})
+    monkeypatch.setattr(discovery, "_open_url", open_url)
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    old_umask = os.umask(0o027)
+    try:
+        dest = discovery.download_file(
+            "https://x.example/f.gz", tmp_path / "dl" / "f.gz", hashlib.md5(content).hexdigest()
+        )
+    finally:
+        os.umask(old_umask)
+    assert dest.read_bytes() == content
+    assert len(synced) == 2  # the file's data, then the directory entry of the rename
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o640  # 0o666 & ~umask, not mkstemp's 0o600
+
+
 def test_published_md5s_are_well_formed():
     for remote in discovery.REMOTES.values():
         assert len(remote.files) == 4
@@ -339,7 +388,8 @@ def test_published_md5s_are_well_formed():
 
 @pytest.mark.parametrize("fmt", ["py", "bin"])
 @pytest.mark.parametrize("point_at", ["parent", "folder"])
-def test_cifar10_round_trip_both_formats(tmp_path, fmt, point_at):
+def test_cifar10_round_trip_both_formats(tmp_path, fmt, point_at, records):
+    records(3)
     batches = cifar_arrays(n_per_batch=3)
     folder = tmp_path / f"cifar-10-batches-{fmt}"
     (make_cifar_py if fmt == "py" else make_cifar_bin)(folder, batches)
@@ -351,14 +401,16 @@ def test_cifar10_round_trip_both_formats(tmp_path, fmt, point_at):
     assert raw.y_train.dtype == np.int64 and raw.class_names == CIFAR10_CLASSES
 
 
-def test_cifar10_found_via_normlab_data(tmp_path, monkeypatch):
+def test_cifar10_found_via_normlab_data(tmp_path, monkeypatch, records):
+    records(3)
     make_cifar_bin(tmp_path / "env" / "cifar10" / "cifar-10-batches-bin", cifar_arrays())
     monkeypatch.setenv("NORMLAB_DATA", str(tmp_path / "env"))
     data = load_dataset("cifar10", num_validation=5, num_test=2, download=False)
     assert data["X_train"].shape == (10, 3, 32, 32) and data["X_test"].shape == (2, 3, 32, 32)
 
 
-def test_cifar_python2_pickle_as_distributed(tmp_path):
+def test_cifar_python2_pickle_as_distributed(tmp_path, records):
+    records(2)
     data = np.arange(2 * 3072, dtype=np.uint32).astype(np.uint8).reshape(2, 3072)
     buf = io.BytesIO()
     Py2Pickler(buf, protocol=2).dump({"batch_label": "b", "data": data, "labels": [3, 9]})
@@ -420,7 +472,8 @@ def test_payload_would_run_under_plain_pickle(tmp_path):
         ),
     ],
 )
-def test_corrupt_cifar_pickle(tmp_path, content, match):
+def test_corrupt_cifar_pickle(tmp_path, content, match, records):
+    records(2)
     path = tmp_path / "data_batch_1"
     path.write_bytes(content)
     with pytest.raises(ValueError, match=match) as err:
@@ -428,19 +481,70 @@ def test_corrupt_cifar_pickle(tmp_path, content, match):
     assert str(path) in str(err.value)
 
 
-def test_corrupt_cifar_bin(tmp_path):
+def test_corrupt_cifar_bin(tmp_path, records):
     short = tmp_path / "short.bin"
     short.write_bytes(bytes(3073 * 2 - 1))
-    with pytest.raises(ValueError, match="records of 3073 bytes") as err:
+    with pytest.raises(ValueError, match="10000 records of 3073 bytes") as err:
         read_cifar_bin_batch(short)
-    assert str(short) in str(err.value)
+    assert str(short) in str(err.value) and "30730000 bytes, got 6145 bytes" in str(err.value)
+    records(1)
     bad_label = tmp_path / "label.bin"
     bad_label.write_bytes(bytes([12]) + bytes(3072))
     with pytest.raises(ValueError, match=r"\[0, 10\)"):
         read_cifar_bin_batch(bad_label)
 
 
-def test_corrupt_cifar_meta(tmp_path):
+@pytest.mark.parametrize("fmt", ["py", "bin"])
+def test_cifar_batches_hold_the_published_10000_images(tmp_path, fmt):
+    labels = np.arange(10000) % 10
+    pixels = np.zeros((10000, 3072), np.uint8)
+    pixels[:, 0] = labels  # a recognisable first pixel
+    path = tmp_path / "data_batch_1"
+    if fmt == "py":
+        path.write_bytes(pickle.dumps({b"data": pixels, b"labels": labels.tolist()}, protocol=4))
+        read = read_cifar_pickle_batch
+    else:
+        path.write_bytes(np.concatenate([labels[:, None].astype(np.uint8), pixels], 1).tobytes())
+        read = read_cifar_bin_batch
+    X, y = read(path)
+    assert X.shape == (10000, 3, 32, 32)
+    np.testing.assert_array_equal(y, labels)
+    np.testing.assert_array_equal(X[:, 0, 0, 0], labels)
+    if fmt == "py":  # a batch of 9999 is truncated, whatever its internal consistency
+        path.write_bytes(pickle.dumps({b"data": pixels[1:], b"labels": labels[1:].tolist()}))
+        match = "expected 10000 images per batch .*got 9999"
+    else:
+        path.write_bytes(path.read_bytes()[:-3073])
+        match = "expected 10000 records .*30730000 bytes, got 30726927 bytes"
+    with pytest.raises(ValueError, match=match) as err:
+        read(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "batch, match",
+    [
+        (
+            {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0.0, 2.7]},
+            r"integer labels, got floats",
+        ),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [b"3", b"1"]}, "byte strings"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [[0], [1, 2]]}, "integer labels"),
+        ({"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}, "got keys 'data', b'labels'"),
+    ],
+    ids=["float", "bytes", "ragged", "mixed-keys"],
+)
+def test_cifar_pickle_labels_must_be_integers(tmp_path, records, batch, match):
+    records(2)
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps(batch, protocol=4))
+    with pytest.raises(ValueError, match=match) as err:
+        read_cifar_pickle_batch(path)
+    assert str(path) in str(err.value)
+
+
+def test_corrupt_cifar_meta(tmp_path, records):
+    records(3)
     folder = make_cifar_bin(tmp_path / "cifar-10-batches-bin", cifar_arrays())
     (folder / "batches.meta.txt").write_text("cat\ndog\n")
     with pytest.raises(ValueError, match="expected 10 class names"):
@@ -511,10 +615,12 @@ def test_split_deterministic_in_seed(mnist_dir):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"num_training": 31, "num_validation": 10}, "num_training <= 30"),
-        ({"num_validation": 41}, "num_validation <= 40"),
-        ({"num_test": 11}, "num_test <= 10"),
-        ({"num_training": 2.5}, "int or None"),
+        ({"num_training": 31, "num_validation": 10}, r"num_training to be an integer in \[0, 30\]"),
+        ({"num_validation": 41}, r"num_validation to be an integer in \[0, 40\]"),
+        ({"num_test": 11}, r"num_test to be an integer in \[0, 10\] or None, got 11"),
+        ({"num_training": 2.5}, "or None, got 2.5"),
+        ({"num_training": True}, "or None, got True"),  # bool is no count
+        ({"num_test": np.float64(3)}, "or None, got"),
         ({"num_validation": 40}, "num_training >= 1"),
         ({"dtype": np.int32}, "floating dtype"),
     ],
@@ -522,6 +628,11 @@ def test_split_deterministic_in_seed(mnist_dir):
 def test_bad_sizes_are_rejected(mnist_dir, kwargs, match):
     with pytest.raises(ValueError, match=match):
         load_dataset("mnist", mnist_dir, download=False, **kwargs)
+
+
+def test_numpy_integer_sizes_are_accepted(mnist_dir):
+    data = load_dataset("mnist", mnist_dir, num_training=np.int64(20), num_validation=np.int32(8))
+    assert data["X_train"].shape[0] == 20 and data["X_val"].shape[0] == 8
 
 
 def test_unknown_name_lists_known_ones():

@@ -87,27 +87,57 @@ def test_conv_gradients(rng, normalization):
     assert_gradients(model, X, y)
 
 
-def test_dropout_gradients_with_fixed_masks(rng):
+def test_dropout_gradients_with_dropout_seed(rng):
     X, y = _xy(rng, (6, 5), 3)
     model = FullyConnectedNet(
-        [7],
+        [7, 6],
         input_dim=5,
         num_classes=3,
         dropout_keep_ratio=0.6,
         dtype=np.float64,
         seed=3,
+        dropout_seed=11,
         weight_scale="xavier",
     )
-    state = model.rng.bit_generator.state
+    assert model.loss(X, y)[0] == model.loss(X, y)[0]  # fixed masks: loss is a function
+    assert_gradients(model, X, y)
 
-    class SameMasks:  # every loss call draws the same dropout masks
-        params = model.params
 
-        def loss(self, X, y):
-            model.rng.bit_generator.state = state
-            return model.loss(X, y)
+def test_dropout_gradient_check_of_the_notebook():
+    """The CS231n notebook's dropout cell, with ``dropout_seed`` for the assignment's ``seed``."""
+    rng = np.random.default_rng(231)
+    N, D, H1, H2, C = 2, 15, 20, 30, 10
+    X = rng.standard_normal((N, D))
+    y = rng.integers(C, size=(N,))
+    for dropout_keep_ratio in [1, 0.75, 0.5]:
+        model = FullyConnectedNet(
+            [H1, H2],
+            input_dim=D,
+            num_classes=C,
+            weight_scale=5e-2,
+            dtype=np.float64,
+            dropout_keep_ratio=dropout_keep_ratio,
+            seed=123,
+            dropout_seed=123,
+        )
+        loss, grads = model.loss(X, y)
+        assert 2.0 < loss < 2.6  # about log(10)
+        for name in sorted(grads):
+            f = lambda _: model.loss(X, y)[0]  # noqa: B023, E731 - the notebook's spelling
+            grad_num = eval_numerical_gradient(f, model.params[name], verbose=False, h=1e-5)
+            err = rel_error(grad_num, grads[name])
+            assert err < 1e-5, f"keep {dropout_keep_ratio}, {name}: rel_error {err:.2e}"
 
-    assert_gradients(SameMasks(), X, y)
+
+def test_without_dropout_seed_masks_change_and_the_gradient_check_fails():
+    """Why ``dropout_seed`` exists: with fresh masks the numerical gradient is noise."""
+    rng = np.random.default_rng(231)
+    X, y = rng.standard_normal((2, 15)), rng.integers(10, size=2)
+    kw = dict(input_dim=15, weight_scale=5e-2, dtype=np.float64, dropout_keep_ratio=0.75)
+    model = FullyConnectedNet([20, 30], seed=123, **kw)
+    _, grads = model.loss(X, y)
+    num = eval_numerical_gradient(lambda _: model.loss(X, y)[0], model.params["W1"], False)
+    assert rel_error(num, grads["W1"]) > 1e-2
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -120,12 +150,17 @@ def test_softmax_cross_entropy_matches_softmax_loss(rng, dtype):
     tol = 1e-12 if dtype == np.float64 else 1e-6
     np.testing.assert_allclose(loss, ref_loss, rtol=tol)
     np.testing.assert_allclose(dx, ref_dx, rtol=tol, atol=tol)
-    with pytest.raises(ValueError, match=r"labels in \[0, 4\)"):
-        softmax_cross_entropy(scores, y - 5)
-    with pytest.raises(ValueError, match="integer labels"):
+    y[0] = 3
+    for bad in (y - 4, y + 1, y.astype(np.float64)):  # the layer's messages, without its name
+        with pytest.raises(ValueError) as mine:
+            softmax_cross_entropy(scores, bad)
+        with pytest.raises(ValueError) as layers:
+            softmax_loss(scores, bad)
+        assert str(layers.value) == f"softmax_loss: {mine.value}"
+    with pytest.raises(ValueError, match=r"labels in \[0, 4\), got values from 1 to 4"):
+        softmax_cross_entropy(scores, y + 1)
+    with pytest.raises(ValueError, match=r"y \(N,\), got scores \(7, 4\), y \(3,\)"):
         softmax_cross_entropy(scores, y[:3])
-    with pytest.raises(IndexError):
-        softmax_cross_entropy(scores, y + 4)
 
 
 # -- parameters, buffers, modes --------------------------------------------------------------------
@@ -272,6 +307,25 @@ def test_dropout_reproducible_with_seed(rng):
     np.testing.assert_array_equal(a.loss(X), a.loss(X))  # no dropout in test mode
 
 
+def test_loss_rejects_bad_labels_and_inputs_with_value_errors(rng):
+    fc = FullyConnectedNet([6], input_dim=12, num_classes=4, seed=0)
+    X = rng.standard_normal((5, 12))
+    with pytest.raises(ValueError, match=r"expected integer labels in \[0, 4\), got values "):
+        fc.loss(X, np.array([0, 1, 2, 3, 4]))  # 4 is out of range (was an IndexError)
+    with pytest.raises(ValueError, match=r"got values from -1 to 2"):
+        fc.loss(X, np.array([0, 1, 2, -1, 0]))
+    for mode_y in (None, np.zeros(5, np.int64)):  # test and train mode
+        with pytest.raises(ValueError, match=r"expected X of shape \(N, 12\).*got \(5, 10\)"):
+            fc.loss(X[:, :10], mode_y)
+    fc.loss(X.reshape(5, 3, 4))  # flattened like the assignment: 3 * 4 == 12
+    with pytest.raises(ValueError, match=r"got \(12,\)"):
+        fc.loss(X[0])
+    conv = ConvNet((1, 6, 6), num_filters=(2,), hidden_dims=(), seed=0)
+    conv.loss(rng.standard_normal((2, 1, 6, 6)))
+    with pytest.raises(ValueError, match=r"expected X of shape \(N, 1, 6, 6\), got \(2, 1, 8, 8\)"):
+        conv.loss(rng.standard_normal((2, 1, 8, 8)))
+
+
 # -- the registry ----------------------------------------------------------------------------------
 
 
@@ -412,6 +466,14 @@ def test_argument_errors():
         FullyConnectedNet([3], normalization="batchnorm", norm_options={"running_mean": 0})
     with pytest.raises(ValueError, match="unknown model"):
         build_model({"model": "ResNet"})
+    with pytest.raises(ValueError, match=r"hidden_dims entry to be an integer >= 1, got True"):
+        FullyConnectedNet([True])  # bool is not a width
+    with pytest.raises(ValueError, match=r"dropout_seed to be an integer >= 0 or None, got 1.5"):
+        FullyConnectedNet([3], dropout_keep_ratio=0.5, dropout_seed=1.5)
+    with pytest.raises(ValueError, match=r"filter_size to be an integer >= 1, got False"):
+        ConvNet(filter_size=False)
+    model = FullyConnectedNet([np.int64(3)], input_dim=np.int32(4), num_classes=np.uint8(2))
+    assert model.params["W1"].shape == (4, 3) and model.get_config()["input_dim"] == 4
 
 
 # -- configs -----------------------------------------------------------------------------------
@@ -429,6 +491,7 @@ def test_argument_errors():
             normalization="groupnorm",
             activation="tanh",
             groups=2,
+            dropout_seed=5,
         ),
         lambda: ConvNet(
             (2, 6, 6),
@@ -456,6 +519,17 @@ def test_config_round_trip(rng, model):
     la, ga = model.loss(X, y)
     lb, gb = twin.loss(X, y)
     assert la == lb and all(np.array_equal(ga[k], gb[k]) for k in ga)
+    if isinstance(model, FullyConnectedNet):  # dropout_seed carried: the same masks again
+        assert config["dropout_seed"] == 5 and twin.loss(X, y)[0] == la == model.loss(X, y)[0]
+        fresh = build_model({**config, "dropout_seed": None})
+        assert fresh.loss(X, y)[0] != fresh.loss(X, y)[0]
+
+
+def test_config_without_dropout_seed_builds_fresh_masks():
+    config = FullyConnectedNet([4], input_dim=3, dropout_keep_ratio=0.5, seed=1).get_config()
+    assert config["dropout_seed"] is None
+    del config["dropout_seed"]  # a config written before the option existed
+    assert build_model(config).dropout_seed is None
 
 
 def test_checkpoint_restores_into_built_model(tmp_path, rng):

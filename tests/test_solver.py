@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from normlab.checkpoint import load_checkpoint
+from normlab.models import FullyConnectedNet
 from normlab.solver import NonFiniteLossError, Solver
 
 
@@ -296,6 +298,49 @@ def test_bad_data_and_options():
         Solver(TinyNet(), data, update_rule="adam", optim_config={"lr": 1e-3})
 
 
+def _cb(solver, info):
+    pass
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_train_samples": 0}, r"num_train_samples to be an integer >= 1 or None, got 0"),
+        ({"num_train_samples": 2.5}, r"num_train_samples to be .*got 2.5"),
+        ({"num_train_samples": True}, r"num_train_samples to be .*got True"),
+        ({"num_val_samples": -3}, r"num_val_samples to be an integer >= 1 or None, got -3"),
+        ({"lr_decay": 0}, r"lr_decay to be a finite number > 0, got 0"),
+        ({"lr_decay": -0.5}, r"lr_decay to be a finite number > 0, got -0.5"),
+        ({"lr_decay": "0.9"}, r"lr_decay .*got '0.9'"),
+        ({"lr_decay": True}, r"lr_decay .*got True"),
+        ({"lr_decay": float("nan")}, r"lr_decay .*got nan"),
+        ({"callbacks": _cb}, r"callbacks to be a sequence of callables or None.*pass \[_cb\]"),
+        ({"callbacks": [_cb, 3]}, r"callbacks to be callables, got \[3\]"),
+        ({"callbacks": "fn"}, r"callbacks to be a sequence"),
+        ({"batch_size": True}, r"batch_size to be an integer >= 1, got True"),
+        ({"batch_size": 16.0}, r"batch_size to be an integer >= 1, got 16.0"),
+        ({"num_epochs": -1}, r"num_epochs to be an integer >= 0, got -1"),
+        ({"print_every": 0}, r"print_every to be an integer >= 1, got 0"),
+        ({"optim_config": [("learning_rate", 1)]}, r"optim_config a dict or None"),
+    ],
+)
+def test_options_are_validated_at_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Solver(TinyNet(), make_data(), **kwargs)
+
+
+def test_numpy_integers_and_none_are_accepted():
+    solver = Solver(
+        TinyNet(), make_data(), batch_size=np.int64(20), num_epochs=np.int32(1),
+        num_train_samples=np.uint16(30), num_val_samples=None, lr_decay=np.float32(0.5),
+        print_every=np.int8(3), callbacks=None, **QUIET,
+    )  # fmt: skip
+    assert type(solver.batch_size) is int and solver.num_train_samples == 30
+    assert solver.callbacks == [] and solver.lr_decay == 0.5
+    solver.train()
+    assert solver.config()["num_train_samples"] == 30  # JSON-able ints
+
+
 class NaNAfter(TinyNet):
     def __init__(self, bad_call, **kw):
         super().__init__(**kw)
@@ -325,6 +370,32 @@ def test_non_finite_loss_names_iteration_and_epoch():
     assert len(solver.loss_history) == 4
     for k in before:  # the bad step did not touch the parameters
         np.testing.assert_array_equal(solver.model.params[k], before[k])
+
+
+def test_non_finite_loss_restores_the_batchnorm_running_statistics():
+    data = make_data(n_train=40)
+    # an inf in the third batch (the solver's seed=0 Generator draws this permutation first)
+    data["X_train"][np.random.default_rng(0).permutation(40)[25], 2] = np.inf
+    model = FullyConnectedNet([8, 8], input_dim=5, num_classes=3, normalization="batchnorm", seed=0)
+    arrays = dict(model.buffers)
+    initial = {k: v.copy() for k, v in model.buffers.items()}
+    params, buffers = [], []
+
+    def keep(solver, info):  # the state after each good step is the state before the next
+        params.append({k: v.copy() for k, v in solver.model.params.items()})
+        buffers.append({k: v.copy() for k, v in solver.model.buffers.items()})
+
+    solver = Solver(model, data, update_rule="adam", batch_size=10, callbacks=[keep], **QUIET)
+    with np.errstate(invalid="ignore"), pytest.raises(NonFiniteLossError, match="loss nan"):
+        solver.train()
+    assert len(buffers) == 2  # two good steps, then the inf
+    for k, v in model.buffers.items():
+        assert v is arrays[k]  # the same arrays, restored in place
+        np.testing.assert_array_equal(v, buffers[-1][k], err_msg=k)
+        assert np.isfinite(v).all() and not np.array_equal(v, initial[k])
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(v, params[-1][k], err_msg=k)
+    assert np.isfinite(model.loss(data["X_val"])).all()  # test mode still works
 
 
 # -- checkpoints and exact resume ----------------------------------------------------------------
@@ -410,6 +481,133 @@ def test_checkpoint_every_epoch_and_resume_validation(tmp_path):
         Solver.from_checkpoint(TinyNet(H=8, dropout=0.3), make_data(), path)
     with pytest.raises(ValueError, match=r"checkpoint to lack model.rng state"):
         Solver.from_checkpoint(TinyNet(dropout=0.0), make_data(), path)
+
+
+def snapshot(model, solver):
+    """Everything resume may modify, copied."""
+    return {
+        "params": {k: v.copy() for k, v in model.params.items()},
+        "buffers": {k: v.copy() for k, v in model.buffers.items()},
+        "model_rng": model.rng.bit_generator.state,
+        "rng": solver.rng.bit_generator.state,
+        "optim": {
+            k: {n: np.copy(x) for n, x in c.items()} for k, c in solver.optim_configs.items()
+        },
+        "counters": (solver.epoch, solver.iteration, solver._cursor),
+        "histories": (list(solver.loss_history), list(solver.val_acc_history)),
+        "best": {k: v.copy() for k, v in solver.best_params.items()},
+    }
+
+
+def assert_unchanged(before, after):
+    for key in ("params", "buffers", "best"):
+        assert before[key].keys() == after[key].keys(), key
+        for k in before[key]:
+            assert before[key][k].dtype == after[key][k].dtype
+            np.testing.assert_array_equal(before[key][k], after[key][k], err_msg=f"{key} {k}")
+    for key in ("model_rng", "rng", "counters", "histories"):
+        assert before[key] == after[key], key
+    assert before["optim"].keys() == after["optim"].keys()
+    for k, c in before["optim"].items():
+        assert c.keys() == after["optim"][k].keys()
+        for n in c:
+            np.testing.assert_array_equal(c[n], after["optim"][k][n], err_msg=f"{k} {n}")
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_float64_checkpoint_into_float32_model_raises_and_changes_nothing(tmp_path, fused):
+    _, first = make_run(2, fused=fused, checkpoint_name=str(tmp_path / "run"))
+    first.train()  # a float64 run
+    model = TinyNet(dropout=0.3, seed=5, dtype=np.float32)
+    data = make_data(dtype=np.float32)
+    solver = Solver(
+        model, data, update_rule="adam", optim_config={"learning_rate": 1e-2},
+        lr_decay=0.9, batch_size=16, num_epochs=4, num_train_samples=40,
+        num_val_samples=20, fused=fused, seed=7, **QUIET,
+    )  # fmt: skip
+    solver.train()  # some state of its own, to see that none of it is touched
+    before = snapshot(model, solver)
+    with pytest.raises(
+        ValueError, match=r"params of dtypes \{'W1': 'float32'.*got \{'W1': 'float64'"
+    ):
+        solver.resume(tmp_path / "run.npz")
+    assert_unchanged(before, snapshot(model, solver))
+    with pytest.raises(ValueError, match="dtypes"):
+        Solver.from_checkpoint(TinyNet(dropout=0.3, dtype=np.float32), data, tmp_path / "run.npz")
+
+
+def _tamper(name):
+    """A function that breaks one part of a loaded checkpoint, in place."""
+
+    def optimizer(ckpt, fn):
+        opt = ckpt.state["optimizer"]
+        fn(opt["config"] if opt["kind"] == "flat" else opt["configs"]["W1"])
+
+    return {
+        "optimizer dtype": lambda c: optimizer(c, lambda o: o.update(m=o["m"].astype(np.float32))),
+        "optimizer shape": lambda c: optimizer(c, lambda o: o.update(v=o["v"][:-1])),
+        "optimizer key": lambda c: optimizer(c, lambda o: o.update(momentum=0.9)),
+        "optimizer rule": lambda c: c.state["optimizer"].update(rule="sgd"),
+        "optimizer names": lambda c: (
+            c.state["optimizer"].update(names=["W1", "b1", "W2", "b9"])
+            if c.state["optimizer"]["kind"] == "flat"
+            else c.state["optimizer"]["configs"].update(
+                b9=c.state["optimizer"]["configs"].pop("b2")
+            )
+        ),
+        "buffer dtype": lambda c: c.buffers.update(
+            running_mean=c.buffers["running_mean"].astype(np.float32)
+        ),
+        "buffer name": lambda c: c.buffers.update(running_var=c.buffers.pop("running_mean")),
+        "best_params dtype": lambda c: c.state["best_params"].update(
+            b1=c.state["best_params"]["b1"].astype(np.float32)
+        ),
+        "best_params shape": lambda c: c.state["best_params"].update(b1=np.zeros(3)),
+        "model rng": lambda c: setattr(c, "model_rng_state", np.random.MT19937(0).state),
+        "solver rng": lambda c: c.state.update(rng_state={"bit_generator": "PCG64"}),
+        "batch order": lambda c: c.state.update(batch_order=np.arange(5)),
+        "batch cursor": lambda c: c.state.update(batch_cursor=99),
+        "history": lambda c: c.state.update(loss_history=[1.0, 2.0]),
+        "missing state": lambda c: c.state.pop("optimizer"),
+    }[name]
+
+
+TAMPERED = [
+    (
+        "optimizer dtype",
+        r"optimizer state m of W1 with shape \(5, 16\) and dtype float64 .*float32",
+    ),
+    ("optimizer shape", r"optimizer state v"),
+    ("optimizer key", r"adam hyperparameters .*got \{'momentum': 0.9\}"),
+    ("optimizer rule", r"optimizer state \('flat' or 'per_param', 'adam'\)"),
+    ("optimizer names", r"optimizer state for"),
+    ("buffer dtype", r"buffers of dtypes \{'running_mean': 'float64'\}"),
+    ("buffer name", r"expected buffers"),
+    ("best_params dtype", r"best_params of dtypes"),
+    ("best_params shape", r"best_params .*'b1': \(16,\).*'b1': \(3,\)"),
+    ("model rng", r"model.rng state of a PCG64 bit generator, got 'MT19937'"),
+    ("solver rng", r"solver's rng state of a PCG64"),
+    ("batch order", r"batch_order None or integers of shape \(60,\)"),
+    ("batch cursor", r"batch_cursor <= 3"),
+    ("history", r"loss_history a 1-D float array"),
+    ("missing state", r"Solver checkpoint with state \['optimizer'\]"),
+]
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("name, match", TAMPERED, ids=[t[0] for t in TAMPERED])
+def test_resume_validates_everything_before_modifying_anything(tmp_path, fused, name, match):
+    path = tmp_path / "run.npz"
+    _, first = make_run(2, fused=fused, checkpoint_name=str(path))
+    first.train()
+    model, solver = make_run(3, seed=4, fused=not fused)  # either layout into either path
+    solver.train()
+    before = snapshot(model, solver)
+    ckpt = load_checkpoint(path)
+    _tamper(name)(ckpt)
+    with pytest.raises(ValueError, match=match):
+        solver.resume(ckpt)
+    assert_unchanged(before, snapshot(model, solver))
 
 
 def test_verbose_prints_iterations_and_epochs(capsys):

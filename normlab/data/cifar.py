@@ -9,6 +9,10 @@ NumPy arrays and nothing else, so a tampered file cannot run code.
 ``cifar-10-batches-bin`` holds ``data_batch_1.bin`` ... ``data_batch_5.bin``,
 ``test_batch.bin`` -- records of one label byte followed by 3072 pixel bytes -- and
 ``batches.meta.txt``, one class name per line. See https://www.cs.toronto.edu/~kriz/cifar.html.
+
+Every batch of both formats holds exactly :data:`RECORDS_PER_BATCH` (10000) images; a batch of
+another size is reported as corrupt (a truncated download, or another dataset), and a binary
+batch is sized before it is read.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ CIFAR10_CLASSES = [
 PY_FOLDER, BIN_FOLDER = "cifar-10-batches-py", "cifar-10-batches-bin"
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCH = "test_batch"
+RECORDS_PER_BATCH = 10000  # images in every published batch, training and test alike
 _PIXELS = 3 * 32 * 32
 _RECORD = 1 + _PIXELS  # label byte + pixels, binary format
 
@@ -115,31 +120,44 @@ def read_cifar_pickle_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.nda
 
     Returns
     -------
-    X : ndarray of shape (N, 3, 32, 32), uint8
-    y : ndarray of shape (N,), int64
+    X : ndarray of shape (10000, 3, 32, 32), uint8
+    y : ndarray of shape (10000,), int64
 
     Raises
     ------
     ValueError
-        Naming the file, if the keys, shapes or labels are wrong.
+        Naming the file, if the keys, shapes, record count (10000) or labels are wrong (labels
+        must be integers in [0, 10): floats or byte strings are refused).
     RefusedGlobalError
         (a ``pickle.UnpicklingError``) if the pickle references anything but NumPy array
         reconstruction.
     """
     batch = restricted_load(path)
     if not isinstance(batch, dict) or not {b"data", b"labels"} <= batch.keys():
-        keys = sorted(batch.keys()) if isinstance(batch, dict) else type(batch).__name__
-        raise ValueError(f"{path}: expected a dict with keys b'data' and b'labels', got {keys}")
-    data, labels = batch[b"data"], np.asarray(batch[b"labels"])
+        got = type(batch).__name__
+        if isinstance(batch, dict):  # sorted reprs: str and bytes keys do not sort together
+            got = "keys " + ", ".join(sorted(map(repr, batch)))
+        raise ValueError(f"{path}: expected a dict with keys b'data' and b'labels', got {got}")
+    data = batch[b"data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
         raise ValueError(f"{path}: expected b'data' as a uint8 array of shape (N, 3072)")
-    if data.shape[1] != _PIXELS or labels.shape != (data.shape[0],):
+    y = check_labels(batch[b"labels"], len(CIFAR10_CLASSES), path)  # (N,)
+    if data.shape[1] != _PIXELS or y.shape != (data.shape[0],):
         raise ValueError(
             f"{path}: expected b'data' of shape (N, {_PIXELS}) and N labels, "
-            f"got data {data.shape} and labels {labels.shape}"
+            f"got data {data.shape} and labels {y.shape}"
         )
-    y = check_labels(labels, len(CIFAR10_CLASSES), path)  # (N,)
+    _check_records(path, data.shape[0])
     return data.reshape(-1, 3, 32, 32), y  # (N, 3, 32, 32), (N,)
+
+
+def _check_records(path, n: int) -> None:
+    """Raise ValueError naming ``path`` unless a batch holds ``RECORDS_PER_BATCH`` images."""
+    if n != RECORDS_PER_BATCH:
+        raise ValueError(
+            f"{path}: expected {RECORDS_PER_BATCH} images per batch (the published CIFAR-10 "
+            f"format), got {n}; the file is truncated or not a CIFAR-10 batch"
+        )
 
 
 def read_cifar_bin_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -152,23 +170,24 @@ def read_cifar_bin_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarra
 
     Returns
     -------
-    X : ndarray of shape (N, 3, 32, 32), uint8
-    y : ndarray of shape (N,), int64
+    X : ndarray of shape (10000, 3, 32, 32), uint8
+    y : ndarray of shape (10000,), int64
 
     Raises
     ------
     ValueError
-        Naming the file, if its size is not a multiple of 3073 bytes or a label is not 0-9.
+        Naming the file, if it is not 10000 records of 3073 bytes or a label is not 0-9.
     """
-    raw = np.fromfile(path, dtype=np.uint8)  # (N * 3073,)
-    if raw.size % _RECORD:
+    want = RECORDS_PER_BATCH * _RECORD
+    got = os.path.getsize(path)  # checked before reading: a huge file is not loaded
+    if got != want:
         raise ValueError(
-            f"{path}: expected records of {_RECORD} bytes (1 label + {_PIXELS} pixels), "
-            f"got {raw.size} bytes, not a multiple of {_RECORD}"
+            f"{path}: expected {RECORDS_PER_BATCH} records of {_RECORD} bytes (1 label + "
+            f"{_PIXELS} pixels), {want} bytes, got {got} bytes"
         )
-    records = raw.reshape(-1, _RECORD)  # (N, 3073)
-    y = check_labels(records[:, 0], len(CIFAR10_CLASSES), path)  # (N,)
-    return records[:, 1:].reshape(-1, 3, 32, 32), y  # (N, 3, 32, 32), (N,)
+    records = np.fromfile(path, np.uint8, count=want).reshape(-1, _RECORD)  # (10000, 3073)
+    y = check_labels(records[:, 0], len(CIFAR10_CLASSES), path)  # (10000,)
+    return records[:, 1:].reshape(-1, 3, 32, 32), y  # (10000, 3, 32, 32), (10000,)
 
 
 def _read_class_names(folder: Path, fmt: str) -> list[str]:

@@ -10,8 +10,9 @@ Search order for a dataset ``name`` (the first directory that holds a complete c
 
 If none has the files and downloading is allowed, the files are fetched into the user
 cache from the official mirrors. Each download goes to a temporary file beside its target,
-its MD5 is checked against the published value below, and only then is it renamed into
-place, so an interrupted or corrupted download never leaves a file that looks complete.
+its MD5 is checked against the published value below, and only then is it fsync'ed and renamed
+into place (:func:`normlab._io.atomic_write`), so an interrupted or corrupted download never
+leaves a file that looks complete.
 Files found on disk are not checksummed: distributions recompress them (Debian's
 Fashion-MNIST ``.gz`` files differ byte-for-byte from the upstream ones but decompress to
 the same data), and the format readers validate every file anyway.
@@ -22,12 +23,13 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+
+from normlab._io import atomic_write
 
 T = TypeVar("T")
 
@@ -272,21 +274,17 @@ def download_file(
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
+    # atomic_write: dest is either absent or complete and verified, and durable once returned
+    with atomic_write(dest) as out:
         digest = hashlib.md5(usedforsecurity=False)
-        with os.fdopen(fd, "wb") as out, _open_url(url, timeout) as response:
+        with _open_url(url, timeout) as response:
             while chunk := response.read(1 << 20):
                 digest.update(chunk)
                 out.write(chunk)
-        if digest.hexdigest() != md5:
+        if digest.hexdigest() != md5:  # raising inside the block discards the temporary file
             raise ChecksumError(
                 f"{url}: expected MD5 {md5}, got {digest.hexdigest()}; the file was discarded"
             )
-        os.replace(tmp, dest)  # atomic on POSIX: dest is either absent or complete
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return dest
 
 

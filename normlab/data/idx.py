@@ -59,7 +59,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     ------
     ValueError
         Naming the file, if the magic number is wrong, the type code is unknown, or the
-        data is shorter or longer than the header says (or the gzip stream is corrupt).
+        data is shorter or longer than the header says (or the gzip stream is corrupt). The
+        data is read and measured before anything the size of the header's shape is
+        allocated, so a corrupt header cannot exhaust memory.
 
     Examples
     --------
@@ -97,32 +99,34 @@ def _read_idx_stream(f, path: Path) -> np.ndarray:
         raise ValueError(f"{path}: truncated IDX header: expected {ndim} dimension sizes")
     dims = struct.unpack(f">{ndim}I", raw_dims)
 
-    data = np.empty(prod(dims), dtype=IDX_DTYPES[code])  # (d_0 * ... * d_{k-1},)
-    want = data.nbytes
-    got = _read_exactly(f, data.view(np.uint8))
-    if got < want:
+    dtype = IDX_DTYPES[code]
+    want = prod(dims) * dtype.itemsize
+    # Read what the file holds (at most one byte more than promised) before trusting the header:
+    # a corrupt header claiming (2**32 - 1)**3 values must fail here, not in an allocation.
+    data = _read_at_most(f, want + 1)
+    if len(data) < want:
         raise ValueError(
             f"{path}: truncated IDX data: header promises shape {dims} "
-            f"({want} bytes), file holds only {got} bytes"
+            f"({want} bytes), file holds only {len(data)} bytes"
         )
-    if f.read(1):
+    if len(data) > want:
         raise ValueError(
             f"{path}: IDX file is longer than its header says: expected {want} bytes of data "
-            f"for shape {dims}, found more"
+            f"for shape {dims}, got more"
         )
-    return data.reshape(dims).astype(data.dtype.newbyteorder("="), copy=False)
+    out = np.frombuffer(data, dtype=dtype).reshape(dims)  # (d_0, ..., d_{k-1}), writable
+    return out.astype(dtype.newbyteorder("="), copy=False)
 
 
-def _read_exactly(f, buf: np.ndarray) -> int:
-    """Fill the uint8 array ``buf`` from ``f``; return the number of bytes read."""
-    view = memoryview(buf)
-    got = 0
-    while got < len(view):
-        n = f.readinto(view[got:])
-        if not n:
+def _read_at_most(f, limit: int, chunk: int = 1 << 24) -> bytearray:
+    """Up to ``limit`` bytes from ``f``, read in chunks (memory grows with the data, not limit)."""
+    buf = bytearray()
+    while len(buf) < limit:
+        part = f.read(min(chunk, limit - len(buf)))
+        if not part:
             break
-        got += n
-    return got
+        buf += part
+    return buf
 
 
 def find_idx_files(directory: str | os.PathLike) -> dict[str, Path]:

@@ -47,9 +47,27 @@ class RawDataset:
         assert self.X_train.shape[1:] == self.X_test.shape[1:]
 
 
-def check_labels(y: np.ndarray, num_classes: int, path) -> np.ndarray:
-    """Return ``y`` as int64, raising ValueError naming ``path`` if a label is out of range."""
-    y = np.asarray(y).astype(np.int64, copy=False)  # (N,)
+# How a label error names a non-integer dtype kind.
+_KINDS = {"b": "booleans", "f": "floats", "c": "complex numbers", "S": "byte strings",
+          "U": "strings", "O": "Python objects"}  # fmt: skip
+
+
+def check_labels(y, num_classes: int, path) -> np.ndarray:
+    """Return ``y`` as int64 (N,); a ValueError naming ``path`` unless integers in [0, C).
+
+    Float labels are refused rather than truncated (``2.7`` is no class), and so are byte
+    strings, strings and objects.
+    """
+    try:
+        y = np.asarray(y)
+    except ValueError as err:  # a ragged list
+        raise ValueError(f"{path}: expected a flat sequence of integer labels ({err})") from None
+    if y.dtype.kind not in "iu":
+        raise ValueError(
+            f"{path}: expected integer labels, got {_KINDS.get(y.dtype.kind, 'values')} "
+            f"(dtype {y.dtype}); the file is corrupt or not this dataset"
+        )
+    y = y.astype(np.int64, copy=False)  # (N,)
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(
             f"{path}: expected labels in [0, {num_classes}), got values in "

@@ -19,24 +19,17 @@ The policy, written once:
 
 from __future__ import annotations
 
-import operator
-
 import numpy as np
+
+from normlab._validate import check_int
 
 from .raw import RawDataset
 
 
 def _count(value, name: str, available: int, default: int) -> int:
-    """Validate an optional split size against what is available."""
-    if value is None:
-        return default
-    try:
-        n = operator.index(value)
-    except TypeError:
-        raise ValueError(f"expected {name} to be an int or None, got {value!r}") from None
-    if not 0 <= n <= available:
-        raise ValueError(f"expected 0 <= {name} <= {available}, got {n}")
-    return n
+    """An optional split size in ``[0, available]``; ``default`` for None."""
+    n = check_int(name, value, 0, available, allow_none=True)
+    return default if n is None else n
 
 
 def train_val_indices(

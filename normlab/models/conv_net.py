@@ -7,13 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from normlab.models.base import (
-    ACTIVATIONS,
-    Network,
-    check_positive_int,
-    check_weight_scale,
-    init_std,
-)
+from normlab._validate import check_int
+from normlab.models.base import ACTIVATIONS, Network, check_weight_scale, init_std
 from normlab.models.registry import get_normalization
 
 _POOL = {"pool_height": 2, "pool_width": 2, "stride": 2}
@@ -23,7 +18,7 @@ def _int_tuple(name: str, value) -> list[int]:
     """A sequence of positive ints as a list (for the JSON config)."""
     if isinstance(value, numbers.Integral | str):
         raise ValueError(f"expected {name} a sequence of ints, got {value!r}")
-    return [check_positive_int(f"every {name} entry", v) for v in value]
+    return [check_int(f"every {name} entry", v) for v in value]
 
 
 class ConvNet(Network):
@@ -103,14 +98,14 @@ class ConvNet(Network):
             raise ValueError(f"expected input_dim (C, H, W), got {input_dim!r}")
         filters = _int_tuple("num_filters", num_filters)
         hidden = _int_tuple("hidden_dims", hidden_dims)
-        k = check_positive_int("filter_size", filter_size)
+        k = check_int("filter_size", filter_size)
         if k % 2 == 0:
             raise ValueError(f"expected an odd filter_size (padding keeps the size), got {k}")
-        num_classes = check_positive_int("num_classes", num_classes)
+        num_classes = check_int("num_classes", num_classes)
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; known are {sorted(ACTIVATIONS)}")
         weight_scale = check_weight_scale(weight_scale)
-        groups = check_positive_int("groups", groups)
+        groups = check_int("groups", groups)
         # with no filters the spatial variant is not needed, but the name is still validated
         spatial_norm = (
             get_normalization(normalization, "spatial") if filters or not hidden else None
@@ -119,6 +114,7 @@ class ConvNet(Network):
         norm_options = dict(norm_options or {})
         opts = {"groups": groups, "norm_options": norm_options, "activation": activation}
 
+        self._input_shape = tuple(input_dim)
         C, H, W = input_dim
         for F in filters:
             if H < 2 or W < 2:

@@ -7,13 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from normlab.models.base import (
-    ACTIVATIONS,
-    Network,
-    check_positive_int,
-    check_weight_scale,
-    init_std,
-)
+from normlab._validate import check_int
+from normlab.models.base import ACTIVATIONS, Network, check_weight_scale, init_std
 from normlab.models.registry import get_normalization
 
 
@@ -42,8 +37,18 @@ class FullyConnectedNet(Network):
     dtype : dtype, default np.float32
         Of every parameter, buffer, activation and gradient (float64 for gradient checks).
     seed : int, np.random.Generator or None, default None
-        Seeds ``self.rng``, which draws the weights (``W1``, ``W2``, ... in order) and then
-        the dropout masks.
+        Seeds ``self.rng``, which draws the weights (``W1``, ``W2``, ... in order) and then,
+        unless ``dropout_seed`` is given, fresh dropout masks at every training pass: training
+        is reproducible, and a checkpoint saves ``self.rng`` so a resumed run is exact.
+    dropout_seed : int or None, default None
+        An int fixes the dropout masks: every training pass draws them from
+        ``np.random.default_rng(dropout_seed)`` (the same seed in every layer), so the loss is
+        a deterministic function of the parameters, as a numerical gradient check needs.
+        None draws fresh masks from ``self.rng``. In the CS231n assignment ``seed`` did both
+        jobs (``FullyConnectedNet(..., seed=123)`` put it into the dropout parameters, fixing
+        the masks); here ``seed`` seeds the weights and the mask stream and ``dropout_seed``
+        fixes the masks, so the notebook's dropout gradient check is ``seed=123,
+        dropout_seed=123``.
     activation : {'relu', 'sigmoid', 'tanh'}, default 'relu'
     groups : int, default 4
         Groups of a group-normalized layer of width C: ``gcd(groups, C)``.
@@ -74,6 +79,14 @@ class FullyConnectedNet(Network):
     >>> loss, grads = model.loss(X, y)
     >>> model.loss(X).shape, grads["gamma1"].dtype
     ((4, 10), dtype('float32'))
+
+    The assignment's dropout gradient check (fixed masks, float64):
+
+    >>> net = FullyConnectedNet([20, 30], input_dim=15, dropout_keep_ratio=0.75,
+    ...                         dtype=np.float64, seed=123, dropout_seed=123)
+    >>> X = np.random.default_rng(0).standard_normal((2, 15))
+    >>> bool(net.loss(X, y[:2])[0] == net.loss(X, y[:2])[0])  # the same masks at every call
+    True
     """
 
     def __init__(
@@ -90,23 +103,26 @@ class FullyConnectedNet(Network):
         activation: str = "relu",
         groups: int = 4,
         norm_options: dict | None = None,
+        dropout_seed: int | None = None,
     ) -> None:
         super().__init__(reg, dtype, seed)
+        self.dropout_seed = check_int("dropout_seed", dropout_seed, 0, allow_none=True)
         if isinstance(hidden_dims, numbers.Integral | str):
             raise ValueError(f"expected hidden_dims a sequence of ints, got {hidden_dims!r}")
-        hidden = [check_positive_int("every hidden_dims entry", h) for h in hidden_dims]
-        input_dim = check_positive_int("input_dim", input_dim)
-        num_classes = check_positive_int("num_classes", num_classes)
+        hidden = [check_int("every hidden_dims entry", h) for h in hidden_dims]
+        input_dim = check_int("input_dim", input_dim)
+        num_classes = check_int("num_classes", num_classes)
         keep = dropout_keep_ratio
         if isinstance(keep, bool) or not isinstance(keep, numbers.Real) or not 0 < keep <= 1:
             raise ValueError(f"expected dropout_keep_ratio in (0, 1], got {keep!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; known are {sorted(ACTIVATIONS)}")
         weight_scale = check_weight_scale(weight_scale)
-        groups = check_positive_int("groups", groups)
+        groups = check_int("groups", groups)
         norm = get_normalization(normalization, "feature")
         norm_options = dict(norm_options or {})
 
+        self._input_shape = (input_dim,)
         dims = [input_dim, *hidden, num_classes]
         L = len(dims) - 1
         for i in range(L):
@@ -137,4 +153,5 @@ class FullyConnectedNet(Network):
             "activation": activation,
             "groups": groups,
             "norm_options": norm_options,
+            "dropout_seed": self.dropout_seed,
         }

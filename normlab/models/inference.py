@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from normlab.models.base import Block, Network, check_positive_int
+from normlab._validate import check_int
+from normlab.models.base import Block, Network
 
 __all__ = ["fold_batchnorm", "precise_bn"]
 
@@ -135,7 +136,7 @@ def precise_bn(model: Network, X, batch_size: int = 256) -> Network:
     passes, which approximates these values (exact only for the first layer, with equal batches,
     for the mean).
     """
-    batch_size = check_positive_int("batch_size", batch_size)
+    batch_size = check_int("batch_size", batch_size)
     X = np.asarray(X)
     if X.ndim < 2 or len(X) == 0:
         raise ValueError(f"expected X of shape (N, ...) with N > 0, got {X.shape}")
