@@ -124,6 +124,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--torch-epoch", action="store_true")
+    ap.add_argument("--reg", type=float, default=0.0, help="L2 strength (default 0)")
+    ap.add_argument("--lr-decay", type=float, default=0.85, help="per epoch (default 0.85)")
+    ap.add_argument("--norms", default="batchnorm,none", help="default: batchnorm,none")
     args = ap.parse_args(argv)
 
     import torch

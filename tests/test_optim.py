@@ -283,3 +283,24 @@ def test_flat_validation_messages():
         opt.load_state_dict({**opt.state_dict(), "dtype": "float32"})
     with pytest.raises(ValueError, match=r"expected optimizer state for 'adam', got 'sgd'"):
         opt.load_state_dict({**opt.state_dict(), "rule": "sgd"})
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("rule", ["sgd_momentum", "rmsprop", "adam"])
+def test_flat_state_never_goes_subnormal(rule, backend):
+    """A gradient that stays zero decays the state towards subnormals, which are ~100x slower."""
+    from normlab.optim import FlatOptimizer
+
+    params = {"w": np.ones(64, np.float32)}
+    opt = FlatOptimizer(params, rule, {"learning_rate": 1e-3}, backend=backend)
+    g = {"w": np.full(64, 1e-3, np.float32)}
+    opt.step(g)
+    zero = {"w": np.zeros(64, np.float32)}
+    for _ in range(3000):  # 0.9**3000 and 0.99**3000 are far below float32's smallest normal
+        opt.step(zero)
+    tiny = np.finfo(np.float32).tiny
+    for key in ("velocity", "cache", "m", "v"):
+        if key in opt.config:
+            a = opt.config[key]
+            assert not np.any((a != 0) & (np.abs(a) < tiny)), key
+    assert np.all(np.isfinite(params["w"]))
