@@ -303,18 +303,18 @@ def rows_backward(dy, x, mean, rstd, gamma, G, K, S, dx, dgamma_part, dbeta_part
                 gs = gamma[base : base + K]
                 dgs = dgp[base : base + K]
                 dbs = dbp[base : base + K]
-                for i in range(L):
+                for i in range(L):  # reductions only: this loop vectorises
+                    gg = np.float64(g[i]) * gs[i]
+                    s1 += gg
+                    s2 += gg * (xr[i] - mu)
+                m1 = s1 / L
+                m2 = s2 * rs / L
+                for i in range(L):  # element-wise only
                     gi = np.float64(g[i])
                     xh = (xr[i] - mu) * rs
-                    gg = gi * gs[i]
-                    s1 += gg
-                    s2 += gg * xh
                     dgs[i] += gi * xh
                     dbs[i] += gi
-                m1 = s1 / L
-                m2 = s2 / L
-                for i in range(L):
-                    o[i] = rs * (g[i] * gs[i] - m1 - (xr[i] - mu) * rs * m2)
+                    o[i] = rs * (gi * gs[i] - m1 - xh * m2)
             else:
                 for k in range(K):
                     gs = g[k * S : (k + 1) * S]
