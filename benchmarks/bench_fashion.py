@@ -25,7 +25,7 @@ from _common import fashion_mnist, machine_line, setup
 CONV = dict(num_filters=(32, 64), filter_size=3, hidden_dims=(128,))
 
 
-def _model(kind, normalization, seed):
+def _model(kind, normalization, seed, reg=0.0):
     from normlab.models import ConvNet, FullyConnectedNet
 
     if kind == "mlp":
@@ -36,25 +36,29 @@ def _model(kind, normalization, seed):
             normalization=normalization,
             weight_scale="he",
             seed=seed,
+            reg=reg,
         )
-    return ConvNet((1, 28, 28), normalization=normalization, weight_scale="he", seed=seed, **CONV)
+    return ConvNet(
+        (1, 28, 28), normalization=normalization, weight_scale="he", seed=seed, reg=reg, **CONV
+    )
 
 
-def _train(kind, normalization, data, epochs, seed):
+def _train(kind, normalization, data, epochs, seed, reg=0.0, lr_decay=0.85):
     from normlab.solver import Solver
 
-    model = _model(kind, normalization, seed)
+    model = _model(kind, normalization, seed, reg)
     lr = 1e-3
     solver = Solver(
         model,
         data,
         update_rule="adam",
         optim_config={"learning_rate": lr},
-        lr_decay=0.85,
+        lr_decay=lr_decay,
         batch_size=128 if kind == "mlp" else 64,
         num_epochs=epochs,
         num_train_samples=5000,
         verbose=True,
+        progress=False,
         print_every=10**9,
         seed=seed,
     )
@@ -137,11 +141,15 @@ def main(argv=None):
     kinds = {"both": ["mlp", "conv"], "none": []}.get(args.model, [args.model])
     for kind in kinds:
         epochs = args.epochs or (20 if kind == "mlp" else 12)
-        for normalization in ("batchnorm", None):
-            acc, seconds, val = _train(kind, normalization, data, epochs, args.seed)
+        for name in args.norms.split(","):
+            normalization = None if name == "none" else name
+            acc, seconds, val = _train(
+                kind, normalization, data, epochs, args.seed, args.reg, args.lr_decay
+            )
             print(
-                f"RESULT {kind} norm={normalization} epochs={epochs} test_acc={acc:.4f} "
-                f"best_val={val:.4f} train_seconds={seconds:.1f}",
+                f"RESULT {kind} norm={normalization} epochs={epochs} reg={args.reg} "
+                f"lr_decay={args.lr_decay} test_acc={acc:.4f} best_val={val:.4f} "
+                f"train_seconds={seconds:.1f}",
                 flush=True,
             )
     if args.torch_epoch:
