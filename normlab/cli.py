@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -70,10 +71,22 @@ def _progress(done: int, total: int, result) -> None:
 # --- experiments --------------------------------------------------------------------------------
 
 
+_ADDRESS = re.compile(r"^([a-z][a-z0-9+.-]*://)?[^\s:/]+:\d{1,5}/?$", re.IGNORECASE)
+
+
 def _check_common(args) -> None:
     """Validate what every experiment-like command shares."""
     if args.jobs < 1:
         raise UsageError(f"expected --jobs >= 1, got {args.jobs}")
+    out = getattr(args, "out", None)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise UsageError(f"--out {out} is an existing file; expected a directory")
+    scheduler = getattr(args, "scheduler", None)
+    if scheduler is not None and not _ADDRESS.match(scheduler):
+        raise UsageError(
+            f"expected --scheduler as scheme://host:port or host:port "
+            f"(e.g. tcp://localhost:8786), got {scheduler!r}"
+        )
     data_dir = getattr(args, "data_dir", None)
     if data_dir is not None and not Path(data_dir).expanduser().is_dir():
         raise UsageError(f"data directory {data_dir} does not exist (given by --data-dir)")
@@ -82,7 +95,7 @@ def _check_common(args) -> None:
 def _run_and_report(exp, config, args, out_dir: Path) -> int:
     """Run ``exp`` with ``config``, print the table and headline, write every output."""
     from normlab.experiments import run_experiment
-    from normlab.report import headline, text_table, write_outputs
+    from normlab.report import headline, save_results, text_table, write_outputs
 
     where = (
         f"scheduler {args.scheduler}"
@@ -107,6 +120,7 @@ def _run_and_report(exp, config, args, out_dir: Path) -> int:
         jobs=args.jobs,
         scheduler=getattr(args, "scheduler", None),
         progress=_progress,
+        on_runs=lambda raw: save_results(raw, out_dir),  # the training survives a report bug
     )
     report = write_outputs(results, out_dir)
     print()
@@ -171,8 +185,15 @@ def _cmd_report(args) -> int:
     from normlab.report import headline, load_results, write_report
 
     results = load_results(args.dir)
-    path = write_report(results, args.dir)
-    print(headline(results))
+    try:
+        path = write_report(results, args.dir)
+        line = headline(results)
+    except (KeyError, IndexError, TypeError) as err:
+        raise ValueError(
+            f"{Path(args.dir) / 'results.json'} is incomplete or damaged for experiment "
+            f"{results.get('experiment')!r} ({type(err).__name__}: {err}); rerun the experiment"
+        ) from None
+    print(line)
     print(f"report: {path}")
     return 0
 
@@ -480,6 +501,14 @@ def main(argv=None) -> int:
         if os.environ.get("NORMLAB_DEBUG"):
             raise
         print(f"normlab: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except FloatingPointError as err:  # NonFiniteLossError: the loss became NaN or infinite
+        if os.environ.get("NORMLAB_DEBUG"):
+            raise
+        print(
+            f"normlab: error: training diverged: {_one_line(err)}; try a smaller learning rate",
+            file=sys.stderr,
+        )
         return 2
 
 

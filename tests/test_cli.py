@@ -178,3 +178,60 @@ def test_parser_builds_train_options_from_the_config():
     for f in dataclasses.fields(TrainConfig):
         assert hasattr(args, f.name)
     assert args.batch_size == "7" and args.learning_rate is None  # unset: --config or default
+
+
+def test_diverged_mlp_adam_finishes_and_saves_its_runs(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["experiment", "mlp-adam", "--quick", "--out", str(out)]
+    argv += ["--set", "weight_scale=1e20", "--set", "normalizations=none"]
+    assert main(argv) == 0
+    assert "diverged at epoch 1" in capsys.readouterr().out
+    assert json.loads((out / "results.json").read_text())["runs"]["none"]["diverged"] is True
+
+
+def test_runs_are_saved_before_a_summary_bug(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    import normlab.experiments as experiments
+    from normlab.experiments import mlp_adam
+
+    def broken(config, outputs, seconds):
+        raise KeyError("boom")
+
+    exp = dataclasses.replace(mlp_adam.EXPERIMENT, summarize=broken)
+    monkeypatch.setattr(experiments, "get_experiment", lambda name: exp)
+    out = tmp_path / "out"
+    argv = ["experiment", "mlp-adam", "--quick", "--out", str(out), "--set", "num_epochs=1"]
+    with pytest.raises(KeyError):
+        main(argv)
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved["runs"]) == {"none", "batchnorm"}
+
+
+def test_divergence_in_train_is_one_line(monkeypatch, capsys):
+    from normlab.experiments import train as train_mod
+    from normlab.solver import NonFiniteLossError
+
+    def diverge(*args, **kwargs):
+        raise NonFiniteLossError("loss is nan at iteration 3")
+
+    monkeypatch.setattr(train_mod, "train", diverge)
+    assert main(["train", "--dataset", "digits", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "normlab: error: training diverged: loss is nan at iteration 3; "
+        "try a smaller learning rate\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [(["--scheduler", "notaurl"], "scheme://host:port"), (["--out", "FILE"], "existing file")],
+)
+def test_bad_scheduler_and_out_fail_before_training(extra, needle, tmp_path, capsys):
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    extra = [str(f) if e == "FILE" else e for e in extra]
+    assert main(["experiment", "demo", "--quick", *extra]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "runs on" not in err

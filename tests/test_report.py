@@ -73,7 +73,7 @@ def test_batch_size_and_small_batch_headlines():
         "best_val_acc": {"batchnorm": [0.6, 0.7, 0.8], "layernorm": [0.801, 0.79, 0.797]},
     }
     assert headline(r) == (
-        "From batch size 50 to 5, best validation accuracy went from 0.80 to 0.60 with batch "
+        "From batch size 50 to 5, best validation accuracy fell from 0.80 to 0.60 with batch "
         "norm and stayed at 0.80 with layer norm."
     )
     r = {
@@ -82,8 +82,8 @@ def test_batch_size_and_small_batch_headlines():
         "final_test_acc": {"none": [0.5, 0.6], "groupnorm": [0.9, 0.91]},
     }
     assert headline(r).startswith(
-        "From 64 images per batch to 2, final test accuracy went from 0.60 to 0.50 without "
-        "normalization and 0.91 to 0.90 with group norm"
+        "From 64 images per batch to 2, test accuracy at the best validation epoch fell from "
+        "0.60 to 0.50 without normalization and fell from 0.91 to 0.90 with group norm"
     )
 
 
@@ -153,3 +153,63 @@ def test_save_results_writes_strict_json(tmp_path):
     assert back["runs"]["a"]["loss"] == [1.0, None]
     assert json.loads((tmp_path / "config.json").read_text()) == {
         "experiment": "x", "config": {"seed": 1}}  # fmt: skip
+
+
+def test_curves_headline_names_divergence_and_ignores_epoch_0():
+    r = _curves_results([0.1], [0.1, 0.5, 0.91, 0.92], threshold=0.9, epochs=3)
+    r["runs"]["none"]["diverged"] = True
+    assert headline(r) == (
+        "Batch norm reached 0.90 validation accuracy in 2 epochs, the baseline diverged at epoch 1."
+    )
+    r = _curves_results([0.1, 0.1], [0.1, 0.1, 0.1], threshold=0.1, epochs=2)
+    assert "in 0 epochs" not in headline(r)
+    assert "never beat its untrained 0.10" in headline(r)
+
+
+def test_headlines_when_a_value_stays_or_diverges():
+    r = {
+        "experiment": "small-batch",
+        "batch_sizes": [2, 64],
+        "final_test_acc": {"none": [0.8, 0.8], "batchnorm": [None, 0.9], "groupnorm": [0.9, 0.7]},
+    }
+    assert headline(r) == (
+        "From 64 images per batch to 2, test accuracy at the best validation epoch stayed at "
+        "0.80 without normalization, fell from 0.90 to n/a (diverged) with batch norm and "
+        "rose from 0.70 to 0.90 with group norm."
+    )
+
+
+def test_weight_scale_headline_lists_scales_that_are_not_contiguous():
+    r = {
+        "experiment": "weight-scale",
+        "weight_scales": [1e-4, 1e-2, 1.0],
+        "curves": {"none": {"best_val_acc": [0.9, 0.1, 0.9]}},
+    }
+    assert headline(r).endswith("(scales 1.0e-04 and 1.0e+00).")
+
+
+def test_diverged_mlp_adam_and_paper_mnist_headlines():
+    r = {
+        "experiment": "mlp-adam",
+        "config": {"num_epochs": 3},
+        "runs": {
+            "none": {"val_loss": [], "val_acc": [0.1], "diverged": True},
+            "batchnorm": {"val_loss": [0.5, 0.4], "val_acc": [0.1, 0.8, 0.9], "diverged": False},
+        },
+    }
+    assert headline(r) == (
+        "After 3 epochs, the validation loss was 0.400 with batch norm (accuracy 0.900); "
+        "the run without normalization diverged at epoch 1."
+    )
+    r = {
+        "experiment": "paper-mnist",
+        "runs": {"none": {"steps": [10, 20], "final_test_acc": 0.1, "diverged": True}},
+    }
+    assert headline(r) == "The run without normalization diverged."
+
+
+def test_report_on_incomplete_results_is_one_line(tmp_path, capsys):
+    save_results({"experiment": "bn-vs-baseline", "runs": {}, "config": {}}, tmp_path)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("normlab: error:") and "incomplete" in err and len(err.splitlines()) == 1

@@ -110,6 +110,11 @@ def run_task(config: MLPAdamConfig, params: dict, seed: int) -> dict:
     return {**out, "train_loss": finite(train_loss), "val_loss": finite(val_loss)}
 
 
+def _last(values):
+    """The last entry of a curve, or None when it is empty (a run that diverged at once)."""
+    return values[-1] if values else None
+
+
 def summarize(config: MLPAdamConfig, outputs: dict, seconds: dict) -> dict:
     """Final losses and accuracies of each network."""
     columns = [
@@ -118,16 +123,16 @@ def summarize(config: MLPAdamConfig, outputs: dict, seconds: dict) -> dict:
         "final val loss",
         "final train acc",
         "final val acc",
-        "test acc",
+        "test acc (best val epoch)",
         "time (s)",
     ]
     rows = [
         [
             norm_label(norm_from_key(name)),
-            o["train_loss"][-1] if o["train_loss"] else None,
-            o["val_loss"][-1],
-            o["train_acc"][-1],
-            o["val_acc"][-1],
+            _last(o.get("train_loss")),
+            _last(o.get("val_loss")),
+            _last(o.get("train_acc")),
+            _last(o.get("val_acc")),
             o["test_acc"],
             seconds.get(name),
         ]

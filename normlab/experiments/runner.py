@@ -264,6 +264,7 @@ def run_experiment(
     jobs: int = 1,
     scheduler: str | None = None,
     progress: Callable[[int, int, RunResult], None] | None = None,
+    on_runs: Callable[[dict], None] | None = None,
 ) -> dict:
     """Run every task of ``experiment`` and summarize them into the results dict.
 
@@ -274,6 +275,9 @@ def run_experiment(
         An instance of ``experiment.config_cls``.
     jobs, scheduler, progress
         As in :func:`run_tasks`.
+    on_runs : callable, optional
+        ``on_runs(raw)`` with the results before summarizing (no summary keys), e.g. to save
+        the training before anything that reads it can fail.
 
     Returns
     -------
@@ -297,14 +301,19 @@ def run_experiment(
     done = run_tasks(experiment.run_task, config, specs, config.seed, jobs, scheduler, progress)
     outputs = {name: r.output for name, r in done.items()}
     seconds = {name: round(r.seconds, 3) for name, r in done.items()}
-    summary = experiment.summarize(config, outputs, seconds)
-    return {
+    raw = {
         "experiment": experiment.name,
         "description": experiment.description,
         "config": config_to_dict(config),
         "seed": config.seed,
         "runs": outputs,
         "run_seconds": seconds,
+    }
+    if on_runs is not None:
+        on_runs(raw)
+    summary = experiment.summarize(config, outputs, seconds)
+    return {
+        **raw,
         **summary,
         "environment": environment(),
         "jobs": jobs,

@@ -200,9 +200,12 @@ def train_solver(model: Any, data: dict, seed: int, callbacks=(), **options: Any
 
 
 def epochs_to_reach(curve: list, threshold: float) -> int | None:
-    """The first epoch whose value is at least ``threshold`` (None if never reached)."""
+    """The first trained epoch (>= 1) whose value is at least ``threshold`` (None if never).
+
+    Epoch 0 is the untrained network: reaching a target there is no achievement of training.
+    """
     for epoch, v in enumerate(curve):
-        if v is not None and v >= threshold:
+        if epoch >= 1 and v is not None and v >= threshold:
             return epoch
     return None
 

@@ -215,15 +215,20 @@ def mlp_adam_figures(results: dict) -> dict[str, Figure]:
     return {"loss_accuracy": fig}
 
 
+def _best_epoch_test_key(results: dict) -> str:
+    """``best_epoch_test_acc``, or its old name in results.json files written before."""
+    return "best_epoch_test_acc" if "best_epoch_test_acc" in results else "final_test_acc"
+
+
 def small_batch_figures(results: dict) -> dict[str, Figure]:
-    """small-batch: final test and validation accuracy against the batch size."""
+    """small-batch: best-validation-epoch test accuracy and final validation accuracy."""
     bss, norms = results["batch_sizes"], _norms(results)
     fig = _figure(2)
     axes = fig.subplots(1, 2, sharey=True)
     for ax, key, title in zip(
         axes,
-        ("final_test_acc", "final_val_acc"),
-        ("Final test accuracy", "Final validation accuracy"),
+        (_best_epoch_test_key(results), "final_val_acc"),
+        ("Test accuracy (best validation epoch)", "Final validation accuracy"),
         strict=True,
     ):
         for norm in norms:
