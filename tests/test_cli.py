@@ -141,6 +141,18 @@ def test_train_resume_evaluate_round_trip(tmp_path, capsys):
     assert "digits, last parameters (epoch 4)" in ev_resumed and "test acc 0." in ev_resumed
 
 
+def test_resume_refuses_changed_settings_and_keeps_the_saved_config(tmp_path, capsys):
+    run = tmp_path / "run.npz"
+    assert main(["train", "--checkpoint", str(run), "--num-epochs", "1", "--hidden-dims", "16",
+                 "--num-training", "300", "--quiet"]) == 0  # fmt: skip
+    before = (tmp_path / "run.json").read_text()
+    capsys.readouterr()
+    assert _run(["train", "--checkpoint", str(run), "--resume", "--num-epochs", "2",
+                 "--batch-size", "7", "--seed", "9", "--quiet"]) != 0  # fmt: skip
+    _one_error_line(capsys, "cannot resume with changed settings", "batch_size (saved 50, given 7)")
+    assert (tmp_path / "run.json").read_text() == before
+
+
 def test_train_from_config_file(tmp_path, capsys):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"model": "conv", "num_filters": [4], "hidden_dims": [16],

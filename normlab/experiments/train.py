@@ -117,7 +117,8 @@ def train(
         Write the Solver's checkpoint there at every epoch end, and the config beside it.
     resume : bool, default False
         Continue the run saved in ``checkpoint`` up to ``config.num_epochs`` epochs; the result
-        equals that of an uninterrupted run.
+        equals that of an uninterrupted run. Only ``num_epochs``, ``data_dir`` and ``download``
+        may differ from the config saved beside the checkpoint.
     verbose : bool, default True
         The Solver's progress bar and per-epoch accuracies.
 
@@ -128,9 +129,17 @@ def train(
         ``val_acc``, ``test_acc`` (test mode, with the best epoch's parameters and running
         statistics, as the Solver leaves them),
         ``checkpoint`` (path or None).
+
+    Raises
+    ------
+    ValueError
+        On resume, a setting other than those above differs from the saved config (it would
+        silently change the run: another data split, another model, another batch order).
     """
     from normlab.solver import Solver
 
+    if resume and checkpoint is not None:
+        _check_resume_config(config, load_sidecar(checkpoint))
     data = load_train_data(config)
     model = build_model(config, data)
     solver_seed = split_seed(config.seed)[1]
@@ -172,6 +181,29 @@ def train(
         **_scores(model, data),
         "checkpoint": None if ckpt is None else str(ckpt),
     }
+
+
+_RESUME_MAY_CHANGE = ("num_epochs", "data_dir", "download")
+
+
+def _check_resume_config(config: TrainConfig, saved: TrainConfig | None) -> None:
+    """Refuse to resume with settings that differ from the saved run's."""
+    if saved is None:
+        return
+    given, before = config_to_dict(config), config_to_dict(saved)
+    changed = [
+        f"{k} (saved {before[k]!r}, given {given.get(k)!r})"
+        for k in before
+        if k not in _RESUME_MAY_CHANGE and given.get(k) != before[k]
+    ]
+    if changed:
+        raise ValueError(
+            "cannot resume with changed settings: "
+            + "; ".join(changed)
+            + "; only "
+            + ", ".join(_RESUME_MAY_CHANGE)
+            + " may change (train a new run instead)"
+        )
 
 
 def load_sidecar(checkpoint: str | os.PathLike) -> TrainConfig | None:
