@@ -247,3 +247,21 @@ def test_bad_scheduler_and_out_fail_before_training(extra, needle, tmp_path, cap
     assert main(["experiment", "demo", "--quick", *extra]) == 2
     err = capsys.readouterr().err
     assert needle in err and "runs on" not in err
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["paper-mnist", "--set", "eval_every=0"], "expected eval_every >= 1, got 0"),
+        (["weight-scale", "--set", "num_scales=0"], "expected num_scales >= 1, got 0"),
+        (["bn-vs-baseline", "--set", "normalizations=batchnorm,bogus"], "unknown normalization"),
+        (["paper-mnist", "--set", "unit=500"], "expected 0 <= unit < 100"),
+        (["batch-size", "--set", "batch_sizes=5,0"], "expected batch_sizes >= 1"),
+        (["bn-vs-baseline", "--set", "learning_rate=-1"], "expected learning_rate > 0"),
+    ],
+)
+def test_invalid_experiment_settings_fail_before_training(tmp_path, capsys, args, needle):
+    out = tmp_path / "out"
+    assert _run(["experiment", *args, "--quick", "--out", str(out)]) != 0
+    _one_error_line(capsys, needle)
+    assert not (out / "results.json").exists()

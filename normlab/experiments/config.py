@@ -42,6 +42,44 @@ class ExperimentConfig:
     seed: int = opt(0, "root seed: data split, and every run's seed derived from it")
     quick: bool = opt(False, "the reduced variant that finishes in seconds")
 
+    def __post_init__(self) -> None:
+        _check_experiment_config(self)
+
+
+_NOT_COUNTS = ("seed", "unit")  # integers that may be 0
+_SWEEPS = ("normalizations", "batch_sizes")  # must not be empty
+_POSITIVE = ("learning_rate", "base_lr", "scale_min", "scale_max", "weight_scale")
+
+
+def _check_experiment_config(config: ExperimentConfig) -> None:
+    """Counts >= 1, sweeps non-empty, known normalizations, rates > 0: one clear error."""
+    from normlab.models import available_normalizations
+
+    name = type(config).__name__
+    for f in dataclasses.fields(config):
+        v = getattr(config, f.name)
+        ints = v if isinstance(v, tuple) else (v,)
+        if f.name not in _NOT_COUNTS and all(
+            isinstance(i, int) and not isinstance(i, bool) for i in ints
+        ):
+            bad = [i for i in ints if i < 1]
+            if bad:
+                raise ValueError(f"{name}: expected {f.name} >= 1, got {v!r}")
+        if f.name in _SWEEPS and not v:
+            raise ValueError(f"{name}: expected at least one entry in {f.name}, got {v!r}")
+        is_number = isinstance(v, int | float) and not isinstance(v, bool)
+        if f.name in _POSITIVE and is_number and not v > 0:
+            raise ValueError(f"{name}: expected {f.name} > 0, got {v!r}")
+    known = ["none", *[n for n in available_normalizations() if n is not None]]
+    for n in getattr(config, "normalizations", ()):
+        if n not in known:
+            raise ValueError(
+                f"{name}: unknown normalization {n!r} in normalizations; known: {', '.join(known)}"
+            )
+    unit, dims = getattr(config, "unit", None), getattr(config, "hidden_dims", None)
+    if unit is not None and dims and not 0 <= unit < dims[-1]:
+        raise ValueError(f"{name}: expected 0 <= unit < {dims[-1]} (last hidden width), got {unit}")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
