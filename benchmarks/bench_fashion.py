@@ -25,7 +25,7 @@ from _common import fashion_mnist, machine_line, setup
 CONV = dict(num_filters=(32, 64), filter_size=3, hidden_dims=(128,))
 
 
-def _model(kind, normalization, seed, reg=0.0):
+def _model(kind, normalization, seed, reg=0.0, keep=1.0):
     from normlab.models import ConvNet, FullyConnectedNet
 
     if kind == "mlp":
@@ -39,14 +39,20 @@ def _model(kind, normalization, seed, reg=0.0):
             reg=reg,
         )
     return ConvNet(
-        (1, 28, 28), normalization=normalization, weight_scale="he", seed=seed, reg=reg, **CONV
+        (1, 28, 28),
+        normalization=normalization,
+        weight_scale="he",
+        seed=seed,
+        reg=reg,
+        dropout_keep_ratio=keep,
+        **CONV,
     )
 
 
-def _train(kind, normalization, data, epochs, seed, reg=0.0, lr_decay=0.85):
+def _train(kind, normalization, data, epochs, seed, reg=0.0, lr_decay=0.85, keep=1.0):
     from normlab.solver import Solver
 
-    model = _model(kind, normalization, seed, reg)
+    model = _model(kind, normalization, seed, reg, keep)
     lr = 1e-3
     solver = Solver(
         model,
@@ -131,6 +137,7 @@ def main(argv=None):
     ap.add_argument("--reg", type=float, default=0.0, help="L2 strength (default 0)")
     ap.add_argument("--lr-decay", type=float, default=0.85, help="per epoch (default 0.85)")
     ap.add_argument("--norms", default="batchnorm,none", help="default: batchnorm,none")
+    ap.add_argument("--keep", type=float, default=1.0, help="conv: dropout keep ratio of fc")
     args = ap.parse_args(argv)
 
     import torch
@@ -144,11 +151,11 @@ def main(argv=None):
         for name in args.norms.split(","):
             normalization = None if name == "none" else name
             acc, seconds, val = _train(
-                kind, normalization, data, epochs, args.seed, args.reg, args.lr_decay
+                kind, normalization, data, epochs, args.seed, args.reg, args.lr_decay, args.keep
             )
             print(
                 f"RESULT {kind} norm={normalization} epochs={epochs} reg={args.reg} "
-                f"lr_decay={args.lr_decay} test_acc={acc:.4f} best_val={val:.4f} "
+                f"lr_decay={args.lr_decay} keep={args.keep} test_acc={acc:.4f} best_val={val:.4f} "
                 f"train_seconds={seconds:.1f}",
                 flush=True,
             )

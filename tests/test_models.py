@@ -626,3 +626,26 @@ def test_matches_torch_batchnorm_net(rng):
         np.testing.assert_allclose(model.buffers[f"running_var{i}"], bn.running_var, atol=1e-12)
     net.eval()
     np.testing.assert_allclose(model.loss(X), net(torch.from_numpy(X)).detach(), atol=1e-12)
+
+
+def test_convnet_dropout_on_hidden_affine_layers():
+    from normlab.gradient_check import eval_numerical_gradient, rel_error
+    from normlab.models import ConvNet, build_model
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4, 1, 6, 6))
+    y = rng.integers(0, 3, 4)
+    kw = dict(input_dim=(1, 6, 6), num_filters=(2,), hidden_dims=(8,), num_classes=3,
+              dtype=np.float64, seed=1, dropout_keep_ratio=0.5)  # fmt: skip
+    fresh = ConvNet(**kw)
+    assert fresh.loss(X, y)[0] != fresh.loss(X, y)[0]  # new masks every training pass
+    np.testing.assert_array_equal(fresh.loss(X), fresh.loss(X))  # test mode: no dropout
+    fixed = ConvNet(**kw, dropout_seed=3)
+    loss, grads = fixed.loss(X, y)
+    for name in ("W1", "W2", "W3"):
+        num = eval_numerical_gradient(lambda _: fixed.loss(X, y)[0], fixed.params[name],
+                                      verbose=False)  # fmt: skip
+        assert rel_error(num, grads[name]) < 1e-6, name
+    rebuilt = build_model(fixed.get_config())
+    assert rebuilt.get_config()["dropout_keep_ratio"] == 0.5
+    np.testing.assert_allclose(rebuilt.loss(X, y)[0], loss)

@@ -54,6 +54,12 @@ class ConvNet(Network):
     norm_options : dict, optional
         Options of every normalization layer, overriding the registration's defaults.
     activation : {'relu', 'sigmoid', 'tanh'}, default 'relu'
+    dropout_keep_ratio : float in (0, 1], default 1
+        Probability of keeping a unit after each hidden affine layer's activation (not after
+        the convolutions); 1 disables dropout.
+    dropout_seed : int or None, default None
+        As in :class:`~normlab.models.FullyConnectedNet`: an int fixes the masks (gradient
+        checks), None draws fresh masks from ``self.rng``.
 
     Attributes
     ----------
@@ -91,8 +97,14 @@ class ConvNet(Network):
         groups: int = 4,
         norm_options: dict | None = None,
         activation: str = "relu",
+        dropout_keep_ratio: float = 1.0,
+        dropout_seed: int | None = None,
     ) -> None:
         super().__init__(reg, dtype, seed)
+        self.dropout_seed = check_int("dropout_seed", dropout_seed, 0, allow_none=True)
+        keep = dropout_keep_ratio
+        if isinstance(keep, bool) or not isinstance(keep, numbers.Real) or not 0 < keep <= 1:
+            raise ValueError(f"expected dropout_keep_ratio in (0, 1], got {keep!r}")
         input_dim = _int_tuple("input_dim", input_dim)
         if len(input_dim) != 3:
             raise ValueError(f"expected input_dim (C, H, W), got {input_dim!r}")
@@ -130,7 +142,9 @@ class ConvNet(Network):
             C, H, W = F, H // 2, W // 2
         dims = [C * H * W, *hidden]
         for D, M in zip(dims[:-1], dims[1:], strict=True):
-            self._add_block((D, M), init_std(weight_scale, D, M), norm=feature_norm, **opts)
+            self._add_block(
+                (D, M), init_std(weight_scale, D, M), norm=feature_norm, keep=keep, **opts
+            )
         std = init_std(weight_scale, dims[-1], num_classes)
         self._add_block((dims[-1], num_classes), std)
         self.normalization = normalization
@@ -149,4 +163,6 @@ class ConvNet(Network):
             "groups": groups,
             "norm_options": norm_options,
             "activation": activation,
+            "dropout_keep_ratio": keep,
+            "dropout_seed": self.dropout_seed,
         }
