@@ -19,13 +19,11 @@ from normlab.experiments.config import ExperimentConfig, opt
 from normlab.experiments.runner import run_experiment
 from normlab.experiments.training import (
     auto_threshold,
+    build_fc,
     epochs_to_reach,
-    input_dim,
     load_data,
     norm_from_key,
     norm_label,
-    num_classes,
-    split_seed,
     train_solver,
 )
 
@@ -62,17 +60,7 @@ def runs(config: BNvsBaselineConfig) -> list[RunSpec]:
 def run_task(config: BNvsBaselineConfig, params: dict, seed: int) -> dict:
     """Train the network with ``params['normalization']``; return its curves and scores."""
     data = load_data(config, num_training=config.num_training)
-    model_seed, solver_seed = split_seed(seed)
-    from normlab.models import FullyConnectedNet
-
-    model = FullyConnectedNet(
-        config.hidden_dims,
-        input_dim=input_dim(data),
-        num_classes=num_classes(data),
-        normalization=norm_from_key(params["normalization"]),
-        weight_scale=config.weight_scale,
-        seed=model_seed,
-    )
+    model, solver_seed = build_fc(config, data, params["normalization"], config.weight_scale, seed)
     return train_solver(
         model,
         data,

@@ -23,14 +23,12 @@ from normlab.experiments.base import Experiment, RunSpec
 from normlab.experiments.config import ExperimentConfig, opt
 from normlab.experiments.runner import run_experiment
 from normlab.experiments.training import (
+    build_fc,
     eval_loss,
     finite,
-    input_dim,
     load_data,
     norm_from_key,
     norm_label,
-    num_classes,
-    split_seed,
     train_solver,
 )
 
@@ -72,18 +70,8 @@ def run_task(config: MLPAdamConfig, params: dict, seed: int) -> dict:
         (E,) mean minibatch loss of each epoch and ``val_loss`` (E,) test-mode validation
         loss after each epoch.
     """
-    from normlab.models import FullyConnectedNet
-
     data = load_data(config, num_training=config.num_training)
-    model_seed, solver_seed = split_seed(seed)
-    model = FullyConnectedNet(
-        config.hidden_dims,
-        input_dim=input_dim(data),
-        num_classes=num_classes(data),
-        normalization=norm_from_key(params["normalization"]),
-        weight_scale=config.weight_scale,
-        seed=model_seed,
-    )
+    model, solver_seed = build_fc(config, data, params["normalization"], config.weight_scale, seed)
     X_val, y_val = data["X_val"], data["y_val"]
     val_loss: list[float] = []  # after each epoch (an untrained batch-norm net in test mode
     # divides by its zero-initialised running variance: its epoch-0 loss means nothing)

@@ -146,6 +146,31 @@ def finite(x: Any) -> Any:
     return x if math.isfinite(x) else None
 
 
+def build_fc(config: Any, data: dict, normalization: str, weight_scale: Any, seed: int):
+    """The experiments' FullyConnectedNet for ``data``, and the seed left for its Solver.
+
+    ``config.hidden_dims`` gives the widths; ``normalization`` is a run key ('none' or a
+    registered name); ``seed`` is the run's seed, split into the model's and the Solver's.
+
+    Returns
+    -------
+    model : FullyConnectedNet
+    solver_seed : int
+    """
+    from normlab.models import FullyConnectedNet
+
+    model_seed, solver_seed = split_seed(seed)
+    model = FullyConnectedNet(
+        config.hidden_dims,
+        input_dim=input_dim(data),
+        num_classes=num_classes(data),
+        normalization=norm_from_key(normalization),
+        weight_scale=weight_scale,
+        seed=model_seed,
+    )
+    return model, solver_seed
+
+
 def train_solver(model: Any, data: dict, seed: int, callbacks=(), **options: Any) -> dict:
     """Train ``model`` with a Solver; return its curves and scores (divergence included).
 

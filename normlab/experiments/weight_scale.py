@@ -19,12 +19,10 @@ from normlab.experiments.base import Experiment, RunSpec
 from normlab.experiments.config import ExperimentConfig, opt
 from normlab.experiments.runner import run_experiment
 from normlab.experiments.training import (
-    input_dim,
+    build_fc,
     load_data,
     norm_from_key,
     norm_label,
-    num_classes,
-    split_seed,
     train_solver,
 )
 
@@ -70,17 +68,9 @@ def runs(config: WeightScaleConfig) -> list[RunSpec]:
 
 def run_task(config: WeightScaleConfig, params: dict, seed: int) -> dict:
     """Train one network; return its curves and scores."""
-    from normlab.models import FullyConnectedNet
-
     data = load_data(config, num_training=config.num_training)
-    model_seed, solver_seed = split_seed(seed)
-    model = FullyConnectedNet(
-        config.hidden_dims,
-        input_dim=input_dim(data),
-        num_classes=num_classes(data),
-        normalization=norm_from_key(params["normalization"]),
-        weight_scale=params["weight_scale"],
-        seed=model_seed,
+    model, solver_seed = build_fc(
+        config, data, params["normalization"], params["weight_scale"], seed
     )
     out = train_solver(
         model,
