@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from numba import njit
 
+from normlab.kernels import BACKENDS, get_backend
+
 __all__ = [
     "DEFAULTS",
     "STATE_KEYS",
@@ -409,7 +411,6 @@ _NUMPY_STEPS = {
     "rmsprop": _rmsprop_numpy,
     "adam": _adam_numpy,
 }
-BACKENDS = ("numba", "numpy")
 
 
 class FlatOptimizer:
@@ -431,9 +432,10 @@ class FlatOptimizer:
         Hyperparameters of ``rule`` (see its docstring); missing ones take the defaults. State
         (``m``, ``v``, ``t``, ``velocity``, ``cache``) starts at zero; restore it with
         :meth:`load_state_dict` or :meth:`load_param_configs`.
-    backend : {"numba", "numpy"}, default "numba"
+    backend : {"numba", "numpy"} or None, default None
         "numba": one compiled pass over memory per step. "numpy": the same arithmetic as a
-        handful of in-place ufuncs (slower; kept as the readable oracle).
+        handful of in-place ufuncs (slower; kept as the readable oracle). None: the
+        ``NORMLAB_BACKEND`` switch, as for the normalization layers.
 
     Attributes
     ----------
@@ -467,9 +469,11 @@ class FlatOptimizer:
         params: dict[str, np.ndarray],
         rule: str = "adam",
         config: Mapping | None = None,
-        backend: str = "numba",
+        backend: str | None = None,
     ) -> None:
         get_update_rule(rule)  # validates the name
+        if backend is None:
+            backend = get_backend()
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; known backends are {list(BACKENDS)}")
         if not params:
