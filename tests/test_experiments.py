@@ -213,3 +213,15 @@ def test_divergence_is_recorded_not_raised():
     assert out["diverged"] is True
     assert out["final_train_loss"] is None and out["test_acc"] is None
     json.dumps(out, allow_nan=False)  # strict JSON: no NaN anywhere
+
+
+def test_num_training_is_an_upper_bound():
+    """A default sized for CIFAR-10 (small-batch: 10,000) gives all the digits have."""
+    from normlab.experiments.config import ExperimentConfig
+    from normlab.experiments.training import load_data
+
+    config = ExperimentConfig(dataset="digits")
+    full = load_data(config)
+    capped = load_data(config, num_training=10_000)
+    assert len(capped["X_train"]) == len(full["X_train"]) < 10_000
+    assert len(load_data(config, num_training=100)["X_train"]) == 100

@@ -82,7 +82,9 @@ def load_data(
     config : dataclass
         Has ``dataset``, ``data_dir``, ``download`` and ``seed`` (the split's seed).
     num_training, num_validation, num_test : int, optional
-        Split sizes, as in :func:`normlab.data.load_dataset`.
+        Split sizes, as in :func:`normlab.data.load_dataset`; ``num_training`` is an upper
+        bound: a dataset with fewer training images (the digits against a default sized for
+        CIFAR-10) gives all it has.
 
     Returns
     -------
@@ -90,15 +92,16 @@ def load_data(
         ``X_train`` (N, C, H, W), ``y_train`` (N,), ``X_val``, ``y_val``, ``X_test``, ``y_test``
         (read-only arrays shared between the calls of one process) and ``class_names``.
     """
-    return _load(
+    where = (
         config.dataset,
         None if config.data_dir is None else str(config.data_dir),
         bool(config.download),
-        num_training,
-        num_validation,
-        num_test,
-        int(config.seed),
     )
+    if num_training is not None:
+        full = _load(*where, None, num_validation, num_test, int(config.seed))
+        if num_training >= len(full["X_train"]):
+            return full
+    return _load(*where, num_training, num_validation, num_test, int(config.seed))
 
 
 def split_seed(seed: int, n: int = 2) -> list[int]:
