@@ -16,6 +16,10 @@ from normlab.experiments.base import Experiment, RunSpec
 from normlab.experiments.config import ExperimentConfig, opt
 from normlab.experiments.runner import run_experiment
 from normlab.experiments.training import (
+    batch_size_run_name as run_name,
+)
+from normlab.experiments.training import (
+    batch_size_runs,
     build_fc,
     load_data,
     norm_from_key,
@@ -48,18 +52,9 @@ def quick(config: BatchSizeConfig) -> BatchSizeConfig:
     return dataclasses.replace(config, quick=True, num_epochs=2, num_training=300)
 
 
-def run_name(norm: str, batch_size: int) -> str:
-    """Name of the run of ``norm`` at ``batch_size``."""
-    return f"{norm}/bs={batch_size}"
-
-
 def runs(config: BatchSizeConfig) -> list[RunSpec]:
     """One run per (normalization, batch size); a batch size's runs share the seed."""
-    return [
-        RunSpec(run_name(n, b), {"normalization": n, "batch_size": b}, seed_key=f"bs={b}")
-        for n in config.normalizations
-        for b in config.batch_sizes
-    ]
+    return batch_size_runs(config)
 
 
 def run_task(config: BatchSizeConfig, params: dict, seed: int) -> dict:

@@ -149,6 +149,24 @@ def finite(x: Any) -> Any:
     return x if math.isfinite(x) else None
 
 
+def batch_size_run_name(norm: str, batch_size: int) -> str:
+    """Name of the run of normalization ``norm`` at ``batch_size`` in a batch-size sweep."""
+    return f"{norm}/bs={batch_size}"
+
+
+def batch_size_runs(config: Any) -> list:
+    """One run per (normalization, batch size) of ``config``; a batch size's runs share a seed."""
+    from normlab.experiments.base import RunSpec
+
+    return [
+        RunSpec(
+            batch_size_run_name(n, b), {"normalization": n, "batch_size": b}, seed_key=f"bs={b}"
+        )
+        for n in config.normalizations
+        for b in config.batch_sizes
+    ]
+
+
 def build_fc(config: Any, data: dict, normalization: str, weight_scale: Any, seed: int):
     """The experiments' FullyConnectedNet for ``data``, and the seed left for its Solver.
 

@@ -16,6 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from normlab.experiments.training import batch_size_run_name
+
 __all__ = ["FIGURES", "make_figures", "render_png"]
 
 # One colour per normalization, the same in every figure.
@@ -137,7 +139,7 @@ def batch_size_figures(results: dict) -> dict[str, Figure]:
         axes = np.atleast_1d(fig.subplots(1, len(bss), sharey=True))
         for ax, bs in zip(axes, bss, strict=True):
             for norm in norms:
-                out = results["runs"][f"{norm}/bs={bs}"]
+                out = results["runs"][batch_size_run_name(norm, bs)]
                 ax.plot(_arr(out[key]), "o-", ms=3, color=_color(norm), label=_label(norm))
             ax.set(title=f"{title}, batch size {bs}")
             _epoch_axis(ax)
