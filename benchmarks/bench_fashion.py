@@ -1,7 +1,7 @@
 """Fashion-MNIST accuracy against the data set's published benchmark table, with times.
 
 Run:  python benchmarks/bench_fashion.py [--model mlp|conv|both] [--epochs N] [--threads 2]
-                                         [--data-dir DIR] [--torch-epoch]
+                                         [--data-dir DIR] [--torch-epoch] [--augment SPEC]
 
 * ``mlp``: 784-256-128-100-10 (the table's "MLPClassifier 256-128-100", 0.8833) with batch
   norm, and the same net without normalization; Adam, lr decay.
@@ -49,7 +49,8 @@ def _model(kind, normalization, seed, reg=0.0, keep=1.0):
     )
 
 
-def _train(kind, normalization, data, epochs, seed, reg=0.0, lr_decay=0.85, keep=1.0):
+def _train(kind, normalization, data, epochs, seed, reg=0.0, lr_decay=0.85, keep=1.0, aug="none"):
+    from normlab.data import Augment
     from normlab.solver import Solver
 
     model = _model(kind, normalization, seed, reg, keep)
@@ -67,6 +68,7 @@ def _train(kind, normalization, data, epochs, seed, reg=0.0, lr_decay=0.85, keep
         progress=False,
         print_every=10**9,
         seed=seed,
+        augment=None if aug == "none" else Augment.from_spec(aug),
     )
     t0 = time.perf_counter()
     solver.train()
@@ -138,6 +140,9 @@ def main(argv=None):
     ap.add_argument("--lr-decay", type=float, default=0.85, help="per epoch (default 0.85)")
     ap.add_argument("--norms", default="batchnorm,none", help="default: batchnorm,none")
     ap.add_argument("--keep", type=float, default=1.0, help="conv: dropout keep ratio of fc")
+    ap.add_argument(
+        "--augment", default="none", help="training batches: e.g. flip,shift2 (default none)"
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -151,11 +156,20 @@ def main(argv=None):
         for name in args.norms.split(","):
             normalization = None if name == "none" else name
             acc, seconds, val = _train(
-                kind, normalization, data, epochs, args.seed, args.reg, args.lr_decay, args.keep
+                kind,
+                normalization,
+                data,
+                epochs,
+                args.seed,
+                args.reg,
+                args.lr_decay,
+                args.keep,
+                args.augment,
             )
             print(
                 f"RESULT {kind} norm={normalization} epochs={epochs} reg={args.reg} "
-                f"lr_decay={args.lr_decay} keep={args.keep} test_acc={acc:.4f} best_val={val:.4f} "
+                f"lr_decay={args.lr_decay} keep={args.keep} augment={args.augment} "
+                f"test_acc={acc:.4f} best_val={val:.4f} "
                 f"train_seconds={seconds:.1f}",
                 flush=True,
             )

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from normlab import checkpoint as _ckpt
 from normlab._validate import check_int
+from normlab.data.augment import Augment
 from normlab.optim import (
     DEFAULTS,
     STATE_KEYS,
@@ -58,6 +59,7 @@ _OPTIONS: dict[str, Any] = {
     "fused": None,  # None: fused for built-in rules with one float dtype; True/False to force
     "progress": True,  # tqdm bar when verbose
     "resume_from": None,  # checkpoint path to resume from (see Solver.resume)
+    "augment": None,  # fn(X_batch, rng) -> X_batch on training batches, e.g. data.Augment
 }
 # What Solver.state_dict saves (and resume restores); best_buffers is optional (older files).
 _STATE_KEYS = (
@@ -66,7 +68,9 @@ _STATE_KEYS = (
     "batch_cursor", "optimizer",
 )  # fmt: skip
 # Settings that change the trajectory: a resumed run must use the checkpoint's.
-_TRAJECTORY = ("update_rule", "lr_decay", "batch_size", "num_train_samples", "num_val_samples")
+_TRAJECTORY = (
+    "update_rule", "lr_decay", "batch_size", "num_train_samples", "num_val_samples", "augment",
+)  # fmt: skip
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -121,6 +125,11 @@ class Solver:
         Show a tqdm bar when ``verbose``.
     resume_from : str or PathLike, optional
         Call :meth:`resume` with this checkpoint at the end of construction.
+    augment : callable or None, default None
+        ``fn(X_batch, rng) -> X_batch`` applied to every training batch (not to accuracy
+        checks), e.g. ``normlab.data.Augment(flip=True, shift=2)``; it must return an array of
+        the same shape and dtype and draw only from the ``rng`` it is given (the solver's, so
+        that resume is exact). Checkpoints record its ``repr``.
 
     Attributes
     ----------
@@ -182,6 +191,9 @@ class Solver:
         self.print_every = check_int("print_every", opts["print_every"])
         self.verbose, self.progress = bool(opts["verbose"]), bool(opts["progress"])
         self.callbacks = _check_callbacks(opts["callbacks"])
+        if opts["augment"] is not None and not callable(opts["augment"]):
+            raise ValueError(f"expected augment a callable or None, got {opts['augment']!r}")
+        self.augment = opts["augment"]
         self._seed = opts["seed"]
         self.rng = np.random.default_rng(opts["seed"])
 
@@ -299,6 +311,8 @@ class Solver:
         idx = self._next_batch()  # (B,)
         batch = self._cursor - 1
         X_batch, y_batch = self.X_train[idx], self.y_train[idx]  # (B, ...), (B,)
+        if self.augment is not None:
+            X_batch = self._augmented(X_batch)
         buffers = getattr(self.model, "buffers", None)
         saved = self._save_buffers(buffers) if buffers else None
         try:
@@ -344,6 +358,20 @@ class Solver:
             for fn in self.callbacks:
                 fn(self, info)
         return loss
+
+    def _augmented(self, X_batch: np.ndarray) -> np.ndarray:
+        """``self.augment(X_batch, self.rng)``, checked to keep the batch's shape and dtype."""
+        out = self.augment(X_batch, self.rng)
+        if not isinstance(out, np.ndarray) or (out.shape, out.dtype) != (
+            X_batch.shape,
+            X_batch.dtype,
+        ):
+            got = (out.shape, out.dtype) if isinstance(out, np.ndarray) else type(out).__name__
+            raise ValueError(
+                f"expected augment to return an array of shape {X_batch.shape} and dtype "
+                f"{X_batch.dtype}, got {got}"
+            )
+        return out
 
     def _save_buffers(self, buffers: dict) -> tuple[list, list]:
         """Copy all buffers into one preallocated array; their names and arrays for restoring."""
@@ -496,6 +524,7 @@ class Solver:
             "print_every": self.print_every,
             "seed": seed,
             "fused": self.fused,
+            "augment": None if self.augment is None else repr(self.augment),
         }
 
     def state_dict(self) -> dict:
@@ -553,7 +582,8 @@ class Solver:
             A checkpoint written by :meth:`save_checkpoint`.
         **overrides
             Keyword arguments replacing the saved ones, typically ``num_epochs``, ``verbose``,
-            ``callbacks``; a custom (callable) ``update_rule`` must be passed again.
+            ``callbacks``; a custom (callable) ``update_rule`` or ``augment`` must be passed
+            again.
 
         Returns
         -------
@@ -574,6 +604,8 @@ class Solver:
                 f"the checkpoint used a custom update rule {saved.get('update_rule')!r}; "
                 "pass it again as update_rule=..."
             )
+        if isinstance(saved.get("augment"), str) and "augment" not in overrides:
+            saved["augment"] = Augment.from_repr(saved["augment"])
         solver = cls(model, data, **{**saved, **overrides})
         solver.resume(ckpt)
         return solver

@@ -10,10 +10,12 @@ idx        IDX files of MNIST / Fashion-MNIST (:func:`read_idx`).
 cifar      CIFAR-10 pickled (with a restricted unpickler) and binary batches.
 digits     scikit-learn's bundled 8x8 digits, the offline default.
 discovery  where files are looked for; verified downloads.
+augment    random flips and shifts of training batches (:class:`Augment`).
 splits     validation carving, subsampling, scaling, mean subtraction.
 loaders    ``load_<name>`` per dataset and :func:`load_dataset`.
 """
 
+from .augment import Augment, random_flip, random_shift
 from .cifar import (
     RefusedGlobalError,
     RestrictedUnpickler,
@@ -28,6 +30,7 @@ from .raw import RawDataset
 from .splits import prepare
 
 __all__ = [
+    "Augment",
     "DATASETS",
     "ChecksumError",
     "DatasetNotFoundError",
@@ -40,6 +43,8 @@ __all__ = [
     "load_fashion_mnist",
     "load_mnist",
     "prepare",
+    "random_flip",
+    "random_shift",
     "read_cifar_bin_batch",
     "read_cifar_pickle_batch",
     "read_idx",

@@ -1,0 +1,139 @@
+"""Random training-time augmentation of image batches: horizontal flips and shifts.
+
+:class:`Augment` is what ``Solver(augment=...)`` takes: a callable ``aug(X, rng) -> X`` applied
+to every training batch (never to validation or test data), drawing from the solver's
+Generator so that a resumed run draws the same flips and shifts.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from normlab._validate import check_int
+
+__all__ = ["Augment", "random_flip", "random_shift"]
+
+
+def _check_images(X: np.ndarray) -> None:
+    if not isinstance(X, np.ndarray) or X.ndim != 4:
+        got = X.shape if isinstance(X, np.ndarray) else type(X).__name__
+        raise ValueError(f"expected images of shape (N, C, H, W), got {got}")
+
+
+def random_flip(X: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
+    """Mirror each image left-right with probability ``p``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (N, C, H, W)
+    rng : np.random.Generator
+    p : float in [0, 1], default 0.5
+
+    Returns
+    -------
+    out : ndarray of shape (N, C, H, W)
+        A new array; ``X`` is not modified.
+    """
+    _check_images(X)
+    flip = rng.random(len(X)) < p  # (N,)
+    return np.where(flip[:, None, None, None], X[..., ::-1], X)
+
+
+def random_shift(X: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
+    """Translate each image by whole pixels, up to ``max_shift`` in each direction.
+
+    The image is padded by repeating its border pixels (the background of Fashion-MNIST and
+    MNIST, whatever the preprocessing) and a window of the original size is cut at a random
+    offset, i.e. the classic "pad and random crop".
+
+    Parameters
+    ----------
+    X : ndarray of shape (N, C, H, W)
+    rng : np.random.Generator
+    max_shift : int >= 0, default 2
+
+    Returns
+    -------
+    out : ndarray of shape (N, C, H, W)
+        A new array; ``X`` is not modified.
+    """
+    _check_images(X)
+    s = check_int("max_shift", max_shift, minimum=0)
+    if s == 0:
+        return X.copy()
+    n, _, h, w = X.shape
+    padded = np.pad(X, ((0, 0), (0, 0), (s, s), (s, s)), mode="edge")  # (N, C, H+2s, W+2s)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))
+    dy, dx = rng.integers(0, 2 * s + 1, size=(2, n))  # (N,) offsets into the padding
+    # windows: (N, C, 2s+1, 2s+1, H, W); indexing image n at (dy[n], dx[n]) -> (N, C, H, W)
+    return np.ascontiguousarray(windows[np.arange(n), :, dy, dx])
+
+
+class Augment:
+    """Random flips and shifts of a training batch, as one callable ``aug(X, rng) -> X``.
+
+    Parameters
+    ----------
+    flip : bool, default False
+        Mirror left-right with probability 1/2 (right for clothes, wrong for digits).
+    shift : int >= 0, default 0
+        Translate by up to this many pixels in each direction (:func:`random_shift`).
+
+    Examples
+    --------
+    >>> aug = Augment(flip=True, shift=2)
+    >>> aug  # its repr is what checkpoints and reports record
+    Augment(flip=True, shift=2)
+    """
+
+    def __init__(self, flip: bool = False, shift: int = 0) -> None:
+        if not isinstance(flip, bool | np.bool_):
+            raise ValueError(f"expected flip a bool, got {flip!r}")
+        self.flip = bool(flip)
+        self.shift = check_int("shift", shift, minimum=0)
+
+    @classmethod
+    def from_spec(cls, spec: str) -> Augment:
+        """Parse ``"flip"``, ``"shift2"``, ``"flip,shift2"`` or ``"none"`` (command lines)."""
+        flip, shift = False, 0
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            if part == "flip":
+                flip = True
+            elif part.startswith("shift") and part[5:].isdigit():
+                shift = int(part[5:])
+            elif part != "none":
+                raise ValueError(
+                    f"expected an augmentation spec of 'flip', 'shiftK' (K pixels) or 'none' "
+                    f"joined by commas, got {spec!r}"
+                )
+        return cls(flip=flip, shift=shift)
+
+    @classmethod
+    def from_repr(cls, text: str) -> Augment:
+        """The inverse of ``repr`` (checkpoints store the repr); other text is refused."""
+        m = re.fullmatch(r"Augment\(flip=(True|False), shift=(\d+)\)", text)
+        if m is None:
+            raise ValueError(
+                f"expected 'Augment(flip=..., shift=...)', got the custom augmentation {text!r}; "
+                "pass it again as augment=..."
+            )
+        return cls(flip=m.group(1) == "True", shift=int(m.group(2)))
+
+    def __call__(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        _check_images(X)
+        if self.shift:
+            X = random_shift(X, rng, self.shift)
+        if self.flip:
+            X = random_flip(X, rng)
+        return X
+
+    def __repr__(self) -> str:
+        return f"Augment(flip={self.flip}, shift={self.shift})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Augment) and repr(self) == repr(other)
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
