@@ -1,8 +1,7 @@
 """Fused numba kernels for batch, spatial batch, layer and group normalization.
 
 Every kernel computes the same math as ``normlab.layers.norm_core`` (the readable NumPy
-reference its tests compare against), with statistics accumulated in float64 whatever the
-input dtype. Two memory layouts cover the four layers:
+reference its tests compare against). Two memory layouts cover the four layers:
 
 * **columns** ``x (N, C, S)``: statistics per channel ``c`` over ``n`` and ``s`` (batch norm,
   ``S = 1``; spatial batch norm, ``S = H*W``);
@@ -10,15 +9,28 @@ input dtype. Two memory layouts cover the four layers:
   ``G = 1, K = D, S = 1``; group norm, ``K = C/G, S = H*W``); ``gamma``/``beta`` are per channel
   ``g*K + k``.
 
-Forward (train) makes two passes over memory: one for the mean and variance (a two-pass mean
-and M2 per cache-sized block, blocks merged with Chan et al.'s update -- never
-``E[x^2] - E[x]^2``), one writing ``y = (x - mu) * gamma / sqrt(var + eps) + beta``. For the
-rows layout the second pass re-reads a row still in cache.
-Reductions are split over threads by channel (or by blocks of rows with per-thread partial
-sums); element-wise passes by row. Inner loops run over 1-D row slices so LLVM vectorises them.
-Backward makes two: one for ``sum(dy)`` and ``sum(dy * xhat)``, one writing the closed form
-``dx = gamma * rstd * (dy - mean(dy) - xhat * mean(dy * xhat))`` (rows use ``dy * gamma``
+Forward (train) makes two passes over memory: one for the mean and variance, one writing
+``y = (x - mu) * gamma / sqrt(var + eps) + beta`` (for rows, the second re-reads a row still in
+cache). Backward makes two: one for ``sum(dy)`` and ``sum(dy * xhat)``, one writing the closed
+form ``dx = gamma * rstd * (dy - mean(dy) - xhat * mean(dy * xhat))`` (rows use ``dy * gamma``
 inside the means, since there gamma varies within a row).
+
+Precision. The inner loops run in the input's dtype, so float32 input gets 16-wide float32
+vector arithmetic; everything that accumulates over more than one cache-sized block is float64:
+
+* statistics are the *corrected two-pass* algorithm per block (at most ``_BLOCK`` elements, or
+  ``_ROWS`` rows of a column tile, in L1 for both passes): a rough mean ``m0``, then
+  ``sum(x - m0)`` and ``sum((x - m0)^2)``, giving the block's mean ``m0 + sum(x - m0)/n`` and
+  ``M2 = sum((x - m0)^2) - sum(x - m0)^2 / n`` in float64; blocks are merged with Chan et al.'s
+  update. Never ``E[x^2] - E[x]^2``: ``1e4 + 0.1 * noise`` in float32 keeps its variance.
+* ``x - mean`` is computed as ``(x - mh) - ml`` with ``mh`` the mean rounded to the input dtype
+  and ``ml = mean - mh`` (float64) folded into the per-channel shift: ``x - mh`` is exact when x
+  is near the mean (Sterbenz), so a large common offset costs no digits.
+* gradient sums are accumulated per block in the input dtype and added into float64 totals.
+
+Reductions are split over threads by tiles of channels (or by blocks of rows with per-thread
+partial sums); element-wise passes by row. Inner loops run over 1-D row slices so LLVM
+vectorises them.
 """
 
 from __future__ import annotations
@@ -29,16 +41,18 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 from numba import prange
+from numba.extending import overload
 
-# Reassociation lets LLVM vectorise the float64 sums; no nnan/ninf, so NaNs still propagate.
+# Reassociation lets LLVM vectorise the sums; no nnan/ninf, so NaNs still propagate.
 _FAST = {"reassoc", "contract"}
-_BLOCK = 2048  # elements per two-pass block: 8-16 KiB, stays in L1 between its two passes
+_BLOCK = 4096  # elements per corrected two-pass block: 16-32 KiB, in L1 for both passes
+_ROWS = 16  # rows per block of a column tile
+_TILE = 256  # columns per tile of the column statistics (16 x 256 x 4 B = 16 KiB)
 # Below this many elements (4 MiB of float32) a kernel runs on the calling thread. Waking the
 # pool costs tens of microseconds, and after a parallel region its OpenMP threads spin-wait,
 # taking the cores from the BLAS threads of the next matrix product: a batch-norm ConvNet step
 # on 2 cores measured 36 ms with a 65536-element threshold and 24 ms with this one.
 PARALLEL_MIN = 1 << 20
-_ROWS = 16  # rows per block of the column statistics
 
 
 class Kernel(NamedTuple):
@@ -61,19 +75,41 @@ def _jit(fn) -> Kernel:
     return Kernel(nb.njit(fn, parallel=True, **opts), nb.njit(serial, **opts))
 
 
+def _like(value, arr):
+    """``value`` cast to the dtype of ``arr`` (jitted code only)."""
+    raise NotImplementedError("only callable from numba-compiled code")
+
+
+@overload(_like, inline="always")
+def _like_impl(value, arr):
+    dtype = arr.dtype
+
+    def impl(value, arr):
+        return dtype(value)
+
+    return impl
+
+
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
-def _two_pass(a):
-    """Mean and sum of squared deviations of a 1-D block: sum(x)/n, then sum((x - mean)^2)."""
+def _block_stats(a):
+    """Mean and M2 (float64) of a 1-D block by the corrected two-pass algorithm.
+
+    The passes run in the block's dtype: ``m0 = sum(a)/n``, then ``s = sum(a - m0)`` and
+    ``q = sum((a - m0)^2)``; mean ``m0 + s/n``, ``M2 = q - s^2/n`` (clamped at 0).
+    """
     n = a.shape[0]
-    s = 0.0
+    t = a[0]
+    for i in range(1, n):
+        t += a[i]
+    m0 = _like(t / n, a)
+    s = _like(0.0, a)
+    q = _like(0.0, a)
     for i in range(n):
-        s += a[i]
-    m = s / n
-    q = 0.0
-    for i in range(n):
-        d = a[i] - m
+        d = a[i] - m0
+        s += d
         q += d * d
-    return m, q
+    s64 = np.float64(s)
+    return m0 + s64 / n, max(np.float64(q) - s64 * s64 / n, 0.0)
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
@@ -86,14 +122,31 @@ def _merge(mean, m2, cnt, bm, bq, k):
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
 def _seg_stats(a):
-    """Mean and M2 of a 1-D array: two-pass per block of _BLOCK, blocks merged."""
+    """Mean and M2 (float64) of a 1-D array: corrected two-pass per block, blocks merged."""
     n = a.shape[0]
     mean, m2, cnt = 0.0, 0.0, 0
     for b in range(0, n, _BLOCK):
         blk = a[b : min(b + _BLOCK, n)]
-        bm, bq = _two_pass(blk)
+        bm, bq = _block_stats(blk)
         mean, m2, cnt = _merge(mean, m2, cnt, bm, bq, blk.shape[0])
     return mean, m2
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _seg_grad_sums(g, xs, mh):
+    """``sum(g)`` and ``sum(g * (xs - mh))`` of 1-D segments, per block in their dtype, float64."""
+    n = g.shape[0]
+    t1, t2 = 0.0, 0.0
+    for b0 in range(0, n, _BLOCK):
+        b1 = min(b0 + _BLOCK, n)
+        a1 = _like(0.0, g)
+        a2 = _like(0.0, g)
+        for i in range(b0, b1):
+            a1 += g[i]
+            a2 += g[i] * (xs[i] - mh)
+        t1 += a1
+        t2 += a2
+    return t1, t2
 
 
 @nb.njit(cache=True, nogil=True)
@@ -107,93 +160,143 @@ def ema_update(running_mean, running_var, mean, var, momentum, var_factor):
         running_var[c] = momentum * running_var[c] + (1.0 - momentum) * var_factor * var[c]
 
 
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _affine_coefs(x, mean, rstd, gamma, beta):
+    """Per-channel ``y = (x - mh) * a + b`` in x's dtype: mh, a, b (C,) from float64 stats."""
+    C = mean.shape[0]
+    mh = np.empty(C, x.dtype)  # the mean rounded to x's dtype
+    a = np.empty(C, x.dtype)
+    b = np.empty(C, x.dtype)
+    for c in range(C):
+        m = _like(mean[c], x)
+        sc = gamma[c] * rstd[c]
+        mh[c] = m
+        a[c] = sc
+        b[c] = beta[c] - (mean[c] - m) * sc  # (x - mean) * sc = (x - mh) * sc - ml * sc
+    return mh, a, b
+
+
 @_jit
-def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nthreads):
+def cols_forward(x, gamma, beta, eps, out, mean, var, rstd):
     """Batch norm over columns, S = 1: x (N, D) -> out (N, D); mean, var, rstd (D,) float64 out.
 
-    Statistics: ``nthreads`` blocks of columns (numba cannot cache a kernel that asks for its
-    thread count itself); down the rows in blocks of ``_ROWS``: a two-pass mean and M2 per block
-    (the block is in L1/L2 for its second pass), blocks merged with Chan's update, all in
+    Statistics: tiles of ``_TILE`` columns (in parallel), down the rows in blocks of ``_ROWS``
+    (in L1 for both passes of the corrected two-pass), blocks merged with Chan's update in
     float64. Output: parallel over rows.
     """
     N, D = x.shape
-    T = max(1, min(nthreads, D // 16))
-    for t in prange(T):
-        c0 = t * D // T
-        c1 = (t + 1) * D // T
+    for t in prange((D + _TILE - 1) // _TILE):
+        c0 = t * _TILE
+        c1 = min(c0 + _TILE, D)
         k = c1 - c0
         m = np.zeros(k)  # (k,) float64 mean so far
-        m2 = np.zeros(k)  # (k,) float64 sum of squared deviations so far
-        bs = np.empty(k)  # (k,) block mean, float64
-        bq = np.empty(k)  # (k,) block M2, float64
+        m2 = np.zeros(k)  # (k,) float64 M2 so far
+        m0 = np.empty(k, x.dtype)  # (k,) rough block mean
+        s = np.empty(k, x.dtype)  # (k,) block sum(x - m0)
+        q = np.empty(k, x.dtype)  # (k,) block sum((x - m0)^2)
         cnt = 0
         for n0 in range(0, N, _ROWS):
             n1 = min(n0 + _ROWS, N)
             nb_ = n1 - n0
-            bs[:] = 0
-            for n in range(n0, n1):
+            m0[:] = x[n0, c0:c1]
+            for n in range(n0 + 1, n1):
                 row = x[n, c0:c1]
                 for j in range(k):
-                    bs[j] += row[j]
+                    m0[j] += row[j]
+            inv = _like(1.0 / nb_, x)
             for j in range(k):
-                bs[j] /= nb_
-            bq[:] = 0
+                m0[j] *= inv
+            s[:] = 0
+            q[:] = 0
             for n in range(n0, n1):
                 row = x[n, c0:c1]
                 for j in range(k):
-                    d = row[j] - bs[j]
-                    bq[j] += d * d
+                    d = row[j] - m0[j]
+                    s[j] += d
+                    q[j] += d * d
             f1 = nb_ / (cnt + nb_)
             f2 = cnt * f1
             for j in range(k):
-                delta = bs[j] - m[j]
+                sj = np.float64(s[j])
+                delta = m0[j] + sj / nb_ - m[j]
                 m[j] += delta * f1
-                m2[j] += bq[j] + delta * delta * f2
+                m2[j] += max(q[j] - sj * sj / nb_, 0.0) + delta * delta * f2
             cnt += nb_
         mean[c0:c1] = m
         var[c0:c1] = m2 / N
     rstd[:] = 1.0 / np.sqrt(var + eps)
-    scale = gamma * rstd  # (D,)
+    mh, a, b = _affine_coefs(x, mean, rstd, gamma, beta)
     for n in prange(N):
         row = x[n]
         o = out[n]
         for j in range(D):
-            o[j] = (row[j] - mean[j]) * scale[j] + beta[j]
+            o[j] = (row[j] - mh[j]) * a[j] + b[j]
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _backward_coefs(x, mean, rstd, gamma, dgamma, dbeta, M):
+    """Per-channel ``dx = A * dy + B * (x - mh) + Cc`` in x's dtype (closed form, M values)."""
+    C = mean.shape[0]
+    mh = np.empty(C, x.dtype)
+    A = np.empty(C, x.dtype)
+    B = np.empty(C, x.dtype)
+    Cc = np.empty(C, x.dtype)
+    for c in range(C):
+        m = _like(mean[c], x)
+        a = gamma[c] * rstd[c]
+        b = -a * rstd[c] * dgamma[c] / M
+        mh[c] = m
+        A[c] = a
+        B[c] = b
+        Cc[c] = -a * dbeta[c] / M - b * (mean[c] - m)
+    return mh, A, B, Cc
 
 
 @_jit
-def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nthreads):
+def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta):
     """Closed-form batch-norm backward, S = 1: dy, x (N, D) -> dx (N, D); dgamma, dbeta (D,).
 
-    Pass 1, ``nthreads`` blocks of columns: ``sum(dy)`` and ``sum(dy * (x - mean))`` in float64.
-    Pass 2, parallel over rows: ``dx = a * dy + b * (x - mean) + c`` per column.
+    Pass 1, tiles of columns in parallel: ``sum(dy)`` and ``sum(dy * (x - mh))`` per block of
+    ``_ROWS`` rows in x's dtype, into float64 totals. Pass 2, parallel over rows:
+    ``dx = A * dy + B * (x - mh) + Cc`` per column.
     """
     N, D = x.shape
-    T = max(1, min(nthreads, D // 16))
-    for t in prange(T):
-        c0 = t * D // T
-        c1 = (t + 1) * D // T
-        sdy = np.zeros(c1 - c0)
-        sdyx = np.zeros(c1 - c0)  # sum(dy * (x - mean))
-        mu = mean[c0:c1]
-        for n in range(N):
-            g = dy[n, c0:c1]
-            xr = x[n, c0:c1]
-            for j in range(c1 - c0):
-                gj = np.float64(g[j])
-                sdy[j] += gj
-                sdyx[j] += gj * (xr[j] - mu[j])
-        dgamma[c0:c1] = sdyx * rstd[c0:c1]
-        dbeta[c0:c1] = sdy
-    a = gamma * rstd  # (D,)  dx = a*dy + b*(x - mean) + c
-    b = -a * rstd * dgamma / N
-    c = -a * dbeta / N
+    mh = np.empty(D, x.dtype)
+    for j in range(D):
+        mh[j] = _like(mean[j], x)
+    for t in prange((D + _TILE - 1) // _TILE):
+        c0 = t * _TILE
+        c1 = min(c0 + _TILE, D)
+        k = c1 - c0
+        tdy = np.zeros(k)  # float64 sum(dy)
+        tdx = np.zeros(k)  # float64 sum(dy * (x - mh))
+        bdy = np.empty(k, x.dtype)
+        bdx = np.empty(k, x.dtype)
+        mu = mh[c0:c1]
+        for n0 in range(0, N, _ROWS):
+            bdy[:] = 0
+            bdx[:] = 0
+            for n in range(n0, min(n0 + _ROWS, N)):
+                g = dy[n, c0:c1]
+                xr = x[n, c0:c1]
+                for j in range(k):
+                    bdy[j] += g[j]
+                    bdx[j] += g[j] * (xr[j] - mu[j])
+            for j in range(k):
+                tdy[j] += bdy[j]
+                tdx[j] += bdx[j]
+        for j in range(k):
+            c = c0 + j
+            # sum(dy * (x - mean)) = sum(dy * (x - mh)) - (mean - mh) * sum(dy)
+            dgamma[c] = (tdx[j] - (mean[c] - mu[j]) * tdy[j]) * rstd[c]
+            dbeta[c] = tdy[j]
+    mh, A, B, Cc = _backward_coefs(x, mean, rstd, gamma, dgamma, dbeta, N)
     for n in prange(N):
         g = dy[n]
         xr = x[n]
         o = dx[n]
         for j in range(D):
-            o[j] = a[j] * g[j] + b[j] * (xr[j] - mean[j]) + c[j]
+            o[j] = A[j] * g[j] + B[j] * (xr[j] - mh[j]) + Cc[j]
 
 
 @_jit
@@ -208,14 +311,14 @@ def spatial_forward(x, gamma, beta, eps, out, mean, var, rstd):
         mean[ch] = mu
         var[ch] = m2 / cnt
     rstd[:] = 1.0 / np.sqrt(var + eps)
-    scale = gamma * rstd  # (C,)
+    mh, a, b = _affine_coefs(x, mean, rstd, gamma, beta)
     for r in prange(N * C):
         n, ch = r // C, r % C
         row = x[n, ch]
         o = out[n, ch]
-        mu, sc, sh = mean[ch], scale[ch], beta[ch]
+        m, sc, sh = mh[ch], a[ch], b[ch]
         for s in range(S):
-            o[s] = (row[s] - mu) * sc + sh
+            o[s] = (row[s] - m) * sc + sh
 
 
 @_jit
@@ -224,28 +327,24 @@ def spatial_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta):
     N, C, S = x.shape
     M = N * S
     for ch in prange(C):
-        mu = mean[ch]
+        m = _like(mean[ch], x)
         sdy = 0.0
-        sdyx = 0.0
+        sdx = 0.0  # sum(dy * (x - m))
         for n in range(N):
-            g = dy[n, ch]
-            xr = x[n, ch]
-            for s in range(S):
-                sdy += g[s]
-                sdyx += np.float64(g[s]) * (xr[s] - mu)
-        dgamma[ch] = sdyx * rstd[ch]
+            t1, t2 = _seg_grad_sums(dy[n, ch], x[n, ch], m)
+            sdy += t1
+            sdx += t2
+        dgamma[ch] = (sdx - (mean[ch] - m) * sdy) * rstd[ch]
         dbeta[ch] = sdy
-    a = gamma * rstd  # (C,)
-    b = -a * rstd * dgamma / M
-    c = -a * dbeta / M
+    mh, A, B, Cc = _backward_coefs(x, mean, rstd, gamma, dgamma, dbeta, M)
     for r in prange(N * C):
         n, ch = r // C, r % C
         g = dy[n, ch]
         xr = x[n, ch]
         o = dx[n, ch]
-        mu, ac, bc, cc = mean[ch], a[ch], b[ch], c[ch]
+        m, ac, bc, cc = mh[ch], A[ch], B[ch], Cc[ch]
         for s in range(S):
-            o[s] = ac * g[s] + bc * (xr[s] - mu) + cc
+            o[s] = ac * g[s] + bc * (xr[s] - m) + cc
 
 
 @_jit
@@ -261,20 +360,24 @@ def rows_forward(x, gamma, beta, G, K, S, eps, out, mean, var, rstd):
         var[r] = v
         rs = 1.0 / np.sqrt(v + eps)
         rstd[r] = rs
+        m = _like(mu, x)
         base = (r % G) * K
         if S == 1:
             gs = gamma[base : base + K]
             bs = beta[base : base + K]
+            rs_ = _like(rs, x)
+            q = _like(-(mu - m) * rs, x)  # xhat = (x - m) * rs + q
             for i in range(L):
-                o[i] = (row[i] - mu) * (rs * gs[i]) + bs[i]
+                o[i] = ((row[i] - m) * rs_ + q) * gs[i] + bs[i]
         else:
             for k in range(K):
                 xs = row[k * S : (k + 1) * S]  # 1-D slices from 0: these loops vectorise
                 os_ = o[k * S : (k + 1) * S]
-                sc = rs * gamma[base + k]
-                sh = beta[base + k]
+                sc64 = rs * gamma[base + k]
+                sc = _like(sc64, x)
+                sh = _like(beta[base + k] - (mu - m) * sc64, x)
                 for s in range(S):
-                    os_[s] = (xs[s] - mu) * sc + sh
+                    os_[s] = (xs[s] - m) * sc + sh
 
 
 @_jit
@@ -283,58 +386,84 @@ def rows_backward(dy, x, mean, rstd, gamma, G, K, S, dx, dgamma_part, dbeta_part
 
     dy, x (R, L) -> dx (R, L); per-thread partial parameter gradients dgamma_part,
     dbeta_part (T, G*K) float64, zero on entry, summed over T by the caller. Each row's second
-    pass re-reads it from cache.
+    pass re-reads it from cache. For S == 1 the per-feature gradient sums are kept in x's dtype
+    over ``_ROWS`` rows and then added into the float64 partials.
     """
     R, L = x.shape
     T = dgamma_part.shape[0]
     for t in prange(T):
         dgp = dgamma_part[t]
         dbp = dbeta_part[t]
-        for r in range(t * R // T, (t + 1) * R // T):
+        r0 = t * R // T
+        r1 = (t + 1) * R // T
+        C = G * K if S == 1 else 0
+        accg = np.zeros(C, x.dtype)  # sum(dy * xhat) per channel over a block of rows
+        accb = np.zeros(C, x.dtype)  # sum(dy)
+        pending = 0  # rows summed into accg, accb since the last flush
+        for r in range(r0, r1):
             g = dy[r]
             xr = x[r]
             o = dx[r]
             mu = mean[r]
             rs = rstd[r]
+            m = _like(mu, x)
+            ml = mu - m
             base = (r % G) * K
-            s1 = 0.0  # sum(dy * gamma)
-            s2 = 0.0  # sum(dy * gamma * xhat)
             if S == 1:
                 gs = gamma[base : base + K]
-                dgs = dgp[base : base + K]
-                dbs = dbp[base : base + K]
-                for i in range(L):  # reductions only: this loop vectorises
-                    gg = np.float64(g[i]) * gs[i]
-                    s1 += gg
-                    s2 += gg * (xr[i] - mu)
-                m1 = s1 / L
-                m2 = s2 * rs / L
-                for i in range(L):  # element-wise only
-                    gi = np.float64(g[i])
-                    xh = (xr[i] - mu) * rs
-                    dgs[i] += gi * xh
-                    dbs[i] += gi
-                    o[i] = rs * (gi * gs[i] - m1 - xh * m2)
+                ag = accg[base : base + K]
+                ab = accb[base : base + K]
+                t1, t2 = 0.0, 0.0  # float64 sum(dy * gamma), sum(dy * gamma * (x - m))
+                for b0 in range(0, L, _BLOCK):
+                    b1 = min(b0 + _BLOCK, L)
+                    gb = g[b0:b1]
+                    xb = xr[b0:b1]
+                    gsb = gs[b0:b1]
+                    a1 = _like(0.0, x)
+                    a2 = _like(0.0, x)
+                    for i in range(b1 - b0):  # reductions only: vectorises
+                        gg = gb[i] * gsb[i]
+                        a1 += gg
+                        a2 += gg * (xb[i] - m)
+                    t1 += a1
+                    t2 += a2
+                m1 = t1 / L  # mean(dy * gamma)
+                m2 = (t2 - ml * t1) * rs / L  # mean(dy * gamma * xhat)
+                rs_ = _like(rs, x)
+                q = _like(-ml * rs, x)  # xhat = (x - m) * rs + q
+                P = _like(-rs * rs * m2, x)  # dx = rs*gamma*dy + P*(x - m) + Q
+                Q = _like(-rs * m1 + rs * rs * m2 * ml, x)
+                for i in range(L):  # element-wise: dx
+                    o[i] = g[i] * (gs[i] * rs_) + P * (xr[i] - m) + Q
+                for i in range(L):  # per-feature sums of this block of rows
+                    gi = g[i]
+                    ag[i] += gi * ((xr[i] - m) * rs_ + q)
+                    ab[i] += gi
+                pending += 1
+                if pending == _ROWS or r == r1 - 1:
+                    pending = 0
+                    for c in range(C):
+                        dgp[c] += accg[c]
+                        dbp[c] += accb[c]
+                        accg[c] = 0
+                        accb[c] = 0
             else:
+                s1, s2 = 0.0, 0.0  # float64 sum(dy * gamma), sum(dy * gamma * (x - m))
                 for k in range(K):
-                    gs = g[k * S : (k + 1) * S]
-                    xs = xr[k * S : (k + 1) * S]
-                    a1 = 0.0
-                    a2 = 0.0
-                    for s in range(S):
-                        a1 += gs[s]
-                        a2 += np.float64(gs[s]) * (xs[s] - mu)
-                    a2 *= rs
+                    a1, a2 = _seg_grad_sums(g[k * S : (k + 1) * S], xr[k * S : (k + 1) * S], m)
+                    a2 = (a2 - ml * a1) * rs  # sum(dy * xhat) over channel k
                     s1 += gamma[base + k] * a1
                     s2 += gamma[base + k] * a2
                     dgp[base + k] += a2
                     dbp[base + k] += a1
                 m1 = s1 / L
                 m2 = s2 / L
+                P = _like(-rs * rs * m2, x)
+                Q = _like(-rs * m1 + rs * rs * m2 * ml, x)
                 for k in range(K):
-                    gk = gamma[base + k]
+                    gk = _like(rs * gamma[base + k], x)
                     gs = g[k * S : (k + 1) * S]
                     xs = xr[k * S : (k + 1) * S]
                     os_ = o[k * S : (k + 1) * S]
                     for s in range(S):
-                        os_[s] = rs * (gs[s] * gk - m1 - (xs[s] - mu) * rs * m2)
+                        os_[s] = gs[s] * gk + P * (xs[s] - m) + Q
