@@ -138,12 +138,13 @@ def _seg_grad_sums(g, xs, mh):
     n = g.shape[0]
     t1, t2 = 0.0, 0.0
     for b0 in range(0, n, _BLOCK):
-        b1 = min(b0 + _BLOCK, n)
+        gb = g[b0 : min(b0 + _BLOCK, n)]  # slices from 0: the loop vectorises (twice as fast
+        xb = xs[b0 : min(b0 + _BLOCK, n)]  # as indexing from b0, measured)
         a1 = _like(0.0, g)
         a2 = _like(0.0, g)
-        for i in range(b0, b1):
-            a1 += g[i]
-            a2 += g[i] * (xs[i] - mh)
+        for i in range(gb.shape[0]):
+            a1 += gb[i]
+            a2 += gb[i] * (xb[i] - mh)
         t1 += a1
         t2 += a2
     return t1, t2
@@ -198,29 +199,46 @@ def cols_forward(x, gamma, beta, eps, out, mean, var, rstd):
         for n0 in range(0, N, _ROWS):
             n1 = min(n0 + _ROWS, N)
             nb_ = n1 - n0
-            m0[:] = x[n0, c0:c1]
-            for n in range(n0 + 1, n1):
-                row = x[n, c0:c1]
+            # four rows per sweep: a quarter of the loads and stores of the block sums
+            m0[:] = 0
+            n = n0
+            while n + 4 <= n1:
+                r0, r1, r2, r3 = x[n, c0:c1], x[n + 1, c0:c1], x[n + 2, c0:c1], x[n + 3, c0:c1]
                 for j in range(k):
-                    m0[j] += row[j]
+                    m0[j] += (r0[j] + r1[j]) + (r2[j] + r3[j])
+                n += 4
+            for n in range(n, n1):
+                r0 = x[n, c0:c1]
+                for j in range(k):
+                    m0[j] += r0[j]
             inv = _like(1.0 / nb_, x)
             for j in range(k):
                 m0[j] *= inv
             s[:] = 0
             q[:] = 0
-            for n in range(n0, n1):
-                row = x[n, c0:c1]
+            n = n0
+            while n + 4 <= n1:
+                r0, r1, r2, r3 = x[n, c0:c1], x[n + 1, c0:c1], x[n + 2, c0:c1], x[n + 3, c0:c1]
                 for j in range(k):
-                    d = row[j] - m0[j]
+                    mj = m0[j]
+                    d0, d1, d2, d3 = r0[j] - mj, r1[j] - mj, r2[j] - mj, r3[j] - mj
+                    s[j] += (d0 + d1) + (d2 + d3)
+                    q[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+                n += 4
+            for n in range(n, n1):
+                r0 = x[n, c0:c1]
+                for j in range(k):
+                    d = r0[j] - m0[j]
                     s[j] += d
                     q[j] += d * d
             f1 = nb_ / (cnt + nb_)
             f2 = cnt * f1
+            inb = 1.0 / nb_
             for j in range(k):
                 sj = np.float64(s[j])
-                delta = m0[j] + sj / nb_ - m[j]
+                delta = m0[j] + sj * inb - m[j]
                 m[j] += delta * f1
-                m2[j] += max(q[j] - sj * sj / nb_, 0.0) + delta * delta * f2
+                m2[j] += max(q[j] - sj * sj * inb, 0.0) + delta * delta * f2
             cnt += nb_
         mean[c0:c1] = m
         var[c0:c1] = m2 / N
