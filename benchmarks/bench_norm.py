@@ -5,7 +5,9 @@ Run:  python benchmarks/bench_norm.py [--threads 2] [--repeat 30] [--markdown]
 For each case: median time of one forward (train mode) + one backward, float32, for the
 normlab kernels (default backend), the normlab NumPy reference (``NORMLAB_BACKEND=numpy``) and
 PyTorch (``y.backward(dy)`` through autograd, its fastest general path), all in the same run,
-with the ratio normlab / PyTorch. Not a test: nothing here asserts a time.
+with the ratio normlab / PyTorch, and the memory-traffic floor of the layer on that input
+(``_floor.py``: the passes over memory any implementation must make, timed as plain streaming
+kernels on the same threads). Not a test: nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -82,6 +84,9 @@ def main(argv=None):
 
     import torch
     from _common import machine_line, setup
+    from _floor import floor_seconds
+
+    from normlab.kernels.norm import PARALLEL_MIN
 
     setup(args.threads)
     rng = np.random.default_rng(0)
@@ -104,19 +109,28 @@ def main(argv=None):
         bt = torch.from_numpy(b).requires_grad_(True)
         dyt = torch.from_numpy(dy)
         t["torch"] = _median_time(partial(_torch_step, torch, name, xt, gt, bt, dyt), args.repeat)
-        rows.append((name, shape, t["numba"], t["numpy"], t["torch"]))
+        threads = args.threads if x.size >= PARALLEL_MIN else 1
+        batch = name.startswith(("batchnorm", "spatial"))
+        timer = partial(lambda repeat, fn: _median_time(fn, repeat), args.repeat)
+        t["floor"] = floor_seconds(x, batch, threads, timer)
+        rows.append((name, shape, t["numba"], t["numpy"], t["torch"], t["floor"]))
 
-    head = ("layer", "shape", "kernels ms", "numpy ms", "torch ms", "kernels/torch", "numpy/torch")
+    head = (
+        "layer", "shape", "kernels ms", "floor ms", "numpy ms", "torch ms", "kernels/torch",
+        "floor/torch", "numpy/torch",
+    )  # fmt: skip
     lines = [head]
-    for name, shape, tk, tn, tt in rows:
+    for name, shape, tk, tn, tt, tf in rows:
         lines.append(
             (
                 name,
                 str(shape),
                 f"{tk * 1e3:.3f}",
+                f"{tf * 1e3:.3f}",
                 f"{tn * 1e3:.3f}",
                 f"{tt * 1e3:.3f}",
                 f"{tk / tt:.2f}",
+                f"{tf / tt:.2f}",
                 f"{tn / tt:.2f}",
             )
         )
@@ -131,7 +145,8 @@ def main(argv=None):
         for row in lines:
             print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
     worst = max(r[2] / r[4] for r in rows)
-    print(f"worst kernels/torch ratio: {worst:.2f}")
+    worst_floor = max(r[5] / r[4] for r in rows)
+    print(f"worst kernels/torch ratio: {worst:.2f}; worst floor/torch ratio: {worst_floor:.2f}")
 
 
 if __name__ == "__main__":

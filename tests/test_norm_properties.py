@@ -182,3 +182,42 @@ def test_running_stats_updated_in_place_with_documented_momentum(backend):
     L.batchnorm_forward(x, np.ones(3), np.zeros(3), fresh)
     np.testing.assert_allclose(fresh["running_mean"], 0.1 * x.mean(0))
     np.testing.assert_allclose(fresh["running_var"], 0.1 * x.var(0, ddof=1))
+
+
+@pytest.mark.parametrize("layer", ["batchnorm", "spatial", "layernorm", "groupnorm"])
+def test_float32_kernels_match_float64_math_on_hard_inputs(monkeypatch, layer):
+    """Offset 1e4, spread 0.1, and outliers of 1e3 standard deviations (the first row and
+    scattered ones): the float32 kernels' statistics (float32 blocks, float64 totals) and
+    outputs match the same math done in float64 to float32 rounding."""
+    monkeypatch.setenv("NORMLAB_BACKEND", "numba")
+    rng = np.random.default_rng(7)
+    shape = {"batchnorm": (67, 300), "layernorm": (67, 300)}.get(layer, (13, 6, 7, 9))
+    x64 = 1e4 + 0.1 * rng.standard_normal(shape)
+    x64[0] += 100.0  # 1e3 standard deviations, in the first row of every block
+    x64.reshape(-1)[rng.choice(x64.size, 25, replace=False)] -= 100.0
+    x = x64.astype(np.float32)
+    x64 = x.astype(np.float64)  # the values the kernels see
+    dy = rng.standard_normal(shape).astype(np.float32)
+    C = shape[1]
+    g = (1 + 0.1 * rng.standard_normal(C)).astype(np.float32)
+    b = rng.standard_normal(C).astype(np.float32)
+    fwd, bwd, extra = {
+        "batchnorm": (L.batchnorm_forward, L.batchnorm_backward_alt, ({"mode": "train"},)),
+        "spatial": (
+            L.spatial_batchnorm_forward,
+            L.spatial_batchnorm_backward,
+            ({"mode": "train"},),
+        ),
+        "layernorm": (L.layernorm_forward, L.layernorm_backward, ({},)),
+        "groupnorm": (L.spatial_groupnorm_forward, L.spatial_groupnorm_backward, (3, {})),
+    }[layer]
+    out, cache = fwd(x, g, b, *extra)
+    dx, dg, db = bwd(dy, cache)
+    monkeypatch.setenv("NORMLAB_BACKEND", "numpy")  # the float64 reference on float64 input
+    ref_out, ref_cache = fwd(x64, g.astype(np.float64), b.astype(np.float64), *extra)
+    ref = (ref_out, *bwd(dy.astype(np.float64), ref_cache))
+    np.testing.assert_allclose(cache.mean, ref_cache.mean, rtol=1e-12)
+    np.testing.assert_allclose(cache.var, ref_cache.var, rtol=1e-5)
+    for got, want in zip((out, dx, dg, db), ref, strict=True):
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * scale)

@@ -177,47 +177,43 @@ def _affine_coefs(x, mean, rstd, gamma, beta):
     return mh, a, b
 
 
-@_jit
-def cols_forward(x, gamma, beta, eps, out, mean, var, rstd):
-    """Batch norm over columns, S = 1: x (N, D) -> out (N, D); mean, var, rstd (D,) float64 out.
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _cols_stats(x, n0, n1, m, m2, m0, s, q):
+    """Column means and M2 of rows ``n0:n1`` of x (N, D) into m, m2 (D,) float64; the count.
 
-    Statistics: tiles of ``_TILE`` columns (in parallel), down the rows in blocks of ``_ROWS``
-    (in L1 for both passes of the corrected two-pass), blocks merged with Chan's update in
-    float64. Output: parallel over rows.
+    Blocks of ``_ROWS`` rows, in tiles of ``_TILE`` columns (in L1 for both passes of the
+    corrected two-pass, four rows per sweep), merged down the rows with Chan's update.
+    ``m0, s, q`` are scratch (_TILE,) arrays of x's dtype.
     """
-    N, D = x.shape
-    for t in prange((D + _TILE - 1) // _TILE):
-        c0 = t * _TILE
-        c1 = min(c0 + _TILE, D)
-        k = c1 - c0
-        m = np.zeros(k)  # (k,) float64 mean so far
-        m2 = np.zeros(k)  # (k,) float64 M2 so far
-        m0 = np.empty(k, x.dtype)  # (k,) rough block mean
-        s = np.empty(k, x.dtype)  # (k,) block sum(x - m0)
-        q = np.empty(k, x.dtype)  # (k,) block sum((x - m0)^2)
-        cnt = 0
-        for n0 in range(0, N, _ROWS):
-            n1 = min(n0 + _ROWS, N)
-            nb_ = n1 - n0
-            # four rows per sweep: a quarter of the loads and stores of the block sums
-            m0[:] = 0
-            n = n0
-            while n + 4 <= n1:
+    D = x.shape[1]
+    cnt = 0
+    for b0 in range(n0, n1, _ROWS):
+        b1 = min(b0 + _ROWS, n1)
+        nb_ = b1 - b0
+        f1 = nb_ / (cnt + nb_)
+        f2 = cnt * f1
+        inb = 1.0 / nb_
+        inv = _like(inb, x)
+        for c0 in range(0, D, _TILE):
+            c1 = min(c0 + _TILE, D)
+            k = c1 - c0
+            m0[:k] = 0
+            n = b0
+            while n + 4 <= b1:
                 r0, r1, r2, r3 = x[n, c0:c1], x[n + 1, c0:c1], x[n + 2, c0:c1], x[n + 3, c0:c1]
                 for j in range(k):
                     m0[j] += (r0[j] + r1[j]) + (r2[j] + r3[j])
                 n += 4
-            for n in range(n, n1):
-                r0 = x[n, c0:c1]
+            for r in range(n, b1):
+                r0 = x[r, c0:c1]
                 for j in range(k):
                     m0[j] += r0[j]
-            inv = _like(1.0 / nb_, x)
             for j in range(k):
                 m0[j] *= inv
-            s[:] = 0
-            q[:] = 0
-            n = n0
-            while n + 4 <= n1:
+            s[:k] = 0
+            q[:k] = 0
+            n = b0
+            while n + 4 <= b1:
                 r0, r1, r2, r3 = x[n, c0:c1], x[n + 1, c0:c1], x[n + 2, c0:c1], x[n + 3, c0:c1]
                 for j in range(k):
                     mj = m0[j]
@@ -225,23 +221,52 @@ def cols_forward(x, gamma, beta, eps, out, mean, var, rstd):
                     s[j] += (d0 + d1) + (d2 + d3)
                     q[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
                 n += 4
-            for n in range(n, n1):
-                r0 = x[n, c0:c1]
+            for r in range(n, b1):
+                r0 = x[r, c0:c1]
                 for j in range(k):
                     d = r0[j] - m0[j]
                     s[j] += d
                     q[j] += d * d
-            f1 = nb_ / (cnt + nb_)
-            f2 = cnt * f1
-            inb = 1.0 / nb_
+            mm = m[c0:c1]
+            mq = m2[c0:c1]
             for j in range(k):
                 sj = np.float64(s[j])
-                delta = m0[j] + sj * inb - m[j]
-                m[j] += delta * f1
-                m2[j] += max(q[j] - sj * sj * inb, 0.0) + delta * delta * f2
-            cnt += nb_
-        mean[c0:c1] = m
-        var[c0:c1] = m2 / N
+                delta = m0[j] + sj * inb - mm[j]
+                mm[j] += delta * f1
+                mq[j] += max(q[j] - sj * sj * inb, 0.0) + delta * delta * f2
+        cnt += nb_
+    return cnt
+
+
+@_jit
+def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nthreads):
+    """Batch norm over columns, S = 1: x (N, D) -> out (N, D); mean, var, rstd (D,) float64 out.
+
+    Statistics: ``nthreads`` chunks of rows in parallel (memory read in order; numba cannot
+    cache a kernel that asks for its thread count itself), each by :func:`_cols_stats`, the
+    chunks merged with Chan's update. Output: parallel over rows.
+    """
+    N, D = x.shape
+    T = max(1, min(nthreads, N // _ROWS))
+    pm = np.zeros((T, D))  # per-chunk mean
+    pq = np.zeros((T, D))  # per-chunk M2
+    pn = np.zeros(T)  # per-chunk count
+    for t in prange(T):
+        m0 = np.empty(_TILE, x.dtype)  # rough block mean
+        s = np.empty(_TILE, x.dtype)  # block sum(x - m0)
+        q = np.empty(_TILE, x.dtype)  # block sum((x - m0)^2)
+        pn[t] = _cols_stats(x, t * N // T, (t + 1) * N // T, pm[t], pq[t], m0, s, q)
+    mean[:] = pm[0]
+    m2 = pq[0].copy()
+    cnt = pn[0]
+    for t in range(1, T):
+        k = pn[t]
+        tot = cnt + k
+        delta = pm[t] - mean
+        mean += delta * (k / tot)
+        m2 += pq[t] + delta * delta * (cnt * k / tot)
+        cnt = tot
+    var[:] = m2 / N
     rstd[:] = 1.0 / np.sqrt(var + eps)
     mh, a, b = _affine_coefs(x, mean, rstd, gamma, beta)
     for n in prange(N):
@@ -271,43 +296,51 @@ def _backward_coefs(x, mean, rstd, gamma, dgamma, dbeta, M):
 
 
 @_jit
-def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta):
+def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nthreads):
     """Closed-form batch-norm backward, S = 1: dy, x (N, D) -> dx (N, D); dgamma, dbeta (D,).
 
-    Pass 1, tiles of columns in parallel: ``sum(dy)`` and ``sum(dy * (x - mh))`` per block of
-    ``_ROWS`` rows in x's dtype, into float64 totals. Pass 2, parallel over rows:
-    ``dx = A * dy + B * (x - mh) + Cc`` per column.
+    Pass 1, ``nthreads`` chunks of rows in parallel: ``sum(dy)`` and ``sum(dy * (x - mh))``
+    per block of ``_ROWS`` rows and tile of columns in x's dtype, into float64 per-chunk
+    totals. Pass 2, parallel over rows: ``dx = A * dy + B * (x - mh) + Cc`` per column.
     """
     N, D = x.shape
     mh = np.empty(D, x.dtype)
     for j in range(D):
         mh[j] = _like(mean[j], x)
-    for t in prange((D + _TILE - 1) // _TILE):
-        c0 = t * _TILE
-        c1 = min(c0 + _TILE, D)
-        k = c1 - c0
-        tdy = np.zeros(k)  # float64 sum(dy)
-        tdx = np.zeros(k)  # float64 sum(dy * (x - mh))
-        bdy = np.empty(k, x.dtype)
-        bdx = np.empty(k, x.dtype)
-        mu = mh[c0:c1]
-        for n0 in range(0, N, _ROWS):
-            bdy[:] = 0
-            bdx[:] = 0
-            for n in range(n0, min(n0 + _ROWS, N)):
-                g = dy[n, c0:c1]
-                xr = x[n, c0:c1]
+    T = max(1, min(nthreads, N // _ROWS))
+    ps = np.zeros((T, D))  # float64 sum(dy) per chunk
+    pd = np.zeros((T, D))  # float64 sum(dy * (x - mh)) per chunk
+    for t in prange(T):
+        bdy = np.empty(_TILE, x.dtype)
+        bdx = np.empty(_TILE, x.dtype)
+        for b0 in range(t * N // T, (t + 1) * N // T, _ROWS):
+            b1 = min(b0 + _ROWS, (t + 1) * N // T)
+            for c0 in range(0, D, _TILE):
+                c1 = min(c0 + _TILE, D)
+                k = c1 - c0
+                mu = mh[c0:c1]
+                bdy[:k] = 0
+                bdx[:k] = 0
+                for n in range(b0, b1):
+                    g = dy[n, c0:c1]
+                    xr = x[n, c0:c1]
+                    for j in range(k):
+                        bdy[j] += g[j]
+                        bdx[j] += g[j] * (xr[j] - mu[j])
+                ts = ps[t, c0:c1]
+                td = pd[t, c0:c1]
                 for j in range(k):
-                    bdy[j] += g[j]
-                    bdx[j] += g[j] * (xr[j] - mu[j])
-            for j in range(k):
-                tdy[j] += bdy[j]
-                tdx[j] += bdx[j]
-        for j in range(k):
-            c = c0 + j
-            # sum(dy * (x - mean)) = sum(dy * (x - mh)) - (mean - mh) * sum(dy)
-            dgamma[c] = (tdx[j] - (mean[c] - mu[j]) * tdy[j]) * rstd[c]
-            dbeta[c] = tdy[j]
+                    ts[j] += bdy[j]
+                    td[j] += bdx[j]
+    for j in range(D):
+        sdy = 0.0
+        sdx = 0.0
+        for t in range(T):
+            sdy += ps[t, j]
+            sdx += pd[t, j]
+        # sum(dy * (x - mean)) = sum(dy * (x - mh)) - (mean - mh) * sum(dy)
+        dgamma[j] = (sdx - (mean[j] - mh[j]) * sdy) * rstd[j]
+        dbeta[j] = sdy
     mh, A, B, Cc = _backward_coefs(x, mean, rstd, gamma, dgamma, dbeta, N)
     for n in prange(N):
         g = dy[n]

@@ -227,7 +227,7 @@ def _forward_kernel(x, gamma, beta, kind, eps, view):
         if S == 1:
             sh = (N, G)
             fn = kern.cols_forward.pick(x.size)
-            fn(x.reshape(sh), g, b, eps, out.reshape(sh), mean, var, rstd)
+            fn(x.reshape(sh), g, b, eps, out.reshape(sh), mean, var, rstd, _threads(x.size))
         else:
             sh = (N, G, S)
             fn = kern.spatial_forward.pick(x.size)
@@ -254,7 +254,7 @@ def _backward_kernel(dout, cache):
         if S == 1:
             sh = (N, G)
             fn = kern.cols_backward.pick(x.size)
-            fn(dy.reshape(sh), x.reshape(sh), *stats, dx.reshape(sh), dgamma, dbeta)
+            fn(dy.reshape(sh), x.reshape(sh), *stats, dx.reshape(sh), dgamma, dbeta, T)
         else:
             sh = (N, G, S)
             fn = kern.spatial_backward.pick(x.size)
