@@ -47,6 +47,7 @@ from numba.extending import overload
 _FAST = {"reassoc", "contract"}
 _BLOCK = 4096  # elements per corrected two-pass block: 16-32 KiB, in L1 for both passes
 _ROWS = 16  # rows per block of a column tile
+_FLUSH = 64  # rows of layer-norm parameter gradients summed in x's dtype before a float64 add
 _TILE = 256  # columns per tile of the column statistics (16 x 256 x 4 B = 16 KiB)
 # Below this many elements (4 MiB of float32) a kernel runs on the calling thread. Waking the
 # pool costs tens of microseconds, and after a parallel region its OpenMP threads spin-wait,
@@ -491,7 +492,7 @@ def rows_backward(dy, x, mean, rstd, gamma, G, K, S, dx, dgamma_part, dbeta_part
                     ag[i] += gi * ((xr[i] - m) * rs_ + q)
                     ab[i] += gi
                 pending += 1
-                if pending == _ROWS or r == r1 - 1:
+                if pending == _FLUSH or r == r1 - 1:
                     pending = 0
                     for c in range(C):
                         dgp[c] += accg[c]
