@@ -30,6 +30,12 @@ LABELS = {
 }
 
 
+def _legend(ax) -> None:
+    """A legend when the axes have labelled artists (a run may have failed before any)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
 def _color(norm: str) -> str | None:
     return COLORS.get(norm)
 
@@ -94,7 +100,7 @@ def curves_figures(results: dict) -> dict[str, Figure]:
     for ax in (ax_loss, ax_train, ax_val):
         ax.grid(alpha=0.3)
         _epoch_axis(ax)
-    ax_val.legend(fontsize=8)
+    _legend(ax_val)
     return {"curves": fig}
 
 
@@ -126,7 +132,7 @@ def weight_scale_figures(results: dict) -> dict[str, Figure]:
         if key == "final_train_loss":
             ax.set_yscale("log")  # a diverging baseline's loss spans decades
         ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=8)
+    _legend(axes[0])
     return {"weight_scale": fig}
 
 
@@ -145,7 +151,7 @@ def batch_size_figures(results: dict) -> dict[str, Figure]:
             _epoch_axis(ax)
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("accuracy")
-        axes[0].legend(fontsize=8)
+        _legend(axes[0])
         figs[f"{key}_by_batch_size"] = fig
     fig = _figure(1)
     ax = fig.subplots()
@@ -157,7 +163,7 @@ def batch_size_figures(results: dict) -> dict[str, Figure]:
     ax.set_xticks(bss, [str(b) for b in bss])
     ax.set(title="Best validation accuracy", xlabel="batch size", ylabel="accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax)
     figs["best_val_acc_vs_batch_size"] = fig
     return figs
 
@@ -172,7 +178,7 @@ def paper_mnist_figures(results: dict) -> dict[str, Figure]:
         ax.plot(out["steps"], _arr(out["test_acc"]), color=_color(name), label=_label(name))
     ax.set(title="(a) Test accuracy", xlabel="training steps", ylabel="accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax)
     for i, (name, out) in enumerate(runs.items()):
         ax, letter = axes[1 + i], "bcdefghijklmnopqrstuvwxyz"[i % 25]
         steps = out["steps"]
@@ -189,7 +195,7 @@ def paper_mnist_figures(results: dict) -> dict[str, Figure]:
             xlabel="training steps",
         )  # each panel on its own scale: the drift, not the width, is the point
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _legend(ax)
     axes[1].set_ylabel("input of one last-layer sigmoid")
     return {"figure1": fig}
 
@@ -213,7 +219,7 @@ def mlp_adam_figures(results: dict) -> dict[str, Figure]:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         _epoch_axis(ax)
-        ax.legend(fontsize=8)
+        _legend(ax)
     return {"loss_accuracy": fig}
 
 
@@ -240,7 +246,7 @@ def small_batch_figures(results: dict) -> dict[str, Figure]:
         ax.set(title=title, xlabel="images per batch")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy")
-    axes[0].legend(fontsize=8)
+    _legend(axes[0])
     return {"accuracy_vs_batch_size": fig}
 
 
