@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from normlab.checkpoint import load_checkpoint
 from normlab.cli import build_parser, main
 from normlab.experiments import EXPERIMENTS
 
@@ -106,6 +107,7 @@ def test_data_not_found(tmp_path, monkeypatch, capsys):
         (["report", "/nonexistent/dir"], "no results.json"),
         (["train", "--resume"], "--resume needs --checkpoint"),
         (["train", "--model", "mlp"], "unknown model 'mlp'"),
+        (["train", "--augment", "rotate"], "'flip', 'shiftK' (K pixels) or 'none'"),
         (["evaluate", "--checkpoint", "/nonexistent.npz"], "no checkpoint at"),
     ],
 )
@@ -151,6 +153,25 @@ def test_resume_refuses_changed_settings_and_keeps_the_saved_config(tmp_path, ca
                  "--batch-size", "7", "--seed", "9", "--quiet"]) != 0  # fmt: skip
     _one_error_line(capsys, "cannot resume with changed settings", "batch_size (saved 50, given 7)")
     assert (tmp_path / "run.json").read_text() == before
+
+
+def test_train_with_augmentation_resumes_with_it(tmp_path, capsys):
+    common = ["--hidden-dims", "16", "--num-training", "200", "--batch-size", "40", "--quiet"]
+    run, full = tmp_path / "run.npz", tmp_path / "full.npz"
+    aug = ["--augment", "flip,shift1"]
+    assert main(["train", "--checkpoint", str(run), "--num-epochs", "1", *aug, *common]) == 0
+    assert json.loads((tmp_path / "run.json").read_text())["augment"] == "flip,shift1"
+    assert load_checkpoint(run).config["augment"] == "Augment(flip=True, shift=1)"
+    assert main(["train", "--checkpoint", str(run), "--resume", "--num-epochs", "2",
+                 "--quiet"]) == 0  # fmt: skip
+    assert main(["train", "--checkpoint", str(full), "--num-epochs", "2", *aug, *common]) == 0
+    plain = tmp_path / "plain.npz"
+    assert main(["train", "--checkpoint", str(plain), "--num-epochs", "2", *common]) == 0
+    capsys.readouterr()
+    a, b, c = _params(run), _params(full), _params(plain)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert any(not np.array_equal(a[k], c[k]) for k in a)  # augmentation changed the run
 
 
 def test_train_from_config_file(tmp_path, capsys):

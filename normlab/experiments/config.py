@@ -110,6 +110,7 @@ class TrainConfig:
     lr_decay: float = opt(1.0, "learning rate multiplier after every epoch")
     batch_size: int = opt(50, "minibatch size")
     num_epochs: int = opt(10, "epochs in total (a resumed run continues up to this)")
+    augment: str = opt("none", "random flips/shifts of training batches: none | flip,shift2 ...")
     seed: int = opt(0, "seed of the data split, the initial weights and the batches")
 
 

@@ -136,8 +136,10 @@ def train(
         On resume, a setting other than those above differs from the saved config (it would
         silently change the run: another data split, another model, another batch order).
     """
+    from normlab.data import Augment
     from normlab.solver import Solver
 
+    augment = None if config.augment == "none" else Augment.from_spec(config.augment)
     if resume and checkpoint is not None:
         _check_resume_config(config, load_sidecar(checkpoint))
     data = load_train_data(config)
@@ -168,6 +170,7 @@ def train(
             lr_decay=config.lr_decay,
             batch_size=config.batch_size,
             seed=solver_seed,
+            augment=augment,
             **options,
         )
     if cfg_path is not None:
