@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from _layers import layer_calls
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -203,16 +204,7 @@ def test_float32_kernels_match_float64_math_on_hard_inputs(monkeypatch, layer):
     C = shape[1]
     g = (1 + 0.1 * rng.standard_normal(C)).astype(np.float32)
     b = rng.standard_normal(C).astype(np.float32)
-    fwd, bwd, extra = {
-        "batchnorm": (L.batchnorm_forward, L.batchnorm_backward_alt, ({"mode": "train"},)),
-        "spatial": (
-            L.spatial_batchnorm_forward,
-            L.spatial_batchnorm_backward,
-            ({"mode": "train"},),
-        ),
-        "layernorm": (L.layernorm_forward, L.layernorm_backward, ({},)),
-        "groupnorm": (L.spatial_groupnorm_forward, L.spatial_groupnorm_backward, (3, {})),
-    }[layer]
+    fwd, bwd, extra = layer_calls(layer)
     out, cache = fwd(x, g, b, *extra)
     dx, dg, db = bwd(dy, cache)
     monkeypatch.setenv("NORMLAB_BACKEND", "numpy")  # the float64 reference on float64 input

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from _layers import layer_calls
 
 from normlab import layers as L
 
@@ -158,16 +159,7 @@ def test_kernels_equal_numpy_reference(monkeypatch, rng, layer, size, dtype):
     x = (700 + rng.standard_normal(shape)).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)
     g, b = rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)
-    fwd, bwd, extra = {
-        "batchnorm": (L.batchnorm_forward, L.batchnorm_backward_alt, ({"mode": "train"},)),
-        "spatial": (
-            L.spatial_batchnorm_forward,
-            L.spatial_batchnorm_backward,
-            ({"mode": "train"},),
-        ),
-        "layernorm": (L.layernorm_forward, L.layernorm_backward, ({},)),
-        "groupnorm": (L.spatial_groupnorm_forward, L.spatial_groupnorm_backward, (3, {})),
-    }[layer]
+    fwd, bwd, extra = layer_calls(layer)
     results = {}
     for backend in ["numba", "numpy"]:
         monkeypatch.setenv("NORMLAB_BACKEND", backend)
