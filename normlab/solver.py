@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -524,7 +525,7 @@ class Solver:
             "print_every": self.print_every,
             "seed": seed,
             "fused": self.fused,
-            "augment": None if self.augment is None else repr(self.augment),
+            "augment": _augment_name(self.augment),
         }
 
     def state_dict(self) -> dict:
@@ -812,6 +813,18 @@ class Solver:
                     f"expected one set of hyperparameters for all parameters, got {scalars}"
                 )
         return configs
+
+
+def _augment_name(fn: Any) -> str | None:
+    """What checkpoints record of ``augment``: its repr, or ``module.qualname`` when the repr
+    is Python's default (``<function f at 0x...>`` differs from one process to the next)."""
+    if fn is None:
+        return None
+    text = repr(fn)
+    if re.search(r" at 0x[0-9a-fA-F]+>$", text):
+        target = fn if hasattr(fn, "__qualname__") else type(fn)
+        return f"{getattr(target, '__module__', '?')}.{target.__qualname__}"
+    return text
 
 
 def _accs(train_acc: float, val_acc: float) -> str:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from test_solver import QUIET, TinyNet, assert_same_run, make_data
 
+from normlab.checkpoint import load_checkpoint
 from normlab.data import Augment, random_flip, random_shift
 from normlab.solver import Solver
 
@@ -61,13 +62,16 @@ def test_spec_and_repr_round_trip(spec, expected):
     aug = Augment.from_spec(spec)
     assert aug == expected
     assert Augment.from_repr(repr(aug)) == aug
+    assert Augment.from_spec(aug.spec) == aug
+    assert aug.active == (spec.strip() != "none")
 
 
 def test_bad_input_is_refused_with_what_was_expected():
     with pytest.raises(ValueError, match=r"expected images of shape \(N, C, H, W\), got \(4, 5\)"):
         Augment(flip=True)(np.zeros((4, 5)), np.random.default_rng(0))
-    with pytest.raises(ValueError, match=r"'flip', 'shiftK'.*got 'rotate'"):
-        Augment.from_spec("rotate")
+    for spec in ("rotate", "", "shift2,shift3", "flip,flip", "none,flip", "shift\u00b2"):
+        with pytest.raises(ValueError, match=r"'flip', 'shiftK'.*each at most once.*got"):
+            Augment.from_spec(spec)
     with pytest.raises(ValueError, match=r"expected flip a bool, got 1"):
         Augment(flip=1)
     with pytest.raises(ValueError, match=r"shift"):
@@ -98,7 +102,10 @@ def test_solver_feeds_augmented_training_batches_only():
     assert len(seen) == 3
     for idx, X_batch in seen:
         np.testing.assert_array_equal(X_batch, -data["X_train"][idx])
-    assert solver.config()["augment"].startswith("<function")
+    # a lambda's repr holds its address, which the next process would not reproduce
+    assert solver.config()["augment"] == (
+        "test_augment.test_solver_feeds_augmented_training_batches_only.<locals>.<lambda>"
+    )
 
 
 def test_solver_refuses_a_bad_augment():
@@ -152,3 +159,21 @@ def test_builtin_augment_is_rebuilt_from_the_checkpoint(tmp_path):
     solver.train()
     resumed = Solver.from_checkpoint(ImageNet(D=36), data, tmp_path / "img.npz", **QUIET)
     assert resumed.augment == aug
+
+
+def negate(X, rng):
+    return -X
+
+
+def test_checkpoints_name_a_plain_function_augment_by_module_and_qualname(tmp_path):
+    """Not by its repr: the address in it differs in the next process."""
+    _, first = _run(1, checkpoint_name=str(tmp_path / "fn"))
+    first.augment = negate
+    first.train()
+    path = tmp_path / "fn.npz"
+    assert load_checkpoint(path).config["augment"] == "test_augment.negate"
+    model = TinyNet(dropout=0.3)
+    resumed = Solver.from_checkpoint(model, make_data(), path, num_epochs=2, augment=negate)
+    assert resumed.config()["augment"] == "test_augment.negate"
+    with pytest.raises(ValueError, match=r"custom augmentation 'test_augment.negate'"):
+        Solver.from_checkpoint(TinyNet(dropout=0.3), make_data(), path)

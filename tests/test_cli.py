@@ -163,7 +163,7 @@ def test_train_with_augmentation_resumes_with_it(tmp_path, capsys):
     assert json.loads((tmp_path / "run.json").read_text())["augment"] == "flip,shift1"
     assert load_checkpoint(run).config["augment"] == "Augment(flip=True, shift=1)"
     assert main(["train", "--checkpoint", str(run), "--resume", "--num-epochs", "2",
-                 "--quiet"]) == 0  # fmt: skip
+                 "--augment", "shift1, flip", "--quiet"]) == 0  # fmt: skip
     assert main(["train", "--checkpoint", str(full), "--num-epochs", "2", *aug, *common]) == 0
     plain = tmp_path / "plain.npz"
     assert main(["train", "--checkpoint", str(plain), "--num-epochs", "2", *common]) == 0

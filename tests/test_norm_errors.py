@@ -91,6 +91,17 @@ def _bn(x=None, g=None, b=None, **param):
             r"expected x of shape \(N, C, H, W\), got \(2, 6, 2\)",
         ),
         (
+            lambda: L.layernorm_forward(np.zeros((3, 0)), np.ones(0), np.zeros(0), {}),
+            r"expected at least one feature \(D > 0\), got input of shape \(3, 0\)",
+        ),
+        (
+            lambda: L.spatial_groupnorm_forward(
+                np.zeros((2, 4, 0, 3)), np.ones(4), np.zeros(4), 2, {}
+            ),
+            r"expected at least one value per group \(C, H, W > 0\), got input of shape "
+            r"\(2, 4, 0, 3\)",
+        ),
+        (
             lambda: L.dropout_forward(np.zeros(3), {"mode": "train", "p": 0}),
             r"expected keep probability p in \(0, 1\], got 0",
         ),

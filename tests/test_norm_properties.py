@@ -196,7 +196,7 @@ def test_float32_kernels_match_float64_math_on_hard_inputs(monkeypatch, layer):
     rng = np.random.default_rng(7)
     shape = {"batchnorm": (67, 300), "layernorm": (67, 300)}.get(layer, (13, 6, 7, 9))
     x64 = 1e4 + 0.1 * rng.standard_normal(shape)
-    x64[0] += 100.0  # 1e3 standard deviations, in the first row of every block
+    x64[0] += 100.0  # 1e3 standard deviations, in the first row (the first block's)
     x64.reshape(-1)[rng.choice(x64.size, 25, replace=False)] -= 100.0
     x = x64.astype(np.float32)
     x64 = x.astype(np.float64)  # the values the kernels see
@@ -215,3 +215,26 @@ def test_float32_kernels_match_float64_math_on_hard_inputs(monkeypatch, layer):
     for got, want in zip((out, dx, dg, db), ref, strict=True):
         scale = np.abs(want).max()
         np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * scale)
+
+
+@pytest.mark.parametrize("scale", [1e20, 3e35])
+@pytest.mark.parametrize("layer", ["batchnorm", "spatial", "layernorm", "groupnorm"])
+def test_float32_kernels_survive_values_whose_squares_overflow(monkeypatch, layer, scale):
+    """float32 blocks whose sums of squares overflow are redone in float64 (not inf/0)."""
+    monkeypatch.setenv("NORMLAB_BACKEND", "numba")
+    rng = np.random.default_rng(3)
+    shape = {"batchnorm": (40, 300), "layernorm": (5, 300)}.get(layer, (4, 6, 9, 9))
+    x = (scale * rng.standard_normal(shape)).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    g, b = np.ones(shape[1], np.float32), np.zeros(shape[1], np.float32)
+    fwd, bwd, extra = layer_calls(layer)
+    out, cache = fwd(x, g, b, *extra)
+    _, dg, db = bwd(dy, cache)
+    monkeypatch.setenv("NORMLAB_BACKEND", "numpy")
+    fwd, bwd, extra = layer_calls(layer)
+    ref_out, ref = fwd(x.astype(np.float64), g.astype(np.float64), b.astype(np.float64), *extra)
+    _, ref_dg, _ = bwd(dy.astype(np.float64), ref)
+    assert np.isfinite(cache.var).all()
+    np.testing.assert_allclose(cache.var, ref.var, rtol=1e-6)
+    np.testing.assert_allclose(out, ref_out, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(dg, ref_dg, rtol=0, atol=1e-5 * np.abs(ref_dg).max())

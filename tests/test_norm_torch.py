@@ -147,13 +147,23 @@ def test_groupnorm(backend, rng, dtype, G, shape):
 @pytest.mark.parametrize("size", ["small", "large"])
 @pytest.mark.parametrize("layer", ["batchnorm", "spatial", "layernorm", "groupnorm"])
 def test_kernels_equal_numpy_reference(monkeypatch, rng, layer, size, dtype):
-    """Both paths compute the same float64 numbers to rounding error, forward and backward."""
+    """Both paths compute the same float64 numbers to rounding error, forward and backward;
+    "large" runs the multi-threaded kernels (threshold lowered, two threads: chunk merges and
+    per-thread partial sums), "small" the single-threaded ones, on shapes with remainders
+    (N not a multiple of 4 or 16, D not a multiple of the column tile)."""
+    import numba
+
+    from normlab.kernels import norm as kern
+
+    monkeypatch.setattr(kern, "PARALLEL_MIN", 1 if size == "large" else 1 << 62)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     shapes = {
         "batchnorm": (37, 70000 // 37),
         "spatial": (9, 8, 30, 31),
         "layernorm": (33, 2100),
         "groupnorm": (5, 12, 33, 41),
-    }  # large enough for the multi-threaded kernels
+    }
     shape = shapes[layer]
     C = shape[1]
     x = (700 + rng.standard_normal(shape)).astype(dtype)
@@ -161,10 +171,13 @@ def test_kernels_equal_numpy_reference(monkeypatch, rng, layer, size, dtype):
     g, b = rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)
     fwd, bwd, extra = layer_calls(layer)
     results = {}
-    for backend in ["numba", "numpy"]:
-        monkeypatch.setenv("NORMLAB_BACKEND", backend)
-        out, cache = fwd(x, g, b, *extra)
-        results[backend] = (out, *bwd(dy, cache))
+    try:
+        for backend in ["numba", "numpy"]:
+            monkeypatch.setenv("NORMLAB_BACKEND", backend)
+            out, cache = fwd(x, g, b, *extra)
+            results[backend] = (out, *bwd(dy, cache))
+    finally:
+        numba.set_num_threads(threads)
     tol = 1e-10 if dtype == np.float64 else 2e-6  # float32: one rounding of the output
     for a, c in zip(results["numba"], results["numpy"], strict=True):
         assert a.dtype == c.dtype

@@ -97,18 +97,26 @@ class Augment:
     @classmethod
     def from_spec(cls, spec: str) -> Augment:
         """Parse ``"flip"``, ``"shift2"``, ``"flip,shift2"`` or ``"none"`` (command lines)."""
-        flip, shift = False, 0
-        for part in filter(None, (p.strip() for p in spec.split(","))):
-            if part == "flip":
+        parts = [p.strip() for p in str(spec).split(",")]
+        flip = shift = None
+        for part in parts:
+            m = re.fullmatch(r"shift([0-9]+)", part)
+            if part == "flip" and flip is None:
                 flip = True
-            elif part.startswith("shift") and part[5:].isdigit():
-                shift = int(part[5:])
-            elif part != "none":
+            elif m is not None and shift is None:
+                shift = int(m.group(1))
+            elif not (part == "none" and len(parts) == 1):
                 raise ValueError(
-                    f"expected an augmentation spec of 'flip', 'shiftK' (K pixels) or 'none' "
-                    f"joined by commas, got {spec!r}"
+                    "expected an augmentation spec of 'flip', 'shiftK' (K pixels) or 'none', "
+                    f"each at most once, joined by commas, got {spec!r}"
                 )
-        return cls(flip=flip, shift=shift)
+        return cls(flip=bool(flip), shift=shift or 0)
+
+    @property
+    def spec(self) -> str:
+        """The canonical command-line spec: ``"flip,shift2"``, ``"flip"``, ``"none"``..."""
+        parts = (["flip"] if self.flip else []) + ([f"shift{self.shift}"] if self.shift else [])
+        return ",".join(parts) or "none"
 
     @classmethod
     def from_repr(cls, text: str) -> Augment:
@@ -131,6 +139,11 @@ class Augment:
 
     def __repr__(self) -> str:
         return f"Augment(flip={self.flip}, shift={self.shift})"
+
+    @property
+    def active(self) -> bool:
+        """Whether it changes anything (``Augment()`` is the identity)."""
+        return self.flip or self.shift > 0
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Augment) and repr(self) == repr(other)

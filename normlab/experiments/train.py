@@ -7,6 +7,7 @@ that ``--resume`` and ``evaluate`` rebuild the same data split and model without
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -139,7 +140,9 @@ def train(
     from normlab.data import Augment
     from normlab.solver import Solver
 
-    augment = None if config.augment == "none" else Augment.from_spec(config.augment)
+    augment = Augment.from_spec(config.augment)
+    config = dataclasses.replace(config, augment=augment.spec)  # "shift1,flip" -> "flip,shift1"
+    augment = augment if augment.active else None
     if resume and checkpoint is not None:
         _check_resume_config(config, load_sidecar(checkpoint))
     data = load_train_data(config)

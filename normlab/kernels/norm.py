@@ -109,8 +109,50 @@ def _block_stats(a):
         d = a[i] - m0
         s += d
         q += d * d
+    if not (np.isfinite(t) and np.isfinite(q)):  # float32 overflow (|x| > ~1e19), or NaN/inf
+        return _block_stats64(a)
     s64 = np.float64(s)
     return m0 + s64 / n, max(np.float64(q) - s64 * s64 / n, 0.0)
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _block_stats64(a):
+    """Mean and M2 of a 1-D block, two passes in float64 (when the block's dtype overflows)."""
+    n = a.shape[0]
+    t = 0.0
+    for i in range(n):
+        t += a[i]
+    m = t / n
+    q = 0.0
+    for i in range(n):
+        d = a[i] - m
+        q += d * d
+    return m, q
+
+
+@nb.njit(cache=True, fastmath=_FAST)
+def _col_block64(x, b0, b1, c):
+    """Mean and M2 of ``x[b0:b1, c]`` in float64 (a column block whose float32 sums overflow)."""
+    t = 0.0
+    for r in range(b0, b1):
+        t += x[r, c]
+    m = t / (b1 - b0)
+    q = 0.0
+    for r in range(b0, b1):
+        d = x[r, c] - m
+        q += d * d
+    return m, q
+
+
+@nb.njit(cache=True, fastmath=_FAST)
+def _grad_sums64(g, xs, mh):
+    """``sum(g)`` and ``sum(g * (xs - mh))`` of 1-D arrays in float64 (overflow fallback)."""
+    t1, t2 = 0.0, 0.0
+    for i in range(g.shape[0]):
+        gi = np.float64(g[i])
+        t1 += gi
+        t2 += gi * (np.float64(xs[i]) - mh)
+    return t1, t2
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
@@ -146,8 +188,13 @@ def _seg_grad_sums(g, xs, mh):
         for i in range(gb.shape[0]):
             a1 += gb[i]
             a2 += gb[i] * (xb[i] - mh)
-        t1 += a1
-        t2 += a2
+        if np.isfinite(a1) and np.isfinite(a2):
+            t1 += a1
+            t2 += a2
+        else:  # overflow in x's dtype, or NaN/inf: this block again in float64
+            f1, f2 = _grad_sums64(gb, xb, mh)
+            t1 += f1
+            t2 += f2
     return t1, t2
 
 
@@ -231,10 +278,15 @@ def _cols_stats(x, n0, n1, m, m2, m0, s, q):
             mm = m[c0:c1]
             mq = m2[c0:c1]
             for j in range(k):
-                sj = np.float64(s[j])
-                delta = m0[j] + sj * inb - mm[j]
+                if np.isfinite(m0[j]) and np.isfinite(q[j]):
+                    sj = np.float64(s[j])
+                    bm = m0[j] + sj * inb
+                    bq = max(q[j] - sj * sj * inb, 0.0)
+                else:  # overflow in x's dtype (|x| > ~1e19 in float32), or NaN/inf
+                    bm, bq = _col_block64(x, b0, b1, c0 + j)
+                delta = bm - mm[j]
                 mm[j] += delta * f1
-                mq[j] += max(q[j] - sj * sj * inb, 0.0) + delta * delta * f2
+                mq[j] += bq + delta * delta * f2
         cnt += nb_
     return cnt
 
@@ -331,8 +383,13 @@ def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nthreads):
                 ts = ps[t, c0:c1]
                 td = pd[t, c0:c1]
                 for j in range(k):
-                    ts[j] += bdy[j]
-                    td[j] += bdx[j]
+                    if np.isfinite(bdy[j]) and np.isfinite(bdx[j]):
+                        ts[j] += bdy[j]
+                        td[j] += bdx[j]
+                    else:  # overflow in x's dtype, or NaN/inf: this column block in float64
+                        f1, f2 = _grad_sums64(dy[b0:b1, c0 + j], x[b0:b1, c0 + j], mu[j])
+                        ts[j] += f1
+                        td[j] += f2
     for j in range(D):
         sdy = 0.0
         sdx = 0.0
@@ -439,7 +496,7 @@ def rows_backward(dy, x, mean, rstd, gamma, G, K, S, dx, dgamma_part, dbeta_part
     dy, x (R, L) -> dx (R, L); per-thread partial parameter gradients dgamma_part,
     dbeta_part (T, G*K) float64, zero on entry, summed over T by the caller. Each row's second
     pass re-reads it from cache. For S == 1 the per-feature gradient sums are kept in x's dtype
-    over ``_ROWS`` rows and then added into the float64 partials.
+    over ``_FLUSH`` rows and then added into the float64 partials.
     """
     R, L = x.shape
     T = dgamma_part.shape[0]
@@ -477,8 +534,14 @@ def rows_backward(dy, x, mean, rstd, gamma, G, K, S, dx, dgamma_part, dbeta_part
                         gg = gb[i] * gsb[i]
                         a1 += gg
                         a2 += gg * (xb[i] - m)
-                    t1 += a1
-                    t2 += a2
+                    if np.isfinite(a1) and np.isfinite(a2):
+                        t1 += a1
+                        t2 += a2
+                    else:  # overflow in x's dtype, or NaN/inf: this block in float64
+                        for i in range(b1 - b0):
+                            gg64 = np.float64(gb[i]) * gsb[i]
+                            t1 += gg64
+                            t2 += gg64 * (np.float64(xb[i]) - m)
                 m1 = t1 / L  # mean(dy * gamma)
                 m2 = (t2 - ml * t1) * rs / L  # mean(dy * gamma * xhat)
                 rs_ = _like(rs, x)

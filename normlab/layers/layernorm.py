@@ -51,6 +51,10 @@ def layernorm_forward(x, gamma, beta, ln_param):
     gamma = check_channel_param(gamma, D, fn, "gamma")
     beta = check_channel_param(beta, D, fn, "beta")
     eps = check_eps(ln_param.get("eps", 1e-5), fn)
+    if D == 0:
+        raise ValueError(
+            f"{fn}: expected at least one feature (D > 0), got input of shape {x.shape}"
+        )
     return norm_forward(x, gamma, beta, GROUP, eps, groups=1)
 
 
@@ -102,6 +106,11 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
             f"{fn}: expected gamma and beta of the same shape, got {gamma.shape} and {beta.shape}"
         )
     eps = check_eps(gn_param.get("eps", 1e-5), fn)
+    if C == 0 or x.shape[2] * x.shape[3] == 0:
+        raise ValueError(
+            f"{fn}: expected at least one value per group (C, H, W > 0), got input of shape "
+            f"{tuple(x.shape)}"
+        )
     return norm_forward(x, gamma, beta, GROUP, eps, groups=int(G))
 
 
