@@ -277,16 +277,26 @@ def _cols_stats(x, n0, n1, m, m2, m0, s, q):
                     q[j] += d * d
             mm = m[c0:c1]
             mq = m2[c0:c1]
+            check = 0.0  # float64 sum of q: not finite iff some q (or m0) overflowed or is NaN
             for j in range(k):
-                if np.isfinite(m0[j]) and np.isfinite(q[j]):
+                check += q[j]
+            if np.isfinite(check):  # the fast path, no branch in the loop: vectorises
+                for j in range(k):
                     sj = np.float64(s[j])
-                    bm = m0[j] + sj * inb
-                    bq = max(q[j] - sj * sj * inb, 0.0)
-                else:  # overflow in x's dtype (|x| > ~1e19 in float32), or NaN/inf
-                    bm, bq = _col_block64(x, b0, b1, c0 + j)
-                delta = bm - mm[j]
-                mm[j] += delta * f1
-                mq[j] += bq + delta * delta * f2
+                    delta = m0[j] + sj * inb - mm[j]
+                    mm[j] += delta * f1
+                    mq[j] += max(q[j] - sj * sj * inb, 0.0) + delta * delta * f2
+            else:  # overflow in x's dtype (|x| > ~1e19 in float32), or NaN/inf
+                for j in range(k):
+                    if np.isfinite(q[j]):
+                        sj = np.float64(s[j])
+                        bm = m0[j] + sj * inb
+                        bq = max(q[j] - sj * sj * inb, 0.0)
+                    else:
+                        bm, bq = _col_block64(x, b0, b1, c0 + j)
+                    delta = bm - mm[j]
+                    mm[j] += delta * f1
+                    mq[j] += bq + delta * delta * f2
         cnt += nb_
     return cnt
 
@@ -382,14 +392,23 @@ def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nthreads):
                         bdx[j] += g[j] * (xr[j] - mu[j])
                 ts = ps[t, c0:c1]
                 td = pd[t, c0:c1]
+                check = 0.0  # float64: not finite iff a block sum overflowed or is NaN
                 for j in range(k):
-                    if np.isfinite(bdy[j]) and np.isfinite(bdx[j]):
+                    check += bdy[j]
+                    check += bdx[j]
+                if np.isfinite(check):  # the fast path: vectorises
+                    for j in range(k):
                         ts[j] += bdy[j]
                         td[j] += bdx[j]
-                    else:  # overflow in x's dtype, or NaN/inf: this column block in float64
-                        f1, f2 = _grad_sums64(dy[b0:b1, c0 + j], x[b0:b1, c0 + j], mu[j])
-                        ts[j] += f1
-                        td[j] += f2
+                else:
+                    for j in range(k):
+                        if np.isfinite(bdy[j]) and np.isfinite(bdx[j]):
+                            ts[j] += bdy[j]
+                            td[j] += bdx[j]
+                        else:  # overflow in x's dtype, or NaN/inf: this column block in float64
+                            f1, f2 = _grad_sums64(dy[b0:b1, c0 + j], x[b0:b1, c0 + j], mu[j])
+                            ts[j] += f1
+                            td[j] += f2
     for j in range(D):
         sdy = 0.0
         sdx = 0.0
