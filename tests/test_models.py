@@ -141,7 +141,8 @@ def test_without_dropout_seed_masks_change_and_the_gradient_check_fails():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_softmax_cross_entropy_matches_softmax_loss(rng, dtype):
+def test_softmax_cross_entropy_matches_softmax_loss(backend, rng, dtype):
+    """The fused kernel (numba backend) and the NumPy version both match the layer."""
     scores = (5 * rng.standard_normal((7, 4))).astype(dtype)
     y = rng.integers(4, size=7)
     loss, dx = softmax_cross_entropy(scores, y)
@@ -161,6 +162,9 @@ def test_softmax_cross_entropy_matches_softmax_loss(rng, dtype):
         softmax_cross_entropy(scores, y + 1)
     with pytest.raises(ValueError, match=r"y \(N,\), got scores \(7, 4\), y \(3,\)"):
         softmax_cross_entropy(scores, y[:3])
+    scores[2, 1] = np.nan  # a diverged model: NaN loss (the Solver stops on it), no exception
+    assert np.isnan(softmax_cross_entropy(scores, y)[0])
+    assert np.isnan(softmax_loss(scores, y)[0])
 
 
 # -- parameters, buffers, modes --------------------------------------------------------------------

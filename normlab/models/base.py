@@ -34,6 +34,7 @@ from normlab.layers import (
     tanh_forward,
 )
 from normlab.layers.conv import conv_backward, conv_forward, max_pool_backward, max_pool_forward
+from normlab.layers.losses import softmax_cross_entropy
 from normlab.models.registry import NormLayer, layer_groups
 
 ACTIVATIONS = {
@@ -127,57 +128,6 @@ def init_std(weight_scale, fan_in: int, fan_out: int) -> float:
     if weight_scale == "xavier":
         return float(np.sqrt(2.0 / (fan_in + fan_out)))
     return float(weight_scale)
-
-
-def softmax_cross_entropy(scores: np.ndarray, y) -> tuple[float, np.ndarray]:
-    """:func:`~normlab.layers.softmax_loss` with fewer passes and cheaper label checks.
-
-    Parameters
-    ----------
-    scores : ndarray of shape (N, C)
-    y : ndarray of shape (N,)
-        Integer labels in [0, C).
-
-    Returns
-    -------
-    loss : float
-        ``mean(log(sum(exp(s))) - s[y])``, with ``s = scores - max(scores)`` per row.
-    dscores : ndarray of shape (N, C)
-        ``(softmax(scores) - onehot(y)) / N``.
-
-    Raises
-    ------
-    ValueError
-        If ``y`` is not of shape (N,), not integers, or has a label outside [0, C); the
-        messages are ``softmax_loss``'s.
-
-    Notes
-    -----
-    The same math as ``softmax_loss`` (its tests are the oracle, ``tests/test_models.py``),
-    in 11 NumPy calls instead of 16: a model's loss on a small batch is dominated by per-call
-    overhead, so the label range is checked with one ``min`` and one ``max`` and nothing else.
-    """
-    N, C = scores.shape
-    y = np.asarray(y)
-    if y.shape != (N,):
-        raise ValueError(
-            f"expected scores (N, C) and y (N,), got scores {scores.shape}, y {y.shape}"
-        )
-    if y.dtype.kind not in "iu":
-        raise ValueError(f"expected integer labels, got dtype {y.dtype}")
-    if N and (y.min() < 0 or y.max() >= C):
-        raise ValueError(
-            f"expected integer labels in [0, {C}), got values from {y.min()} to {y.max()}"
-        )
-    shifted = scores - scores.max(axis=1, keepdims=True)  # (N, C)
-    e = np.exp(shifted)  # (N, C)
-    z = e.sum(axis=1, keepdims=True)  # (N, 1)
-    rows = np.arange(N)
-    loss = float(np.log(z).sum() - shifted[rows, y].sum()) / N
-    e /= z  # softmax
-    e[rows, y] -= 1
-    e /= N
-    return loss, e
 
 
 class Network:
