@@ -1,0 +1,255 @@
+"""The numerics shared by the normalization kernels: block statistics, merges, fallbacks.
+
+Inlined into the kernels of :mod:`normlab.kernels.norm` (whose docstring gives the algorithm):
+the corrected two-pass statistics of a block in the input's dtype, Chan's merge in float64, the
+float64 redo of a block whose float32 sums overflow, gradient sums per block, and the
+per-channel coefficients of the element-wise passes.
+
+numba's on-disk cache of a kernel is keyed on the file that defines it, not on this one: after
+editing here, touch ``norm.py`` (or delete ``normlab/kernels/__pycache__``) so the kernels recompile.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+from numba.extending import overload
+
+# Reassociation lets LLVM vectorise the sums; no nnan/ninf, so NaNs still propagate.
+_FAST = {"reassoc", "contract"}
+_BLOCK = 4096  # elements per corrected two-pass block: 16-32 KiB, in L1 for both passes
+_ROWS = 16  # rows per block of a column tile
+_TILE = 256  # columns per tile of the column statistics (16 x 256 x 4 B = 16 KiB)
+
+
+def _like(value, arr):
+    """``value`` cast to the dtype of ``arr`` (jitted code only)."""
+    raise NotImplementedError("only callable from numba-compiled code")
+
+
+@overload(_like, inline="always")
+def _like_impl(value, arr):
+    dtype = arr.dtype
+
+    def impl(value, arr):
+        return dtype(value)
+
+    return impl
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _block_stats(a):
+    """Mean and M2 (float64) of a 1-D block by the corrected two-pass algorithm.
+
+    The passes run in the block's dtype: ``m0 = sum(a)/n``, then ``s = sum(a - m0)`` and
+    ``q = sum((a - m0)^2)``; mean ``m0 + s/n``, ``M2 = q - s^2/n`` (clamped at 0).
+    """
+    n = a.shape[0]
+    t = a[0]
+    for i in range(1, n):
+        t += a[i]
+    m0 = _like(t / n, a)
+    s = _like(0.0, a)
+    q = _like(0.0, a)
+    for i in range(n):
+        d = a[i] - m0
+        s += d
+        q += d * d
+    if not (np.isfinite(t) and np.isfinite(q)):  # float32 overflow (|x| > ~1e19), or NaN/inf
+        return _block_stats64(a)
+    s64 = np.float64(s)
+    return m0 + s64 / n, max(np.float64(q) - s64 * s64 / n, 0.0)
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _block_stats64(a):
+    """Mean and M2 of a 1-D block, two passes in float64 (when the block's dtype overflows)."""
+    n = a.shape[0]
+    t = 0.0
+    for i in range(n):
+        t += a[i]
+    m = t / n
+    q = 0.0
+    for i in range(n):
+        d = a[i] - m
+        q += d * d
+    return m, q
+
+
+@nb.njit(cache=True, fastmath=_FAST)
+def _col_block64(x, b0, b1, c):
+    """Mean and M2 of ``x[b0:b1, c]`` in float64 (a column block whose float32 sums overflow)."""
+    t = 0.0
+    for r in range(b0, b1):
+        t += x[r, c]
+    m = t / (b1 - b0)
+    q = 0.0
+    for r in range(b0, b1):
+        d = x[r, c] - m
+        q += d * d
+    return m, q
+
+
+@nb.njit(cache=True, fastmath=_FAST)
+def _grad_sums64(g, xs, mh):
+    """``sum(g)`` and ``sum(g * (xs - mh))`` of 1-D arrays in float64 (overflow fallback)."""
+    t1, t2 = 0.0, 0.0
+    for i in range(g.shape[0]):
+        gi = np.float64(g[i])
+        t1 += gi
+        t2 += gi * (np.float64(xs[i]) - mh)
+    return t1, t2
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _merge(mean, m2, cnt, bm, bq, k):
+    """Chan et al.'s pairwise update of (mean, M2, count) with a block's (mean, M2, count)."""
+    tot = cnt + k
+    delta = bm - mean
+    return mean + delta * (k / tot), m2 + bq + delta * delta * (cnt * k / tot), tot
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _seg_stats(a):
+    """Mean and M2 (float64) of a 1-D array: corrected two-pass per block, blocks merged."""
+    n = a.shape[0]
+    mean, m2, cnt = 0.0, 0.0, 0
+    for b in range(0, n, _BLOCK):
+        blk = a[b : min(b + _BLOCK, n)]
+        bm, bq = _block_stats(blk)
+        mean, m2, cnt = _merge(mean, m2, cnt, bm, bq, blk.shape[0])
+    return mean, m2
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _seg_grad_sums(g, xs, mh):
+    """``sum(g)`` and ``sum(g * (xs - mh))`` of 1-D segments, per block in their dtype, float64."""
+    n = g.shape[0]
+    t1, t2 = 0.0, 0.0
+    for b0 in range(0, n, _BLOCK):
+        gb = g[b0 : min(b0 + _BLOCK, n)]  # slices from 0: the loop vectorises (twice as fast
+        xb = xs[b0 : min(b0 + _BLOCK, n)]  # as indexing from b0, measured)
+        a1 = _like(0.0, g)
+        a2 = _like(0.0, g)
+        for i in range(gb.shape[0]):
+            a1 += gb[i]
+            a2 += gb[i] * (xb[i] - mh)
+        if np.isfinite(a1) and np.isfinite(a2):
+            t1 += a1
+            t2 += a2
+        else:  # overflow in x's dtype, or NaN/inf: this block again in float64
+            f1, f2 = _grad_sums64(gb, xb, mh)
+            t1 += f1
+            t2 += f2
+    return t1, t2
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _affine_coefs(x, mean, rstd, gamma, beta):
+    """Per-channel ``y = (x - mh) * a + b`` in x's dtype: mh, a, b (C,) from float64 stats."""
+    C = mean.shape[0]
+    mh = np.empty(C, x.dtype)  # the mean rounded to x's dtype
+    a = np.empty(C, x.dtype)
+    b = np.empty(C, x.dtype)
+    for c in range(C):
+        m = _like(mean[c], x)
+        sc = gamma[c] * rstd[c]
+        mh[c] = m
+        a[c] = sc
+        b[c] = beta[c] - (mean[c] - m) * sc  # (x - mean) * sc = (x - mh) * sc - ml * sc
+    return mh, a, b
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _cols_stats(x, n0, n1, m, m2, m0, s, q):
+    """Column means and M2 of rows ``n0:n1`` of x (N, D) into m, m2 (D,) float64; the count.
+
+    Blocks of ``_ROWS`` rows, in tiles of ``_TILE`` columns (in L1 for both passes of the
+    corrected two-pass, four rows per sweep), merged down the rows with Chan's update.
+    ``m0, s, q`` are scratch (_TILE,) arrays of x's dtype.
+    """
+    D = x.shape[1]
+    cnt = 0
+    for b0 in range(n0, n1, _ROWS):
+        b1 = min(b0 + _ROWS, n1)
+        nb_ = b1 - b0
+        f1 = nb_ / (cnt + nb_)
+        f2 = cnt * f1
+        inb = 1.0 / nb_
+        inv = _like(inb, x)
+        for c0 in range(0, D, _TILE):
+            c1 = min(c0 + _TILE, D)
+            k = c1 - c0
+            m0[:k] = 0
+            n = b0
+            while n + 4 <= b1:
+                r0, r1, r2, r3 = x[n, c0:c1], x[n + 1, c0:c1], x[n + 2, c0:c1], x[n + 3, c0:c1]
+                for j in range(k):
+                    m0[j] += (r0[j] + r1[j]) + (r2[j] + r3[j])
+                n += 4
+            for r in range(n, b1):
+                r0 = x[r, c0:c1]
+                for j in range(k):
+                    m0[j] += r0[j]
+            for j in range(k):
+                m0[j] *= inv
+            s[:k] = 0
+            q[:k] = 0
+            n = b0
+            while n + 4 <= b1:
+                r0, r1, r2, r3 = x[n, c0:c1], x[n + 1, c0:c1], x[n + 2, c0:c1], x[n + 3, c0:c1]
+                for j in range(k):
+                    mj = m0[j]
+                    d0, d1, d2, d3 = r0[j] - mj, r1[j] - mj, r2[j] - mj, r3[j] - mj
+                    s[j] += (d0 + d1) + (d2 + d3)
+                    q[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+                n += 4
+            for r in range(n, b1):
+                r0 = x[r, c0:c1]
+                for j in range(k):
+                    d = r0[j] - m0[j]
+                    s[j] += d
+                    q[j] += d * d
+            mm = m[c0:c1]
+            mq = m2[c0:c1]
+            check = 0.0  # float64 sum of q: not finite iff some q (or m0) overflowed or is NaN
+            for j in range(k):
+                check += q[j]
+            if np.isfinite(check):  # the fast path, no branch in the loop: vectorises
+                for j in range(k):
+                    sj = np.float64(s[j])
+                    delta = m0[j] + sj * inb - mm[j]
+                    mm[j] += delta * f1
+                    mq[j] += max(q[j] - sj * sj * inb, 0.0) + delta * delta * f2
+            else:  # overflow in x's dtype (|x| > ~1e19 in float32), or NaN/inf
+                for j in range(k):
+                    if np.isfinite(q[j]):
+                        sj = np.float64(s[j])
+                        bm = m0[j] + sj * inb
+                        bq = max(q[j] - sj * sj * inb, 0.0)
+                    else:
+                        bm, bq = _col_block64(x, b0, b1, c0 + j)
+                    delta = bm - mm[j]
+                    mm[j] += delta * f1
+                    mq[j] += bq + delta * delta * f2
+        cnt += nb_
+    return cnt
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _backward_coefs(x, mean, rstd, gamma, dgamma, dbeta, M):
+    """Per-channel ``dx = A * dy + B * (x - mh) + Cc`` in x's dtype (closed form, M values)."""
+    C = mean.shape[0]
+    mh = np.empty(C, x.dtype)
+    A = np.empty(C, x.dtype)
+    B = np.empty(C, x.dtype)
+    Cc = np.empty(C, x.dtype)
+    for c in range(C):
+        m = _like(mean[c], x)
+        a = gamma[c] * rstd[c]
+        b = -a * rstd[c] * dgamma[c] / M
+        mh[c] = m
+        A[c] = a
+        B[c] = b
+        Cc[c] = -a * dbeta[c] / M - b * (mean[c] - m)
+    return mh, A, B, Cc
