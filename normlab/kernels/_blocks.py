@@ -6,7 +6,8 @@ float64 redo of a block whose float32 sums overflow, gradient sums per block, an
 per-channel coefficients of the element-wise passes.
 
 numba's on-disk cache of a kernel is keyed on the file that defines it, not on this one: after
-editing here, touch ``norm.py`` (or delete ``normlab/kernels/__pycache__``) so the kernels recompile.
+editing here, touch ``norm.py`` (or delete ``normlab/kernels/__pycache__``) so the kernels
+recompile.
 """
 
 from __future__ import annotations
