@@ -112,13 +112,13 @@ class Solver:
         Report the loss every ``print_every`` iterations when ``verbose``.
     verbose : bool, default True
     seed : int, None or np.random.Generator, default 0
-        Source of the batch permutations and of the accuracy subsamples.
+        Source of the batch permutations, the accuracy subsamples and the augmentation draws.
     callbacks : sequence of callables or None, default None
         ``fn(solver, info)`` after every iteration (None: no callbacks), with ``info`` a dict:
         ``iteration`` (0-based, ``loss_history[iteration] == loss``), ``epoch`` (0-based),
-        ``batch`` (0-based within the epoch), ``loss``, ``batch_indices`` (B,), ``X_batch``,
-        ``y_batch``, ``grads``. Callbacks must not draw from ``solver.rng`` or resume will not
-        be exact.
+        ``batch`` (0-based within the epoch), ``loss``, ``batch_indices`` (B,), ``X_batch`` (as
+        augmented), ``y_batch``, ``grads``. Callbacks must not draw from ``solver.rng`` or
+        resume will not be exact.
     fused : bool or None, default None
         Update all parameters at once through one flat buffer. None: when ``update_rule`` is a
         built-in name and all parameters share one floating dtype.
@@ -130,7 +130,8 @@ class Solver:
         ``fn(X_batch, rng) -> X_batch`` applied to every training batch (not to accuracy
         checks), e.g. ``normlab.data.Augment(flip=True, shift=2)``; it must return an array of
         the same shape and dtype and draw only from the ``rng`` it is given (the solver's, so
-        that resume is exact). Checkpoints record its ``repr``.
+        that resume is exact). Checkpoints record its ``repr``, or ``module.qualname`` when
+        that is Python's default (it holds an address); only an ``Augment`` is rebuilt from it.
 
     Attributes
     ----------
