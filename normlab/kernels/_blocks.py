@@ -78,20 +78,6 @@ def _block_stats64(a):
 
 
 @nb.njit(cache=True, fastmath=_FAST)
-def _col_block64(x, b0, b1, c):
-    """Mean and M2 of ``x[b0:b1, c]`` in float64 (a column block whose float32 sums overflow)."""
-    t = 0.0
-    for r in range(b0, b1):
-        t += x[r, c]
-    m = t / (b1 - b0)
-    q = 0.0
-    for r in range(b0, b1):
-        d = x[r, c] - m
-        q += d * d
-    return m, q
-
-
-@nb.njit(cache=True, fastmath=_FAST)
 def _grad_sums64(g, xs, mh):
     """``sum(g)`` and ``sum(g * (xs - mh))`` of 1-D arrays in float64 (overflow fallback)."""
     t1, t2 = 0.0, 0.0
@@ -229,7 +215,7 @@ def _cols_stats(x, n0, n1, m, m2, m0, s, q):
                         bm = m0[j] + sj * inb
                         bq = max(q[j] - sj * sj * inb, 0.0)
                     else:
-                        bm, bq = _col_block64(x, b0, b1, c0 + j)
+                        bm, bq = _block_stats64(x[b0:b1, c0 + j])  # a strided column
                     delta = bm - mm[j]
                     mm[j] += delta * f1
                     mq[j] += bq + delta * delta * f2

@@ -115,7 +115,7 @@ def norm_forward(x, gamma, beta, kind, eps, groups=1, stats=None):
         )
         cache = NormCache(x, gamma, mean, var, rstd, eps, kind, view, False)
         return out.reshape(x.shape), cache
-    if get_backend() == "numpy" or x.size == 0:  # empty input: nothing for a kernel to do
+    if get_backend() == "numpy":
         out, mean, var = _forward_numpy(x, gamma, beta, kind, eps, view)
         rstd = 1.0 / np.sqrt(var + eps)
     else:
@@ -145,7 +145,7 @@ def norm_backward(dout, cache: NormCache):
     check_dout(dout, cache.x.shape)
     if not cache.train:
         return _backward_fixed(dout, cache)
-    if get_backend() == "numpy" or cache.x.size == 0:
+    if get_backend() == "numpy":
         dx, dgamma, dbeta = _backward_numpy(dout, cache)
     else:
         dx, dgamma, dbeta = _backward_kernel(dout, cache)
