@@ -1,19 +1,19 @@
-"""The memory-traffic floor of a normalization layer: streaming kernels timed on the same input.
+"""The memory-traffic floor of a normalization layer: its data flow with no arithmetic, timed.
 
 Batch norm must read all of ``x`` before it can write any output, and its backward must read
-all of ``dy`` and ``x`` before it can write any ``dx``: any implementation makes two passes
-each way. Layer and group norm work a row at a time, so their second passes re-read the row
-from cache. Counting the passes over memory:
+all of ``dy`` and ``x`` before it can write any ``dx``; an input larger than the L2 caches is
+therefore read twice each way. Layer and group norm work a row (a group) at a time, so their
+second pass re-reads the row from cache. The passes over memory, for one forward + backward:
 
-* batch / spatial batch norm: forward ``read(x) + read(x) write(out)``; backward
-  ``read(dy) + read(x) + read(dy) read(x) write(dx)``: 4 reads and 2 read-writes in all;
-* layer / group norm: forward ``read(x) write(out)``; backward ``read(dy) + read(x) write(dx)``:
-  1 read and 2 read-writes.
+* batch / spatial batch norm: ``read(x)``, ``x -> out``, ``read(dy, x)``, ``(dy, x) -> dx``;
+* layer / group norm: ``x -> out``, ``(dy, x) -> dx``.
 
-:func:`floor_seconds` times a read pass (a sum) and a read-write pass (``y = a * x + b``) over an
-array of the input's shape with numba, on as many threads as the normlab kernel for that size
-uses, and adds them up as above. No implementation of the same math can beat it by more than
-what stays in cache; ``floor / torch`` is the lowest ratio to PyTorch reachable on the machine.
+:func:`floor_seconds` runs exactly those passes as numba streaming kernels (a sum; ``y = a*x +
+b``; ``y = a*dy + b*x``), one after the other as one step, on the benchmark's own ``x`` and
+``dy`` with fresh-but-reused output buffers like the layers', on as many threads as the normlab
+kernel uses at that size. It moves the bytes any implementation must move and does nothing
+else, so ``floor / torch`` is the lowest ratio to PyTorch reachable with ordinary stores on
+this machine, cache and working-set effects included.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from numba import prange
 _FAST = {"reassoc", "contract"}
 
 
-def _read(x, out):
+def _read(x, dy, out, two):
     R = x.shape[0]
     T = out.shape[0]
     for t in prange(T):
@@ -34,36 +34,54 @@ def _read(x, out):
             a = x[r]
             for i in range(a.shape[0]):
                 s += a[i]
+            if two:
+                b = dy[r]
+                for i in range(b.shape[0]):
+                    s += b[i]
         out[t] = s
 
 
-def _read_write(x, y):
+def _write(x, dy, y, two):
     for r in prange(x.shape[0]):
         a = x[r]
-        b = y[r]
-        for i in range(a.shape[0]):
-            b[i] = a[i] * np.float32(1.5) + np.float32(0.5)
+        o = y[r]
+        if two:
+            b = dy[r]
+            for i in range(a.shape[0]):
+                o[i] = a[i] * np.float32(1.5) + b[i] * np.float32(0.5)
+        else:
+            for i in range(a.shape[0]):
+                o[i] = a[i] * np.float32(1.5) + np.float32(0.5)
 
 
 _KERNELS = {
     parallel: (
         nb.njit(_read, parallel=parallel, fastmath=_FAST),
-        nb.njit(_read_write, parallel=parallel, fastmath=_FAST),
+        nb.njit(_write, parallel=parallel, fastmath=_FAST),
     )
     for parallel in (False, True)
 }
 
 
-def floor_seconds(x: np.ndarray, batch: bool, threads: int, time_fn) -> float:
-    """Seconds of the minimal memory traffic of forward + backward on ``x`` (float32).
+def floor_seconds(x: np.ndarray, dy: np.ndarray, batch: bool, threads: int, time_fn) -> float:
+    """Seconds of the minimal memory traffic of forward + backward on ``x``, ``dy`` (float32).
 
-    ``batch``: batch-norm pass count (else layer/group norm); ``threads``: what the normlab
+    ``batch``: batch-norm data flow (else layer/group norm); ``threads``: what the normlab
     kernel uses at this size (1 below ``PARALLEL_MIN``); ``time_fn(fn) -> seconds``.
     """
     x2 = np.ascontiguousarray(x).reshape(x.shape[0], -1)
-    y2 = np.empty_like(x2)
-    read, read_write = _KERNELS[threads > 1]
+    dy2 = np.ascontiguousarray(dy).reshape(x2.shape)
+    read, write = _KERNELS[threads > 1]
     partial = np.empty(max(threads, 1), np.float32)
-    t_read = time_fn(lambda: read(x2, partial))
-    t_rw = time_fn(lambda: read_write(x2, y2))
-    return 4 * t_read + 2 * t_rw if batch else t_read + 2 * t_rw
+
+    def step():
+        out = np.empty_like(x2)  # allocated per call, as the layers do
+        if batch:
+            read(x2, dy2, partial, False)
+        write(x2, dy2, out, False)
+        dx = np.empty_like(x2)
+        if batch:
+            read(x2, dy2, partial, True)
+        write(x2, dy2, dx, True)
+
+    return time_fn(step)

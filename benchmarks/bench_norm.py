@@ -112,7 +112,7 @@ def main(argv=None):
         threads = args.threads if x.size >= PARALLEL_MIN else 1
         batch = name.startswith(("batchnorm", "spatial"))
         timer = partial(lambda repeat, fn: _median_time(fn, repeat), args.repeat)
-        t["floor"] = floor_seconds(x, batch, threads, timer)
+        t["floor"] = floor_seconds(x, dy, batch, threads, timer)
         rows.append((name, shape, t["numba"], t["numpy"], t["torch"], t["floor"]))
 
     head = (

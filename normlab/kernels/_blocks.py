@@ -132,30 +132,35 @@ def _seg_grad_sums(g, xs, mh):
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _affine_coef(x, mean, rstd, gamma, beta):
+    """One channel's ``y = (x - mh) * a + b`` in x's dtype: (mh, a, b) from float64 stats."""
+    m = _like(mean, x)  # the mean rounded to x's dtype
+    sc = gamma * rstd
+    # (x - mean) * sc = (x - mh) * sc - (mean - mh) * sc
+    return m, _like(sc, x), _like(beta - (mean - m) * sc, x)
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
 def _affine_coefs(x, mean, rstd, gamma, beta):
-    """Per-channel ``y = (x - mh) * a + b`` in x's dtype: mh, a, b (C,) from float64 stats."""
+    """:func:`_affine_coef` of every channel: mh, a, b (C,) in x's dtype."""
     C = mean.shape[0]
-    mh = np.empty(C, x.dtype)  # the mean rounded to x's dtype
+    mh = np.empty(C, x.dtype)
     a = np.empty(C, x.dtype)
     b = np.empty(C, x.dtype)
     for c in range(C):
-        m = _like(mean[c], x)
-        sc = gamma[c] * rstd[c]
-        mh[c] = m
-        a[c] = sc
-        b[c] = beta[c] - (mean[c] - m) * sc  # (x - mean) * sc = (x - mh) * sc - ml * sc
+        mh[c], a[c], b[c] = _affine_coef(x, mean[c], rstd[c], gamma[c], beta[c])
     return mh, a, b
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
-def _cols_stats(x, n0, n1, m, m2, m0, s, q):
-    """Column means and M2 of rows ``n0:n1`` of x (N, D) into m, m2 (D,) float64; the count.
+def _cols_stats(x, n0, n1, e0, e1, m, m2, m0, s, q):
+    """Means and M2 of columns ``e0:e1`` over rows ``n0:n1`` of x (N, D); the count.
 
-    Blocks of ``_ROWS`` rows, in tiles of ``_TILE`` columns (in L1 for both passes of the
-    corrected two-pass, four rows per sweep), merged down the rows with Chan's update.
-    ``m0, s, q`` are scratch (_TILE,) arrays of x's dtype.
+    Into ``m, m2`` (D,) float64, zero on entry in those columns. Blocks of ``_ROWS`` rows, in
+    tiles of ``_TILE`` columns (in L1 for both passes of the corrected two-pass, four rows per
+    sweep), merged down the rows with Chan's update. ``m0, s, q`` are scratch (_TILE,) arrays
+    of x's dtype.
     """
-    D = x.shape[1]
     cnt = 0
     for b0 in range(n0, n1, _ROWS):
         b1 = min(b0 + _ROWS, n1)
@@ -164,8 +169,8 @@ def _cols_stats(x, n0, n1, m, m2, m0, s, q):
         f2 = cnt * f1
         inb = 1.0 / nb_
         inv = _like(inb, x)
-        for c0 in range(0, D, _TILE):
-            c1 = min(c0 + _TILE, D)
+        for c0 in range(e0, e1, _TILE):
+            c1 = min(c0 + _TILE, e1)
             k = c1 - c0
             m0[:k] = 0
             n = b0
@@ -224,19 +229,78 @@ def _cols_stats(x, n0, n1, m, m2, m0, s, q):
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _cols_grad_sums(dy, x, n0, n1, e0, e1, mh, ts, td, bdy, bdx):
+    """``sum(dy)`` and ``sum(dy * (x - mh))`` of columns ``e0:e1`` over rows ``n0:n1``.
+
+    Added into ``ts, td`` (D,) float64. Per block of ``_ROWS`` rows and tile of ``_TILE``
+    columns in x's dtype (``bdy, bdx`` are (_TILE,) scratch); a block whose sums overflow (or
+    hold NaN/inf) is redone column by column in float64. ``mh`` (D,) is the mean in x's dtype.
+    """
+    for b0 in range(n0, n1, _ROWS):
+        b1 = min(b0 + _ROWS, n1)
+        for c0 in range(e0, e1, _TILE):
+            c1 = min(c0 + _TILE, e1)
+            k = c1 - c0
+            mu = mh[c0:c1]
+            bdy[:k] = 0
+            bdx[:k] = 0
+            n = b0
+            while n + 4 <= b1:  # four rows a sweep: a quarter of the loads and stores of bdy, bdx
+                g0, g1, g2, g3 = dy[n, c0:c1], dy[n + 1, c0:c1], dy[n + 2, c0:c1], dy[n + 3, c0:c1]
+                x0, x1, x2, x3 = x[n, c0:c1], x[n + 1, c0:c1], x[n + 2, c0:c1], x[n + 3, c0:c1]
+                for j in range(k):
+                    m = mu[j]
+                    bdy[j] += (g0[j] + g1[j]) + (g2[j] + g3[j])
+                    bdx[j] += (g0[j] * (x0[j] - m) + g1[j] * (x1[j] - m)) + (
+                        g2[j] * (x2[j] - m) + g3[j] * (x3[j] - m)
+                    )
+                n += 4
+            for r in range(n, b1):
+                g = dy[r, c0:c1]
+                xr = x[r, c0:c1]
+                for j in range(k):
+                    bdy[j] += g[j]
+                    bdx[j] += g[j] * (xr[j] - mu[j])
+            s1 = ts[c0:c1]
+            s2 = td[c0:c1]
+            check = 0.0  # float64: not finite iff a block sum overflowed or is NaN
+            for j in range(k):
+                check += bdy[j]
+                check += bdx[j]
+            if np.isfinite(check):  # the fast path: vectorises
+                for j in range(k):
+                    s1[j] += bdy[j]
+                    s2[j] += bdx[j]
+            else:
+                for j in range(k):
+                    if np.isfinite(bdy[j]) and np.isfinite(bdx[j]):
+                        s1[j] += bdy[j]
+                        s2[j] += bdx[j]
+                    else:  # overflow in x's dtype, or NaN/inf: this column block in float64
+                        f1, f2 = _grad_sums64(dy[b0:b1, c0 + j], x[b0:b1, c0 + j], mu[j])
+                        s1[j] += f1
+                        s2[j] += f2
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _backward_coef(x, mean, rstd, gamma, dgamma, dbeta, M):
+    """One channel's ``dx = A * dy + B * (x - mh) + Cc`` in x's dtype (closed form, M values)."""
+    m = _like(mean, x)
+    a = gamma * rstd
+    b = -a * rstd * dgamma / M
+    return m, _like(a, x), _like(b, x), _like(-a * dbeta / M - b * (mean - m), x)
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
 def _backward_coefs(x, mean, rstd, gamma, dgamma, dbeta, M):
-    """Per-channel ``dx = A * dy + B * (x - mh) + Cc`` in x's dtype (closed form, M values)."""
+    """:func:`_backward_coef` of every channel: mh, A, B, Cc (C,) in x's dtype."""
     C = mean.shape[0]
     mh = np.empty(C, x.dtype)
     A = np.empty(C, x.dtype)
     B = np.empty(C, x.dtype)
     Cc = np.empty(C, x.dtype)
     for c in range(C):
-        m = _like(mean[c], x)
-        a = gamma[c] * rstd[c]
-        b = -a * rstd[c] * dgamma[c] / M
-        mh[c] = m
-        A[c] = a
-        B[c] = b
-        Cc[c] = -a * dbeta[c] / M - b * (mean[c] - m)
+        mh[c], A[c], B[c], Cc[c] = _backward_coef(
+            x, mean[c], rstd[c], gamma[c], dgamma[c], dbeta[c], M
+        )
     return mh, A, B, Cc

@@ -47,10 +47,12 @@ from normlab.kernels._blocks import (
     _FAST,
     _ROWS,
     _TILE,
+    _affine_coef,
     _affine_coefs,
+    _backward_coef,
     _backward_coefs,
+    _cols_grad_sums,
     _cols_stats,
-    _grad_sums64,
     _like,
     _merge,
     _seg_grad_sums,
@@ -102,7 +104,9 @@ def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nthreads):
 
     Statistics: ``nthreads`` chunks of rows in parallel (memory read in order; numba cannot
     cache a kernel that asks for its thread count itself), each by :func:`_cols_stats`, the
-    chunks merged with Chan's update. Output: parallel over rows.
+    chunks merged with Chan's update. Output: parallel over rows. (Tiling the columns so that
+    the second pass finds its tile in L2 was measured slower: a tile's rows are a page apart
+    and the hardware prefetchers stop at page boundaries.)
     """
     N, D = x.shape
     T = max(1, min(nthreads, N // _ROWS))
@@ -110,10 +114,10 @@ def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nthreads):
     pq = np.zeros((T, D))  # per-chunk M2
     pn = np.zeros(T)  # per-chunk count
     for t in prange(T):
-        m0 = np.empty(_TILE, x.dtype)  # rough block mean
-        s = np.empty(_TILE, x.dtype)  # block sum(x - m0)
-        q = np.empty(_TILE, x.dtype)  # block sum((x - m0)^2)
-        pn[t] = _cols_stats(x, t * N // T, (t + 1) * N // T, pm[t], pq[t], m0, s, q)
+        m0 = np.empty(_TILE, x.dtype)
+        s = np.empty(_TILE, x.dtype)
+        q = np.empty(_TILE, x.dtype)
+        pn[t] = _cols_stats(x, t * N // T, (t + 1) * N // T, 0, D, pm[t], pq[t], m0, s, q)
     mean[:] = pm[0]
     m2 = pq[0].copy()
     cnt = pn[0]
@@ -139,8 +143,8 @@ def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nthreads):
     """Closed-form batch-norm backward, S = 1: dy, x (N, D) -> dx (N, D); dgamma, dbeta (D,).
 
     Pass 1, ``nthreads`` chunks of rows in parallel: ``sum(dy)`` and ``sum(dy * (x - mh))``
-    per block of ``_ROWS`` rows and tile of columns in x's dtype, into float64 per-chunk
-    totals. Pass 2, parallel over rows: ``dx = A * dy + B * (x - mh) + Cc`` per column.
+    per column by :func:`_cols_grad_sums`, into float64 per-chunk totals. Pass 2, parallel over
+    rows: ``dx = A * dy + B * (x - mh) + Cc`` per column.
     """
     N, D = x.shape
     mh = np.empty(D, x.dtype)
@@ -152,49 +156,16 @@ def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nthreads):
     for t in prange(T):
         bdy = np.empty(_TILE, x.dtype)
         bdx = np.empty(_TILE, x.dtype)
-        for b0 in range(t * N // T, (t + 1) * N // T, _ROWS):
-            b1 = min(b0 + _ROWS, (t + 1) * N // T)
-            for c0 in range(0, D, _TILE):
-                c1 = min(c0 + _TILE, D)
-                k = c1 - c0
-                mu = mh[c0:c1]
-                bdy[:k] = 0
-                bdx[:k] = 0
-                for n in range(b0, b1):
-                    g = dy[n, c0:c1]
-                    xr = x[n, c0:c1]
-                    for j in range(k):
-                        bdy[j] += g[j]
-                        bdx[j] += g[j] * (xr[j] - mu[j])
-                ts = ps[t, c0:c1]
-                td = pd[t, c0:c1]
-                check = 0.0  # float64: not finite iff a block sum overflowed or is NaN
-                for j in range(k):
-                    check += bdy[j]
-                    check += bdx[j]
-                if np.isfinite(check):  # the fast path: vectorises
-                    for j in range(k):
-                        ts[j] += bdy[j]
-                        td[j] += bdx[j]
-                else:
-                    for j in range(k):
-                        if np.isfinite(bdy[j]) and np.isfinite(bdx[j]):
-                            ts[j] += bdy[j]
-                            td[j] += bdx[j]
-                        else:  # overflow in x's dtype, or NaN/inf: this column block in float64
-                            f1, f2 = _grad_sums64(dy[b0:b1, c0 + j], x[b0:b1, c0 + j], mu[j])
-                            ts[j] += f1
-                            td[j] += f2
+        _cols_grad_sums(dy, x, t * N // T, (t + 1) * N // T, 0, D, mh, ps[t], pd[t], bdy, bdx)
     for j in range(D):
         sdy = 0.0
         sdx = 0.0
         for t in range(T):
             sdy += ps[t, j]
             sdx += pd[t, j]
-        # sum(dy * (x - mean)) = sum(dy * (x - mh)) - (mean - mh) * sum(dy)
         dgamma[j] = (sdx - (mean[j] - mh[j]) * sdy) * rstd[j]
         dbeta[j] = sdy
-    mh, A, B, Cc = _backward_coefs(x, mean, rstd, gamma, dgamma, dbeta, N)
+    _, A, B, Cc = _backward_coefs(x, mean, rstd, gamma, dgamma, dbeta, N)
     for n in prange(N):
         g = dy[n]
         xr = x[n]
@@ -205,29 +176,37 @@ def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nthreads):
 
 @_jit
 def spatial_forward(x, gamma, beta, eps, out, mean, var, rstd):
-    """Batch norm per channel over (N, S): x (N, C, S) -> out; mean, var, rstd (C,) float64."""
+    """Batch norm per channel over (N, S): x (N, C, S) -> out; mean, var, rstd (C,) float64.
+
+    Channel by channel (channels in parallel): the statistics pass over the channel's N
+    segments, then its output pass, which finds them in L2 when the channel's N*S values fit.
+    """
     N, C, S = x.shape
     for ch in prange(C):
         mu, m2, cnt = 0.0, 0.0, 0
         for n in range(N):
             bm, bq = _seg_stats(x[n, ch])
             mu, m2, cnt = _merge(mu, m2, cnt, bm, bq, S)
+        v = m2 / cnt
+        rs = 1.0 / np.sqrt(v + eps)
         mean[ch] = mu
-        var[ch] = m2 / cnt
-    rstd[:] = 1.0 / np.sqrt(var + eps)
-    mh, a, b = _affine_coefs(x, mean, rstd, gamma, beta)
-    for r in prange(N * C):
-        n, ch = r // C, r % C
-        row = x[n, ch]
-        o = out[n, ch]
-        m, sc, sh = mh[ch], a[ch], b[ch]
-        for s in range(S):
-            o[s] = (row[s] - m) * sc + sh
+        var[ch] = v
+        rstd[ch] = rs
+        m, sc, sh = _affine_coef(x, mu, rs, gamma[ch], beta[ch])
+        for n in range(N):
+            row = x[n, ch]
+            o = out[n, ch]
+            for s in range(S):
+                o[s] = (row[s] - m) * sc + sh
 
 
 @_jit
 def spatial_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta):
-    """Closed-form spatial batch-norm backward: dy, x (N, C, S) -> dx; dgamma, dbeta (C,)."""
+    """Closed-form spatial batch-norm backward: dy, x (N, C, S) -> dx; dgamma, dbeta (C,).
+
+    Channel by channel, as the forward: the gradient sums over the channel's N segments, then
+    its dx pass, which finds dy and x in L2 when the channel's 2*N*S values fit.
+    """
     N, C, S = x.shape
     M = N * S
     for ch in prange(C):
@@ -238,17 +217,16 @@ def spatial_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta):
             t1, t2 = _seg_grad_sums(dy[n, ch], x[n, ch], m)
             sdy += t1
             sdx += t2
-        dgamma[ch] = (sdx - (mean[ch] - m) * sdy) * rstd[ch]
+        dg = (sdx - (mean[ch] - m) * sdy) * rstd[ch]
+        dgamma[ch] = dg
         dbeta[ch] = sdy
-    mh, A, B, Cc = _backward_coefs(x, mean, rstd, gamma, dgamma, dbeta, M)
-    for r in prange(N * C):
-        n, ch = r // C, r % C
-        g = dy[n, ch]
-        xr = x[n, ch]
-        o = dx[n, ch]
-        m, ac, bc, cc = mh[ch], A[ch], B[ch], Cc[ch]
-        for s in range(S):
-            o[s] = ac * g[s] + bc * (xr[s] - m) + cc
+        m, ac, bc, cc = _backward_coef(x, mean[ch], rstd[ch], gamma[ch], dg, sdy, M)
+        for n in range(N):
+            g = dy[n, ch]
+            xr = x[n, ch]
+            o = dx[n, ch]
+            for s in range(S):
+                o[s] = ac * g[s] + bc * (xr[s] - m) + cc
 
 
 @_jit
