@@ -1,19 +1,20 @@
 """The memory-traffic floor of a normalization layer: its data flow with no arithmetic, timed.
 
-Batch norm must read all of ``x`` before it can write any output, and its backward must read
-all of ``dy`` and ``x`` before it can write any ``dx``; an input larger than the L2 caches is
-therefore read twice each way. Layer and group norm work a row (a group) at a time, so their
-second pass re-reads the row from cache. The passes over memory, for one forward + backward:
+Batch norm over (N, D) must read all of ``x`` before it can write any output, and its backward
+must read all of ``dy`` and ``x`` before it can write any ``dx``; a column is strided, so an
+input larger than the L2 caches is read twice each way. Spatial batch norm works a channel at a
+time and layer and group norm a row (a group) at a time, so their second pass finds the data in
+cache. The passes over memory, for one forward + backward:
 
-* batch / spatial batch norm: ``read(x)``, ``x -> out``, ``read(dy, x)``, ``(dy, x) -> dx``;
-* layer / group norm: ``x -> out``, ``(dy, x) -> dx``.
+* ``reads_twice`` (batch norm): ``read(x)``, ``x -> out``, ``read(dy, x)``, ``(dy, x) -> dx``;
+* otherwise: ``x -> out``, ``(dy, x) -> dx``.
 
 :func:`floor_seconds` runs exactly those passes as numba streaming kernels (a sum; ``y = a*x +
 b``; ``y = a*dy + b*x``), one after the other as one step, on the benchmark's own ``x`` and
-``dy`` with fresh-but-reused output buffers like the layers', on as many threads as the normlab
-kernel uses at that size. It moves the bytes any implementation must move and does nothing
-else, so ``floor / torch`` is the lowest ratio to PyTorch reachable with ordinary stores on
-this machine, cache and working-set effects included.
+``dy`` with output buffers allocated per call like the layers', on as many threads as the
+normlab kernel uses at that size. It moves the bytes the kernel's data flow must move and does
+nothing else, so ``floor / torch`` is the lowest ratio to PyTorch that data flow can reach with
+ordinary stores on this machine, cache and working-set effects included.
 """
 
 from __future__ import annotations
@@ -63,10 +64,10 @@ _KERNELS = {
 }
 
 
-def floor_seconds(x: np.ndarray, dy: np.ndarray, batch: bool, threads: int, time_fn) -> float:
+def floor_seconds(x: np.ndarray, dy: np.ndarray, reads_twice: bool, threads: int, time_fn) -> float:
     """Seconds of the minimal memory traffic of forward + backward on ``x``, ``dy`` (float32).
 
-    ``batch``: batch-norm data flow (else layer/group norm); ``threads``: what the normlab
+    ``reads_twice``: batch norm's data flow (see above); ``threads``: what the normlab
     kernel uses at this size (1 below ``PARALLEL_MIN``); ``time_fn(fn) -> seconds``.
     """
     x2 = np.ascontiguousarray(x).reshape(x.shape[0], -1)
@@ -76,11 +77,11 @@ def floor_seconds(x: np.ndarray, dy: np.ndarray, batch: bool, threads: int, time
 
     def step():
         out = np.empty_like(x2)  # allocated per call, as the layers do
-        if batch:
+        if reads_twice:
             read(x2, dy2, partial, False)
         write(x2, dy2, out, False)
         dx = np.empty_like(x2)
-        if batch:
+        if reads_twice:
             read(x2, dy2, partial, True)
         write(x2, dy2, dx, True)
 
