@@ -238,3 +238,55 @@ def test_float32_kernels_survive_values_whose_squares_overflow(monkeypatch, laye
     np.testing.assert_allclose(cache.var, ref.var, rtol=1e-6)
     np.testing.assert_allclose(out, ref_out, rtol=0, atol=1e-5)
     np.testing.assert_allclose(dg, ref_dg, rtol=0, atol=1e-5 * np.abs(ref_dg).max())
+
+
+def _sampled_far_from_mean(layer, rng):
+    """1e4 + 0.1 * noise with the 64 values the one-pass statistics sample (the kernels' sample
+    positions) moved 100 up: the sample mean is ~10 standard deviations off the mean, where
+    the shifted sums alone would lose the variance's last digits."""
+    shape = {"layernorm": (3, 8192), "spatial": (8, 3, 32, 32), "groupnorm": (2, 6, 64, 64)}
+    shape = shape[layer]
+    x = 1e4 + 0.1 * rng.standard_normal(shape)
+    if layer == "spatial":  # every 128th value of a channel's 8192, in (n, h, w) order
+        x.reshape(shape[0], shape[1], -1)[:, :, ::128] += 100.0
+        return x
+    rows = x.reshape(shape[0] * (3 if layer == "groupnorm" else 1), -1)
+    q = rows.shape[1] // 4
+    for c in range(4):  # four runs of 16 at the row's quarters
+        rows[:, c * q : c * q + 16] += 100.0
+    return x
+
+
+@pytest.mark.parametrize("layer", ["spatial", "layernorm", "groupnorm"])
+def test_one_pass_statistics_fall_back_when_their_sample_misleads(monkeypatch, layer):
+    """The one-pass statistics shift by a sample's mean; when that is over a standard deviation
+    off, the kernels redo the statistics by the corrected two-pass, matching float64 math."""
+    import numba
+
+    from normlab.kernels._blocks import _sample_mean, _shifted_stats, _shifted_sums
+
+    @numba.njit
+    def accepted(row):
+        m0 = _sample_mean(row)
+        t1, t2 = _shifted_sums(row, m0)
+        return _shifted_stats(m0, t1, t2, row.shape[0])[0]
+
+    rng = np.random.default_rng(11)
+    x = _sampled_far_from_mean(layer, rng).astype(np.float32)
+    if layer != "spatial":  # the rows' one-pass statistics are refused, so the fallback runs
+        rows = x.reshape(-1, x.size // (x.shape[0] * (3 if layer == "groupnorm" else 1)))
+        assert not any(accepted(r) for r in rows)
+        plain = (1e4 + 0.1 * rng.standard_normal(rows.shape[1])).astype(np.float32)
+        assert accepted(plain)
+    monkeypatch.setenv("NORMLAB_BACKEND", "numba")
+    C = x.shape[1]
+    g = (1 + 0.1 * rng.standard_normal(C)).astype(np.float32)
+    b = rng.standard_normal(C).astype(np.float32)
+    fwd, _, extra = layer_calls(layer)
+    out, cache = fwd(x, g, b, *extra)
+    monkeypatch.setenv("NORMLAB_BACKEND", "numpy")
+    fwd, _, extra = layer_calls(layer)
+    ref_out, ref = fwd(x.astype(np.float64), g.astype(np.float64), b.astype(np.float64), *extra)
+    np.testing.assert_allclose(cache.mean, ref.mean, rtol=1e-12)
+    np.testing.assert_allclose(cache.var, ref.var, rtol=1e-5)
+    np.testing.assert_allclose(out, ref_out, rtol=0, atol=2e-5 * np.abs(ref_out).max())

@@ -21,6 +21,7 @@ _FAST = {"reassoc", "contract"}
 _BLOCK = 4096  # elements per corrected two-pass block: 16-32 KiB, in L1 for both passes
 _ROWS = 16  # rows per block of a column tile
 _TILE = 256  # columns per tile of the column statistics (16 x 256 x 4 B = 16 KiB)
+_SAMPLE = 64  # values in the sample whose mean shifts the one-pass statistics
 
 
 def _like(value, arr):
@@ -106,6 +107,60 @@ def _seg_stats(a):
         bm, bq = _block_stats(blk)
         mean, m2, cnt = _merge(mean, m2, cnt, bm, bq, blk.shape[0])
     return mean, m2
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _sample_mean(a):
+    """Mean of a sample of a 1-D array, in its dtype: all of it up to ``_SAMPLE`` values, else
+    four runs of ``_SAMPLE // 4`` values at its quarters (contiguous runs: one vector each)."""
+    n = a.shape[0]
+    t = _like(0.0, a)
+    if n <= _SAMPLE:
+        for i in range(n):
+            t += a[i]
+        return t / _like(n, a)
+    w = _SAMPLE // 4
+    for c in range(4):
+        run = a[c * (n // 4) : c * (n // 4) + w]
+        for i in range(w):
+            t += run[i]
+    return t / _like(_SAMPLE, a)
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _shifted_sums(a, m0):
+    """``sum(a - m0)`` and ``sum((a - m0)^2)`` of a 1-D array: per block in its dtype, float64.
+
+    A block that overflows (or holds NaN/inf) makes the second sum inf or NaN, which
+    :func:`_shifted_stats` refuses.
+    """
+    n = a.shape[0]
+    t1, t2 = 0.0, 0.0
+    for b0 in range(0, n, _BLOCK):
+        blk = a[b0 : min(b0 + _BLOCK, n)]
+        s = _like(0.0, a)
+        q = _like(0.0, a)
+        for i in range(blk.shape[0]):
+            d = blk[i] - m0
+            s += d
+            q += d * d
+        t1 += s
+        t2 += q
+    return t1, t2
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _shifted_stats(m0, t1, t2, n):
+    """(ok, mean, M2) from the shifted sums of n values about m0.
+
+    ``ok`` when the sums are finite and the shift lies within one standard deviation of the
+    mean: then ``t2 <= 2 * M2`` and ``M2 = t2 - t1^2 / n`` loses at most one bit to the
+    subtraction, the corrected two-pass bound. Otherwise the caller recomputes by blocks.
+    """
+    d = t1 / n
+    m2 = t2 - t1 * d
+    ok = np.isfinite(t2) and d * d * n <= m2
+    return ok, m0 + d, max(m2, 0.0)
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")

@@ -46,6 +46,7 @@ from normlab.kernels._blocks import (
     _BLOCK,
     _FAST,
     _ROWS,
+    _SAMPLE,
     _TILE,
     _affine_coef,
     _affine_coefs,
@@ -56,7 +57,10 @@ from normlab.kernels._blocks import (
     _like,
     _merge,
     _seg_grad_sums,
+    _sample_mean,
     _seg_stats,
+    _shifted_stats,
+    _shifted_sums,
 )
 
 _FLUSH = 64  # rows of layer-norm parameter gradients summed in x's dtype before a float64 add
@@ -182,12 +186,26 @@ def spatial_forward(x, gamma, beta, eps, out, mean, var, rstd):
     segments, then its output pass, which finds them in L2 when the channel's N*S values fit.
     """
     N, C, S = x.shape
+    M = N * S
     for ch in prange(C):
-        mu, m2, cnt = 0.0, 0.0, 0
+        k = min(M, _SAMPLE)  # sample values spread over the channel
+        t = 0.0
+        for i in range(k):
+            j = i * M // k
+            t += x[j // S, ch, j % S]
+        m0 = _like(t / k, x)
+        t1, t2 = 0.0, 0.0
         for n in range(N):
-            bm, bq = _seg_stats(x[n, ch])
-            mu, m2, cnt = _merge(mu, m2, cnt, bm, bq, S)
-        v = m2 / cnt
+            a1, a2 = _shifted_sums(x[n, ch], m0)
+            t1 += a1
+            t2 += a2
+        ok, mu, m2 = _shifted_stats(m0, t1, t2, M)
+        if not ok:  # the sample mean is off, or float32 overflowed: corrected two-pass
+            mu, m2, cnt = 0.0, 0.0, 0
+            for n in range(N):
+                bm, bq = _seg_stats(x[n, ch])
+                mu, m2, cnt = _merge(mu, m2, cnt, bm, bq, S)
+        v = m2 / M
         rs = 1.0 / np.sqrt(v + eps)
         mean[ch] = mu
         var[ch] = v
@@ -236,7 +254,11 @@ def rows_forward(x, gamma, beta, G, K, S, eps, out, mean, var, rstd):
     for r in prange(R):
         row = x[r]
         o = out[r]
-        mu, m2 = _seg_stats(row)
+        m0 = _sample_mean(row)
+        t1, t2 = _shifted_sums(row, m0)
+        ok, mu, m2 = _shifted_stats(m0, t1, t2, L)
+        if not ok:  # the sample mean is off, or float32 overflowed: corrected two-pass
+            mu, m2 = _seg_stats(row)
         v = m2 / L
         mean[r] = mu
         var[r] = v
@@ -295,18 +317,26 @@ def rows_backward(dy, x, mean, rstd, gamma, G, K, S, dx, dgamma_part, dbeta_part
                 gs = gamma[base : base + K]
                 ag = accg[base : base + K]
                 ab = accb[base : base + K]
+                rs_ = _like(rs, x)
+                q = _like(-ml * rs, x)  # xhat = (x - m) * rs + q
                 t1, t2 = 0.0, 0.0  # float64 sum(dy * gamma), sum(dy * gamma * (x - m))
                 for b0 in range(0, L, _BLOCK):
                     b1 = min(b0 + _BLOCK, L)
                     gb = g[b0:b1]
                     xb = xr[b0:b1]
                     gsb = gs[b0:b1]
+                    agb = ag[b0:b1]
+                    abb = ab[b0:b1]
                     a1 = _like(0.0, x)
                     a2 = _like(0.0, x)
-                    for i in range(b1 - b0):  # reductions only: vectorises
-                        gg = gb[i] * gsb[i]
+                    for i in range(b1 - b0):  # the row's sums and the per-feature sums
+                        gi = gb[i]
+                        d = xb[i] - m
+                        gg = gi * gsb[i]
                         a1 += gg
-                        a2 += gg * (xb[i] - m)
+                        a2 += gg * d
+                        agb[i] += gi * (d * rs_ + q)
+                        abb[i] += gi
                     if np.isfinite(a1) and np.isfinite(a2):
                         t1 += a1
                         t2 += a2
@@ -317,16 +347,10 @@ def rows_backward(dy, x, mean, rstd, gamma, G, K, S, dx, dgamma_part, dbeta_part
                             t2 += gg64 * (np.float64(xb[i]) - m)
                 m1 = t1 / L  # mean(dy * gamma)
                 m2 = (t2 - ml * t1) * rs / L  # mean(dy * gamma * xhat)
-                rs_ = _like(rs, x)
-                q = _like(-ml * rs, x)  # xhat = (x - m) * rs + q
                 P = _like(-rs * rs * m2, x)  # dx = rs*gamma*dy + P*(x - m) + Q
                 Q = _like(-rs * m1 + rs * rs * m2 * ml, x)
                 for i in range(L):  # element-wise: dx
                     o[i] = g[i] * (gs[i] * rs_) + P * (xr[i] - m) + Q
-                for i in range(L):  # per-feature sums of this block of rows
-                    gi = g[i]
-                    ag[i] += gi * ((xr[i] - m) * rs_ + q)
-                    ab[i] += gi
                 pending += 1
                 if pending == _FLUSH or r == r1 - 1:
                     pending = 0
