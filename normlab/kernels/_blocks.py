@@ -22,6 +22,9 @@ _BLOCK = 4096  # elements per corrected two-pass block: 16-32 KiB, in L1 for bot
 _ROWS = 16  # rows per block of a column tile
 _TILE = 256  # columns per tile of the column statistics (16 x 256 x 4 B = 16 KiB)
 _SAMPLE = 64  # values in the sample whose mean shifts the one-pass statistics
+# Rows in a column's sample: its mean is then off by more than the standard deviation (and
+# the pass is redone) for a Gaussian column with probability P(|z| > sqrt(32)) ~ 1e-8.
+_SAMPLE_ROWS = 32
 
 
 def _like(value, arr):
@@ -281,6 +284,62 @@ def _cols_stats(x, n0, n1, e0, e1, m, m2, m0, s, q):
                     mq[j] += bq + delta * delta * f2
         cnt += nb_
     return cnt
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _cols_sample_mean(x, m0):
+    """Per-column mean of up to ``_SAMPLE_ROWS`` rows spread over x (N, D), into m0 (D,) in x's
+    dtype: the shift of :func:`_cols_shifted_sums`."""
+    N = x.shape[0]
+    k = min(N, _SAMPLE_ROWS)
+    step = N // k
+    m0[:] = 0
+    for i in range(k):
+        r = x[i * step]
+        for j in range(m0.shape[0]):
+            m0[j] += r[j]
+    inv = _like(1.0 / k, x)
+    for j in range(m0.shape[0]):
+        m0[j] *= inv
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _cols_shifted_sums(x, n0, n1, m0, t1, t2, s, q):
+    """``sum(x - m0)`` and ``sum((x - m0)^2)`` per column over rows ``n0:n1`` of x (N, D).
+
+    Added into ``t1, t2`` (D,) float64; per block of ``_ROWS`` rows and tile of ``_TILE``
+    columns in x's dtype, four rows a sweep (``s, q`` are (_TILE,) scratch). An overflow or a
+    NaN makes ``t2`` inf or NaN, which :func:`_shifted_stats` refuses.
+    """
+    D = x.shape[1]
+    for b0 in range(n0, n1, _ROWS):
+        b1 = min(b0 + _ROWS, n1)
+        for c0 in range(0, D, _TILE):
+            c1 = min(c0 + _TILE, D)
+            k = c1 - c0
+            mu = m0[c0:c1]
+            s[:k] = 0
+            q[:k] = 0
+            n = b0
+            while n + 4 <= b1:
+                r0, r1, r2, r3 = x[n, c0:c1], x[n + 1, c0:c1], x[n + 2, c0:c1], x[n + 3, c0:c1]
+                for j in range(k):
+                    mj = mu[j]
+                    d0, d1, d2, d3 = r0[j] - mj, r1[j] - mj, r2[j] - mj, r3[j] - mj
+                    s[j] += (d0 + d1) + (d2 + d3)
+                    q[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+                n += 4
+            for r in range(n, b1):
+                r0 = x[r, c0:c1]
+                for j in range(k):
+                    d = r0[j] - mu[j]
+                    s[j] += d
+                    q[j] += d * d
+            a1 = t1[c0:c1]
+            a2 = t2[c0:c1]
+            for j in range(k):
+                a1[j] += s[j]
+                a2[j] += q[j]
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")

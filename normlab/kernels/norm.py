@@ -53,11 +53,13 @@ from normlab.kernels._blocks import (
     _backward_coef,
     _backward_coefs,
     _cols_grad_sums,
+    _cols_sample_mean,
+    _cols_shifted_sums,
     _cols_stats,
     _like,
     _merge,
-    _seg_grad_sums,
     _sample_mean,
+    _seg_grad_sums,
     _seg_stats,
     _shifted_stats,
     _shifted_sums,
@@ -106,32 +108,50 @@ def ema_update(running_mean, running_var, mean, var, momentum, var_factor):
 def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nthreads):
     """Batch norm over columns, S = 1: x (N, D) -> out (N, D); mean, var, rstd (D,) float64 out.
 
-    Statistics: ``nthreads`` chunks of rows in parallel (memory read in order; numba cannot
-    cache a kernel that asks for its thread count itself), each by :func:`_cols_stats`, the
-    chunks merged with Chan's update. Output: parallel over rows. (Tiling the columns so that
-    the second pass finds its tile in L2 was measured slower: a tile's rows are a page apart
-    and the hardware prefetchers stop at page boundaries.)
+    Statistics in one pass: sums of ``x - m0`` and ``(x - m0)^2``, ``m0`` the mean of sampled
+    rows, by ``nthreads`` chunks of rows in parallel (memory read in order; numba cannot cache
+    a kernel that asks for its thread count itself), added up in float64. If
+    :func:`_shifted_stats` refuses a column, the pass is made again with that column shifted
+    by its first-pass mean; if still refused (overflow, NaN), the corrected two-pass of
+    :func:`_cols_stats`. Output: parallel over rows. (Tiling the columns so that the second
+    pass finds its tile in L2 was measured slower: a tile's rows are a page apart and the
+    hardware prefetchers stop at page boundaries.)
     """
     N, D = x.shape
     T = max(1, min(nthreads, N // _ROWS))
-    pm = np.zeros((T, D))  # per-chunk mean
-    pq = np.zeros((T, D))  # per-chunk M2
-    pn = np.zeros(T)  # per-chunk count
-    for t in prange(T):
-        m0 = np.empty(_TILE, x.dtype)
-        s = np.empty(_TILE, x.dtype)
-        q = np.empty(_TILE, x.dtype)
-        pn[t] = _cols_stats(x, t * N // T, (t + 1) * N // T, 0, D, pm[t], pq[t], m0, s, q)
-    mean[:] = pm[0]
-    m2 = pq[0].copy()
-    cnt = pn[0]
-    for t in range(1, T):
-        k = pn[t]
-        tot = cnt + k
-        delta = pm[t] - mean
-        mean += delta * (k / tot)
-        m2 += pq[t] + delta * delta * (cnt * k / tot)
-        cnt = tot
+    m0 = np.empty(D, x.dtype)
+    _cols_sample_mean(x, m0)
+    p1 = np.empty((T, D))  # per-chunk sum(x - m0)
+    p2 = np.empty((T, D))  # per-chunk sum((x - m0)^2)
+    m2 = np.empty(D)
+    redo = 0
+    for _attempt in range(2):  # a refused column's second shift is its first-pass mean
+        p1[:] = 0.0
+        p2[:] = 0.0
+        for t in prange(T):
+            s = np.empty(_TILE, x.dtype)
+            q = np.empty(_TILE, x.dtype)
+            _cols_shifted_sums(x, t * N // T, (t + 1) * N // T, m0, p1[t], p2[t], s, q)
+        redo = 0
+        for j in range(D):
+            t1 = 0.0
+            t2 = 0.0
+            for t in range(T):
+                t1 += p1[t, j]
+                t2 += p2[t, j]
+            ok, mean[j], m2[j] = _shifted_stats(m0[j], t1, t2, N)
+            if not ok:
+                m0[j] = _like(mean[j], x)
+                redo += 1
+        if redo == 0:
+            break
+    if redo:  # float32 overflow, or NaN/inf: the corrected two-pass with float64 fallbacks
+        mean[:] = 0.0
+        m2[:] = 0.0
+        b0 = np.empty(_TILE, x.dtype)
+        b1 = np.empty(_TILE, x.dtype)
+        b2 = np.empty(_TILE, x.dtype)
+        _cols_stats(x, 0, N, 0, D, mean, m2, b0, b1, b2)
     var[:] = m2 / N
     rstd[:] = 1.0 / np.sqrt(var + eps)
     mh, a, b = _affine_coefs(x, mean, rstd, gamma, beta)
