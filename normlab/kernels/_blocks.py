@@ -1,7 +1,8 @@
 """The numerics shared by the normalization kernels: block statistics, merges, fallbacks.
 
 Inlined into the kernels of :mod:`normlab.kernels.norm` (whose docstring gives the algorithm):
-the corrected two-pass statistics of a block in the input's dtype, Chan's merge in float64, the
+the one-pass shifted sums about a sample's mean and the test that accepts them, the corrected
+two-pass statistics of a block in the input's dtype (the fallback), Chan's merge in float64, the
 float64 redo of a block whose float32 sums overflow, gradient sums per block, and the
 per-channel coefficients of the element-wise passes.
 

@@ -9,27 +9,30 @@ reference its tests compare against). Two memory layouts cover the four layers:
   ``G = 1, K = D, S = 1``; group norm, ``K = C/G, S = H*W``); ``gamma``/``beta`` are per channel
   ``g*K + k``.
 
-Forward (train) makes two passes over memory: one for the mean and variance, one writing
-``y = (x - mu) * gamma / sqrt(var + eps) + beta`` (for rows, the second re-reads a row still in
-cache). Backward makes two: one for ``sum(dy)`` and ``sum(dy * xhat)``, one writing the closed
-form ``dx = gamma * rstd * (dy - mean(dy) - xhat * mean(dy * xhat))`` (rows use ``dy * gamma``
-inside the means, since there gamma varies within a row).
+Forward (train) makes two passes: one for the mean and variance, one writing
+``y = (x - mu) * gamma / sqrt(var + eps) + beta``. Backward makes two: one for ``sum(dy)`` and
+``sum(dy * xhat)``, one writing the closed form ``dx = gamma * rstd * (dy - mean(dy) - xhat *
+mean(dy * xhat))`` (rows use ``dy * gamma`` inside the means, since there gamma varies within a
+row). Rows (layer and group norm) and spatial batch norm (channel by channel) make their second
+pass over data still in cache; batch norm over (N, D) reads its input twice.
 
-Precision. The inner loops run in the input's dtype, so float32 input gets 16-wide float32
-vector arithmetic; everything that accumulates over more than one cache-sized block is float64:
+Precision. The inner loops run in the input's dtype, so float32 input gets float32 vector
+arithmetic; everything that accumulates over more than one cache-sized block is float64:
 
-* statistics are the *corrected two-pass* algorithm per block (at most ``_BLOCK`` elements, or
-  ``_ROWS`` rows of a column tile, in L1 for both passes): a rough mean ``m0``, then
-  ``sum(x - m0)`` and ``sum((x - m0)^2)``, giving the block's mean ``m0 + sum(x - m0)/n`` and
-  ``M2 = sum((x - m0)^2) - sum(x - m0)^2 / n`` in float64; blocks are merged with Chan et al.'s
-  update. Never ``E[x^2] - E[x]^2``: ``1e4 + 0.1 * noise`` in float32 keeps its variance.
+* statistics are one pass of *shifted sums* ``sum(x - m0)`` and ``sum((x - m0)^2)`` per block
+  (at most ``_BLOCK`` elements, or ``_ROWS`` rows of a column tile), ``m0`` the mean of a small
+  sample, added up in float64: ``mean = m0 + s/n``, ``M2 = q - s^2/n``. They are accepted only
+  when ``m0`` is within one standard deviation of the mean (:func:`_shifted_stats`), which
+  bounds the cancellation to one bit; otherwise the statistics are redone by the *corrected
+  two-pass* per block (the block's own mean first), blocks merged with Chan et al.'s update.
+  Never ``E[x^2] - E[x]^2``: ``1e4 + 0.1 * noise`` in float32 keeps its variance.
 * ``x - mean`` is computed as ``(x - mh) - ml`` with ``mh`` the mean rounded to the input dtype
   and ``ml = mean - mh`` (float64) folded into the per-channel shift: ``x - mh`` is exact when x
   is near the mean (Sterbenz), so a large common offset costs no digits.
 * gradient sums are accumulated per block in the input dtype and added into float64 totals.
 
-Reductions are split over threads by tiles of channels (or by blocks of rows with per-thread
-partial sums); element-wise passes by row. Inner loops run over 1-D row slices so LLVM
+Batch-norm reductions are split over threads by chunks of rows with per-thread partial sums;
+spatial batch norm by channels; rows by rows. Inner loops run over 1-D row slices so LLVM
 vectorises them.
 """
 
