@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import time
 
 import numpy as np
@@ -20,6 +21,19 @@ def setup(threads: int) -> None:
     pin_malloc_thresholds()
     numba.set_num_threads(threads)
     torch.set_num_threads(threads)
+
+
+def median_seconds(fn, repeat: int, warmup: int = 2) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` calls, after ``warmup`` untimed ones (JIT
+    compilation, first-touch allocation)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def machine_line(threads: int) -> str:

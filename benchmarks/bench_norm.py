@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from functools import partial
 
 import numpy as np
@@ -64,17 +62,6 @@ def _torch_step(torch, name, x, g, b, dy):
     y.backward(dy)
 
 
-def _median_time(fn, repeat):
-    fn()  # warm-up (and JIT compile)
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -83,7 +70,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     import torch
-    from _common import machine_line, setup
+    from _common import machine_line, median_seconds, setup
     from _floor import floor_seconds
 
     from normlab.kernels.norm import PARALLEL_MIN
@@ -101,7 +88,7 @@ def main(argv=None):
         t = {}
         for backend in ("numba", "numpy"):
             os.environ["NORMLAB_BACKEND"] = backend
-            t[backend] = _median_time(
+            t[backend] = median_seconds(
                 partial(_normlab_step, name, fwd, bwd, x, g, b, dy), args.repeat
             )
         os.environ.pop("NORMLAB_BACKEND")
@@ -109,10 +96,10 @@ def main(argv=None):
         gt = torch.from_numpy(g).requires_grad_(True)
         bt = torch.from_numpy(b).requires_grad_(True)
         dyt = torch.from_numpy(dy)
-        t["torch"] = _median_time(partial(_torch_step, torch, name, xt, gt, bt, dyt), args.repeat)
+        t["torch"] = median_seconds(partial(_torch_step, torch, name, xt, gt, bt, dyt), args.repeat)
         threads = args.threads if x.size >= PARALLEL_MIN else 1
         reads_twice = name == "batchnorm"  # the others find their second pass in cache
-        timer = partial(lambda repeat, fn: _median_time(fn, repeat), args.repeat)
+        timer = partial(lambda repeat, fn: median_seconds(fn, repeat), args.repeat)
         t["floor"] = floor_seconds(x, dy, reads_twice, threads, timer)
         rows.append((name, shape, t["numba"], t["numpy"], t["torch"], t["floor"]))
         if reads_twice:  # what a batch norm that kept each column tile in cache could reach

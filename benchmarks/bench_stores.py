@@ -14,8 +14,6 @@ identical output. Not a test: nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numba as nb
 import numpy as np
@@ -94,23 +92,12 @@ def _streaming(x, y):
         _sfence()
 
 
-def _median_ms(fn, repeat):
-    fn()
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=40)
     args = ap.parse_args(argv)
-    from _common import machine_line
+    from _common import machine_line, median_seconds
 
     nb.set_num_threads(args.threads)
     print(f"# {machine_line(args.threads)}; y = 1.5 x + 0.5, float32, median of {args.repeat}")
@@ -124,8 +111,8 @@ def main(argv=None):
         _streaming(x, y2)
         if not np.array_equal(y1, y2):
             raise SystemExit("the streaming kernel gave a different output")
-        t1 = _median_ms(lambda: _ordinary(x, y1), args.repeat)  # noqa: B023
-        t2 = _median_ms(lambda: _streaming(x, y2), args.repeat)  # noqa: B023
+        t1 = 1e3 * median_seconds(lambda: _ordinary(x, y1), args.repeat)  # noqa: B023
+        t2 = 1e3 * median_seconds(lambda: _streaming(x, y2), args.repeat)  # noqa: B023
         print(f"{mib:>5}  {t1:>11.3f}  {t2:>12.3f}  {t2 / t1:>18.2f}")
 
 

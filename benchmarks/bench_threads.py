@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 SETTINGS = [
     ("one thread", None, {}),
@@ -32,21 +30,10 @@ SETTINGS = [
 ]
 
 
-def _median_us(fn, repeat):
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e6
-
-
 def _measure(parallel_min, repeat):
     """Times (µs) in this process, with the kernels' threshold set to ``parallel_min``."""
     import numpy as np
-    from _common import setup
+    from _common import median_seconds, setup
 
     import normlab.kernels.norm as kern
     from normlab import layers as L
@@ -71,10 +58,14 @@ def _measure(parallel_min, repeat):
 
     X = rng.standard_normal((128, 784), dtype=np.float32)
     y = rng.integers(0, 10, 128)
-    out = {"layernorm": _median_us(ln, repeat), "batchnorm": _median_us(bn, repeat)}
+
+    def us(fn, n):
+        return 1e6 * median_seconds(fn, n, warmup=5)
+
+    out = {"layernorm": us(ln, repeat), "batchnorm": us(bn, repeat)}
     for norm in ("layernorm", "batchnorm"):
         net = FullyConnectedNet([512, 512, 512], input_dim=784, normalization=norm, seed=0)
-        out[f"mlp {norm}"] = _median_us(lambda net=net: net.loss(X, y), max(repeat // 4, 20))
+        out[f"mlp {norm}"] = us(lambda net=net: net.loss(X, y), max(repeat // 4, 20))
     return out
 
 
@@ -89,13 +80,17 @@ def main(argv=None):
         return
     from _common import machine_line
 
+    if len(os.sched_getaffinity(0)) < 2:
+        raise SystemExit("bench_threads compares one thread with two: it needs 2 usable cores")
     here = os.path.dirname(os.path.abspath(__file__))
     results = []
     for label, pm, env in SETTINGS:
         cmd = [sys.executable, __file__, "--repeat", str(args.repeat), "--child", str(pm or 0)]
         proc = subprocess.run(
-            cmd, env={**os.environ, **env}, cwd=here, capture_output=True, text=True, check=True
+            cmd, env={**os.environ, **env}, cwd=here, capture_output=True, text=True
         )
+        if proc.returncode:
+            raise SystemExit(f"setting {label!r} failed:\n{proc.stderr}")
         results.append((label, json.loads(proc.stdout.strip().splitlines()[-1])))
     print(f"# {machine_line(2)}; medians, float32, (128, 512) and a batch of 128")
     keys = ["layernorm", "batchnorm", "mlp layernorm", "mlp batchnorm"]

@@ -212,6 +212,32 @@ def _affine_coefs(x, mean, rstd, gamma, beta):
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _tile_shifted_sums(x, b0, b1, c0, c1, mu, s, q):
+    """``s = sum(x - mu)``, ``q = sum((x - mu)^2)`` over rows ``b0:b1`` of columns ``c0:c1``.
+
+    In x's dtype, four rows a sweep; ``mu``, ``s``, ``q`` hold at least ``c1 - c0`` values.
+    """
+    k = c1 - c0
+    s[:k] = 0
+    q[:k] = 0
+    n = b0
+    while n + 4 <= b1:
+        r0, r1, r2, r3 = x[n, c0:c1], x[n + 1, c0:c1], x[n + 2, c0:c1], x[n + 3, c0:c1]
+        for j in range(k):
+            mj = mu[j]
+            d0, d1, d2, d3 = r0[j] - mj, r1[j] - mj, r2[j] - mj, r3[j] - mj
+            s[j] += (d0 + d1) + (d2 + d3)
+            q[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+        n += 4
+    for r in range(n, b1):
+        r0 = x[r, c0:c1]
+        for j in range(k):
+            d = r0[j] - mu[j]
+            s[j] += d
+            q[j] += d * d
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
 def _cols_stats(x, n0, n1, e0, e1, m, m2, m0, s, q):
     """Means and M2 of columns ``e0:e1`` over rows ``n0:n1`` of x (N, D); the count.
 
@@ -244,23 +270,7 @@ def _cols_stats(x, n0, n1, e0, e1, m, m2, m0, s, q):
                     m0[j] += r0[j]
             for j in range(k):
                 m0[j] *= inv
-            s[:k] = 0
-            q[:k] = 0
-            n = b0
-            while n + 4 <= b1:
-                r0, r1, r2, r3 = x[n, c0:c1], x[n + 1, c0:c1], x[n + 2, c0:c1], x[n + 3, c0:c1]
-                for j in range(k):
-                    mj = m0[j]
-                    d0, d1, d2, d3 = r0[j] - mj, r1[j] - mj, r2[j] - mj, r3[j] - mj
-                    s[j] += (d0 + d1) + (d2 + d3)
-                    q[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
-                n += 4
-            for r in range(n, b1):
-                r0 = x[r, c0:c1]
-                for j in range(k):
-                    d = r0[j] - m0[j]
-                    s[j] += d
-                    q[j] += d * d
+            _tile_shifted_sums(x, b0, b1, c0, c1, m0, s, q)
             mm = m[c0:c1]
             mq = m2[c0:c1]
             check = 0.0  # float64 sum of q: not finite iff some q (or m0) overflowed or is NaN
@@ -318,24 +328,7 @@ def _cols_shifted_sums(x, n0, n1, m0, t1, t2, s, q):
         for c0 in range(0, D, _TILE):
             c1 = min(c0 + _TILE, D)
             k = c1 - c0
-            mu = m0[c0:c1]
-            s[:k] = 0
-            q[:k] = 0
-            n = b0
-            while n + 4 <= b1:
-                r0, r1, r2, r3 = x[n, c0:c1], x[n + 1, c0:c1], x[n + 2, c0:c1], x[n + 3, c0:c1]
-                for j in range(k):
-                    mj = mu[j]
-                    d0, d1, d2, d3 = r0[j] - mj, r1[j] - mj, r2[j] - mj, r3[j] - mj
-                    s[j] += (d0 + d1) + (d2 + d3)
-                    q[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
-                n += 4
-            for r in range(n, b1):
-                r0 = x[r, c0:c1]
-                for j in range(k):
-                    d = r0[j] - mu[j]
-                    s[j] += d
-                    q[j] += d * d
+            _tile_shifted_sums(x, b0, b1, c0, c1, m0[c0:c1], s, q)
             a1 = t1[c0:c1]
             a2 = t2[c0:c1]
             for j in range(k):
