@@ -16,14 +16,12 @@ from normlab.experiments.base import Experiment, RunSpec
 from normlab.experiments.config import ExperimentConfig, opt
 from normlab.experiments.runner import run_experiment
 from normlab.experiments.training import (
-    batch_size_run_name as run_name,
-)
-from normlab.experiments.training import (
     batch_size_runs,
     build_fc,
     load_data,
     norm_from_key,
     norm_label,
+    per_batch_size,
     train_solver,
 )
 
@@ -76,12 +74,8 @@ def run_task(config: BatchSizeConfig, params: dict, seed: int) -> dict:
 def summarize(config: BatchSizeConfig, outputs: dict, seconds: dict) -> dict:
     """Best validation and final training accuracy per (normalization, batch size)."""
     bss = list(config.batch_sizes)
-    best = {
-        n: [outputs[run_name(n, b)]["best_val_acc"] for b in bss] for n in config.normalizations
-    }
-    train = {
-        n: [outputs[run_name(n, b)]["train_acc"][-1] for b in bss] for n in config.normalizations
-    }
+    best = per_batch_size(config, outputs, lambda o: o["best_val_acc"])
+    train = per_batch_size(config, outputs, lambda o: o["train_acc"][-1])
     columns = ["normalization"] + [f"best val acc, bs={b}" for b in bss]
     columns += [f"final train acc, bs={b}" for b in bss]
     rows = [[norm_label(norm_from_key(n)), *best[n], *train[n]] for n in config.normalizations]

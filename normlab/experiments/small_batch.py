@@ -22,14 +22,12 @@ from normlab.experiments.base import Experiment, RunSpec
 from normlab.experiments.config import ExperimentConfig, opt
 from normlab.experiments.runner import run_experiment
 from normlab.experiments.training import (
-    batch_size_run_name as run_name,
-)
-from normlab.experiments.training import (
     batch_size_runs,
     load_data,
     norm_from_key,
     norm_label,
     num_classes,
+    per_batch_size,
     split_seed,
     train_solver,
 )
@@ -107,12 +105,8 @@ def summarize(config: SmallBatchConfig, outputs: dict, seconds: dict) -> dict:
     running statistics, so it is stored as ``best_epoch_test_acc``, not as a final accuracy.
     """
     bss = list(config.batch_sizes)
-    final_val = {
-        n: [outputs[run_name(n, b)]["final_val_acc"] for b in bss] for n in config.normalizations
-    }
-    best_test = {
-        n: [outputs[run_name(n, b)]["test_acc"] for b in bss] for n in config.normalizations
-    }
+    final_val = per_batch_size(config, outputs, lambda o: o["final_val_acc"])
+    best_test = per_batch_size(config, outputs, lambda o: o["test_acc"])
     columns = ["normalization"] + [f"test acc (best val epoch), bs={b}" for b in bss]
     rows = [[norm_label(norm_from_key(n)), *best_test[n]] for n in config.normalizations]
     return {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -165,6 +166,14 @@ def batch_size_runs(config: Any) -> list:
         for n in config.normalizations
         for b in config.batch_sizes
     ]
+
+
+def per_batch_size(config: Any, outputs: dict, pick: Callable[[dict], Any]) -> dict:
+    """``{norm: [pick(output of norm at B) for B in config.batch_sizes]}`` of a batch-size sweep."""
+    return {
+        n: [pick(outputs[batch_size_run_name(n, b)]) for b in config.batch_sizes]
+        for n in config.normalizations
+    }
 
 
 def build_fc(config: Any, data: dict, normalization: str, weight_scale: Any, seed: int):
