@@ -294,3 +294,36 @@ def test_one_pass_statistics_fall_back_when_their_sample_misleads(monkeypatch, l
     # the shifted sums alone are off by ~5e-6 here; the corrected two-pass by ~1e-7
     np.testing.assert_allclose(cache.var, ref.var, rtol=1e-6)
     np.testing.assert_allclose(out, ref_out, rtol=0, atol=2e-5 * np.abs(ref_out).max())
+
+
+@pytest.mark.parametrize("layer", ["batchnorm", "spatial", "layernorm", "groupnorm"])
+def test_kernels_give_the_same_bits_on_one_thread_and_on_two(monkeypatch, layer):
+    """The multi-threaded kernels split their reductions into a fixed number of chunks, not
+    one per thread, so a sweep gives the same numbers for ``--jobs 1`` (all threads) and
+    ``--jobs 2`` (one thread per worker)."""
+    import numba
+
+    from normlab.kernels import norm as kern
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two numba threads")
+    monkeypatch.setattr(kern, "PARALLEL_MIN", 1)  # the parallel kernels at a test's size
+    monkeypatch.setenv("NORMLAB_BACKEND", "numba")
+    rng = np.random.default_rng(5)
+    shape = {"batchnorm": (301, 70), "layernorm": (301, 70), "groupnorm": (9, 12, 30, 31)}
+    shape = shape.get(layer, (9, 8, 30, 31))
+    x = (3 + rng.standard_normal(shape)).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    g, b = rng.standard_normal(shape[1]).astype(np.float32), np.zeros(shape[1], np.float32)
+    fwd, bwd, extra = layer_calls(layer)
+    threads = numba.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            numba.set_num_threads(n)
+            out, cache = fwd(x, g, b, *extra)
+            results.append((out, cache.mean, cache.var, *bwd(dy, cache)))
+    finally:
+        numba.set_num_threads(threads)
+    for one, two in zip(*results, strict=True):
+        np.testing.assert_array_equal(one, two)

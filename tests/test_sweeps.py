@@ -34,11 +34,18 @@ def test_jobs_1_and_jobs_2_give_the_same_results(tmp_path, capsys):
     assert full["jobs"] == 2 and set(full["run_seconds"]) == set(full["runs"])
 
 
-def test_local_and_dask_cluster_give_the_same_results():
+def test_local_and_dask_cluster_give_the_same_results(monkeypatch):
     distributed = pytest.importorskip("distributed")
+    import normlab.experiments.training as training
+
     exp = get_experiment("bn-vs-baseline")
     config = exp.quick(exp.config_cls(dataset="digits"))
     local = strip_timings(run_experiment(exp, config))
+    preloads = []  # with a scheduler the data is the workers' business, not this process's
+    load_data = training.load_data
+    monkeypatch.setattr(
+        training, "load_data", lambda *a, **k: preloads.append(1) or load_data(*a, **k)
+    )
     with distributed.LocalCluster(
         n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None
     ) as cluster:
@@ -48,6 +55,7 @@ def test_local_and_dask_cluster_give_the_same_results():
             progress=lambda done, total, r: seen.append((done, total, r.name)),
         )  # fmt: skip
     assert remote["scheduler"] == cluster.scheduler_address
+    assert preloads == []
     assert strip_timings(remote) == local
     assert [(d, t) for d, t, _ in seen] == [(1, 2), (2, 2)]
     assert {name for _, _, name in seen} == {"none", "batchnorm"}
@@ -69,6 +77,26 @@ def test_worker_processes_use_one_numba_thread():
     assert {r.output["threads"] for r in out.values()} == {1}
     seq = run_tasks(_echo_task, 1, specs, seed=0, jobs=1)
     assert [r.output["seed"] for r in out.values()] == [r.output["seed"] for r in seq.values()]
+
+
+def _marking_task(config, params, seed):
+    """Marks that it started (in directory ``config``); run 'r0' fails at once, the rest wait."""
+    import pathlib
+    import time
+
+    pathlib.Path(config, params["name"]).touch()
+    if params["name"] == "r0":
+        raise ValueError("run r0 failed")
+    time.sleep(0.5)
+    return {}
+
+
+def test_a_failed_run_ends_a_local_sweep_without_starting_the_queued_ones(tmp_path):
+    specs = [RunSpec(f"r{i}", {"name": f"r{i}"}) for i in range(10)]
+    with pytest.raises(ValueError, match="run r0 failed"):
+        run_tasks(_marking_task, str(tmp_path), specs, seed=0, jobs=2)
+    started = {p.name for p in tmp_path.iterdir()}
+    assert "r0" in started and len(started) < 10  # the queued runs were cancelled
 
 
 def test_derive_seed():

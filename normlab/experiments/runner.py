@@ -183,8 +183,14 @@ def run_tasks(
                 pool.submit(_execute, fn, config, s.name, s.params, sd, True)
                 for s, sd in zip(specs, seeds, strict=True)
             ]
-            for fut in as_completed(futures):
-                finished(fut.result())
+            try:
+                for fut in as_completed(futures):
+                    finished(fut.result())
+            except BaseException:
+                # a failed run (or Ctrl-C) ends the sweep: the queued runs never start; leaving
+                # the block then waits only for the ones already running
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     return {n: done[n] for n in names}
 
 
@@ -206,8 +212,12 @@ def _run_dask(fn, config, specs, seeds, address, finished) -> None:
             client.submit(_execute, fn, config, s.name, s.params, sd, True, pure=False)
             for s, sd in zip(specs, seeds, strict=True)
         ]
-        for fut in dask_completed(futures, loop=client.loop):
-            finished(fut.result())
+        try:
+            for fut in dask_completed(futures, loop=client.loop):
+                finished(fut.result())
+        except BaseException:
+            client.cancel(futures)  # a failed run ends the sweep on the cluster too
+            raise
 
 
 def environment() -> dict:
@@ -292,11 +302,13 @@ def run_experiment(
             f"got {type(config).__name__}"
         )
     t0 = time.perf_counter()
-    # Load the data here first: a missing dataset fails now, with one clear error, rather than
-    # in every worker; with jobs=1 the tasks then reuse this process's cached copy.
-    from normlab.experiments.training import load_data
+    if scheduler is None:
+        # Load the data here first: a missing dataset fails now, with one clear error, rather
+        # than in every worker; with jobs=1 the tasks then reuse this process's cached copy.
+        # (With a Dask scheduler the data must be where the workers are, not here.)
+        from normlab.experiments.training import load_data
 
-    load_data(config, num_training=getattr(config, "num_training", None))
+        load_data(config, num_training=getattr(config, "num_training", None))
     specs = experiment.runs(config)
     done = run_tasks(experiment.run_task, config, specs, config.seed, jobs, scheduler, progress)
     outputs = {name: r.output for name, r in done.items()}

@@ -31,8 +31,9 @@ arithmetic; everything that accumulates over more than one cache-sized block is 
   is near the mean (Sterbenz), so a large common offset costs no digits.
 * gradient sums are accumulated per block in the input dtype and added into float64 totals.
 
-Batch-norm reductions are split over threads by chunks of rows with per-thread partial sums;
-spatial batch norm by channels; rows by rows. Inner loops run over 1-D row slices so LLVM
+Batch-norm reductions are split into a fixed number of chunks of rows (:data:`CHUNKS`) with
+per-chunk partial sums, which the threads share; spatial batch norm is split by channels, rows
+by rows: the same bits for any thread count. Inner loops run over 1-D row slices so LLVM
 vectorises them.
 """
 
@@ -76,6 +77,19 @@ _FLUSH = 64  # rows of layer-norm parameter gradients summed in x's dtype before
 PARALLEL_MIN = 1 << 20
 
 
+# Reductions over rows are split into this many chunks (fewer for short inputs), each summed on
+# its own and the chunks added in order: the grouping of the sums, and so every bit of the
+# result, depends on the input's size alone, never on the thread count (numba's threads share
+# the chunks). A sweep then gives the same numbers in one process and in one-thread workers.
+CHUNKS = 8
+
+
+def chunks(size: int) -> int:
+    """Chunks of the row reductions for an input of ``size`` elements (1 below
+    ``PARALLEL_MIN``, where the kernels run on one thread)."""
+    return CHUNKS if size >= PARALLEL_MIN else 1
+
+
 class Kernel(NamedTuple):
     """A kernel compiled twice from one source: multi-threaded and single-threaded."""
 
@@ -108,12 +122,12 @@ def ema_update(running_mean, running_var, mean, var, momentum, var_factor):
 
 
 @_jit
-def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nthreads):
+def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nchunks):
     """Batch norm over columns, S = 1: x (N, D) -> out (N, D); mean, var, rstd (D,) float64 out.
 
     Statistics in one pass: sums of ``x - m0`` and ``(x - m0)^2``, ``m0`` the mean of sampled
-    rows, by ``nthreads`` chunks of rows in parallel (memory read in order; numba cannot cache
-    a kernel that asks for its thread count itself), added up in float64. If
+    rows, by ``nchunks`` chunks of rows in parallel (:func:`chunks`; memory read in order),
+    added up in float64. If
     :func:`_shifted_stats` refuses a column, the pass is made again with that column shifted
     by its first-pass mean; if still refused (overflow, NaN), the corrected two-pass of
     :func:`_cols_stats`. Output: parallel over rows. (Tiling the columns so that the second
@@ -121,7 +135,7 @@ def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nthreads):
     hardware prefetchers stop at page boundaries.)
     """
     N, D = x.shape
-    T = max(1, min(nthreads, N // _ROWS))
+    T = max(1, min(nchunks, N // _ROWS))
     m0 = np.empty(D, x.dtype)
     _cols_sample_mean(x, m0)
     p1 = np.empty((T, D))  # per-chunk sum(x - m0)
@@ -136,7 +150,7 @@ def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nthreads):
             q = np.empty(_TILE, x.dtype)
             _cols_shifted_sums(x, t * N // T, (t + 1) * N // T, m0, p1[t], p2[t], s, q)
         redo = 0
-        for j in range(D):
+        for j in prange(D):
             t1 = 0.0
             t2 = 0.0
             for t in range(T):
@@ -166,10 +180,10 @@ def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nthreads):
 
 
 @_jit
-def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nthreads):
+def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nchunks):
     """Closed-form batch-norm backward, S = 1: dy, x (N, D) -> dx (N, D); dgamma, dbeta (D,).
 
-    Pass 1, ``nthreads`` chunks of rows in parallel: ``sum(dy)`` and ``sum(dy * (x - mh))``
+    Pass 1, ``nchunks`` chunks of rows in parallel: ``sum(dy)`` and ``sum(dy * (x - mh))``
     per column by :func:`_cols_grad_sums`, into float64 per-chunk totals. Pass 2, parallel over
     rows: ``dx = A * dy + B * (x - mh) + Cc`` per column.
     """
@@ -177,14 +191,14 @@ def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nthreads):
     mh = np.empty(D, x.dtype)
     for j in range(D):
         mh[j] = _like(mean[j], x)
-    T = max(1, min(nthreads, N // _ROWS))
+    T = max(1, min(nchunks, N // _ROWS))
     ps = np.zeros((T, D))  # float64 sum(dy) per chunk
     pd = np.zeros((T, D))  # float64 sum(dy * (x - mh)) per chunk
     for t in prange(T):
         bdy = np.empty(_TILE, x.dtype)
         bdx = np.empty(_TILE, x.dtype)
         _cols_grad_sums(dy, x, t * N // T, (t + 1) * N // T, 0, D, mh, ps[t], pd[t], bdy, bdx)
-    for j in range(D):
+    for j in prange(D):
         sdy = 0.0
         sdx = 0.0
         for t in range(T):
@@ -311,7 +325,7 @@ def rows_forward(x, gamma, beta, G, K, S, eps, out, mean, var, rstd):
 def rows_backward(dy, x, mean, rstd, gamma, G, K, S, dx, dgamma_part, dbeta_part):
     """Closed-form layer/group-norm backward per row.
 
-    dy, x (R, L) -> dx (R, L); per-thread partial parameter gradients dgamma_part,
+    dy, x (R, L) -> dx (R, L); per-chunk partial parameter gradients dgamma_part,
     dbeta_part (T, G*K) float64, zero on entry, summed over T by the caller. Each row's second
     pass re-reads it from cache. For S == 1 the per-feature gradient sums are kept in x's dtype
     over ``_FLUSH`` rows and then added into the float64 partials.

@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
 from normlab.kernels import get_backend
@@ -211,11 +210,6 @@ def _backward_fixed(dout, cache):
 # --- the fused kernels ------------------------------------------------------------------------
 
 
-def _threads(size):
-    """Threads a kernel on ``size`` elements will use (1 below the parallel threshold)."""
-    return numba.get_num_threads() if size >= kern.PARALLEL_MIN else 1
-
-
 def _forward_kernel(x, gamma, beta, kind, eps, view):
     N, G, K, S = view
     x = np.ascontiguousarray(x)
@@ -227,7 +221,7 @@ def _forward_kernel(x, gamma, beta, kind, eps, view):
         if S == 1:
             sh = (N, G)
             fn = kern.cols_forward.pick(x.size)
-            fn(x.reshape(sh), g, b, eps, out.reshape(sh), mean, var, rstd, _threads(x.size))
+            fn(x.reshape(sh), g, b, eps, out.reshape(sh), mean, var, rstd, kern.chunks(x.size))
         else:
             sh = (N, G, S)
             fn = kern.spatial_forward.pick(x.size)
@@ -247,7 +241,7 @@ def _backward_kernel(dout, cache):
     dy = np.ascontiguousarray(dout, dtype=x.dtype)
     dx = np.empty_like(x)
     g = np.ascontiguousarray(cache.gamma).reshape(-1)  # (C,)
-    T = _threads(x.size)
+    T = kern.chunks(x.size)
     if cache.kind == BATCH:
         dgamma, dbeta = np.empty(G), np.empty(G)
         stats = (cache.mean, cache.rstd, g)
@@ -260,7 +254,7 @@ def _backward_kernel(dout, cache):
             fn = kern.spatial_backward.pick(x.size)
             fn(dy.reshape(sh), x.reshape(sh), *stats, dx.reshape(sh), dgamma, dbeta)
         return dx, dgamma, dbeta
-    T = min(T, N * G)  # per-thread partial sums of dgamma, dbeta
+    T = min(T, N * G)  # per-chunk partial sums of dgamma, dbeta
     dgp, dbp = np.zeros((T, G * K)), np.zeros((T, G * K))
     sh = (N * G, K * S)
     kern.rows_backward.pick(x.size)(
@@ -276,6 +270,6 @@ def _backward_kernel(dout, cache):
         dgp,
         dbp,
     )
-    if T == 1:  # one thread: its partials are the sums (saves two NumPy reductions)
+    if T == 1:  # one chunk: its partials are the sums (saves two NumPy reductions)
         return dx, dgp[0], dbp[0]
     return dx, dgp.sum(axis=0), dbp.sum(axis=0)
