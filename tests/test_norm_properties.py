@@ -327,3 +327,28 @@ def test_kernels_give_the_same_bits_on_one_thread_and_on_two(monkeypatch, layer)
         numba.set_num_threads(threads)
     for one, two in zip(*results, strict=True):
         np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the reference's inf - inf
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("layer", ["batchnorm", "spatial", "layernorm", "groupnorm"])
+def test_kernels_propagate_nan_and_inf_like_the_reference(monkeypatch, layer, bad):
+    """One NaN (or inf) value: the kernels' fallbacks must not hide it nor spread it further
+    than the NumPy reference does (its channel, row or group, and the sums it enters)."""
+    rng = np.random.default_rng(2)
+    shape = {"batchnorm": (40, 9), "layernorm": (40, 9)}.get(layer, (5, 6, 7, 7))
+    x = (5 + rng.standard_normal(shape)).astype(np.float32)
+    x.reshape(-1)[17] = bad
+    dy = rng.standard_normal(shape).astype(np.float32)
+    g, b = np.ones(shape[1], np.float32), np.zeros(shape[1], np.float32)
+    results = {}
+    for backend in ("numba", "numpy"):
+        monkeypatch.setenv("NORMLAB_BACKEND", backend)
+        fwd, bwd, extra = layer_calls(layer)
+        out, cache = fwd(x, g, b, *extra)
+        results[backend] = (out, cache.mean, cache.var, *bwd(dy, cache))
+    assert np.isfinite(results["numpy"][0]).mean() > 0.5  # the output is mostly unharmed
+    for got, want in zip(results["numba"], results["numpy"], strict=True):
+        np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+        ok = np.isfinite(want)
+        np.testing.assert_allclose(got[ok], want[ok], rtol=2e-5, atol=2e-5)
