@@ -15,13 +15,14 @@ N times all of them; the normalization kernels give the same bits for any thread
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -179,18 +180,25 @@ def run_tasks(
         ctx = multiprocessing.get_context("spawn")
         workers = min(jobs, total)
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
-            futures = [
-                pool.submit(_execute, fn, config, s.name, s.params, sd, True)
-                for s, sd in zip(specs, seeds, strict=True)
-            ]
-            try:
-                for fut in as_completed(futures):
+            # At most `workers` runs are in the pool at a time, the next submitted as one ends:
+            # a failed run (or Ctrl-C) then ends the sweep with no queued run left to start,
+            # and leaving the block waits only for the runs still going.
+            todo = iter(zip(specs, seeds, strict=True))
+            running = set()
+
+            def submit_next() -> None:
+                for s, sd in todo:
+                    running.add(pool.submit(_execute, fn, config, s.name, s.params, sd, True))
+                    return
+
+            for _ in range(workers):
+                submit_next()
+            while running:
+                ended, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in ended:
+                    running.discard(fut)
                     finished(fut.result())
-            except BaseException:
-                # a failed run (or Ctrl-C) ends the sweep: the queued runs never start; leaving
-                # the block then waits only for the ones already running
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+                    submit_next()
     return {n: done[n] for n in names}
 
 
@@ -216,7 +224,8 @@ def _run_dask(fn, config, specs, seeds, address, finished) -> None:
             for fut in dask_completed(futures, loop=client.loop):
                 finished(fut.result())
         except BaseException:
-            client.cancel(futures)  # a failed run ends the sweep on the cluster too
+            with contextlib.suppress(Exception):  # the client may be gone: keep the first error
+                client.cancel(futures)  # a failed run ends the sweep on the cluster too
             raise
 
 
