@@ -111,6 +111,8 @@ def main(argv=None):
         _streaming(x, y2)
         if not np.array_equal(y1, y2):
             raise SystemExit("the streaming kernel gave a different output")
+        if "vmovnt" not in _streaming.inspect_asm(_streaming.signatures[0]):
+            raise SystemExit("the streaming kernel compiled without non-temporal stores")
         t1 = 1e3 * median_seconds(lambda: _ordinary(x, y1), args.repeat)  # noqa: B023
         t2 = 1e3 * median_seconds(lambda: _streaming(x, y2), args.repeat)  # noqa: B023
         print(f"{mib:>5}  {t1:>11.3f}  {t2:>12.3f}  {t2 / t1:>18.2f}")

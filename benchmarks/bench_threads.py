@@ -80,7 +80,8 @@ def main(argv=None):
         return
     from _common import machine_line
 
-    if len(os.sched_getaffinity(0)) < 2:
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count())
+    if len(usable) < 2:
         raise SystemExit("bench_threads compares one thread with two: it needs 2 usable cores")
     here = os.path.dirname(os.path.abspath(__file__))
     results = []

@@ -250,13 +250,17 @@ def _sampled_far_from_mean(layer, rng):
     if layer == "batchnorm":  # the 32 rows sampled for the columns' shift: every 512th
         x[: 32 * 512 : 512] += 100.0
         return x
-    if layer == "spatial":  # every 128th value of a channel's 8192, in (n, h, w) order
-        x.reshape(shape[0], shape[1], -1)[:, :, ::128] += 100.0
+    if layer == "spatial":  # 64 values per channel: image i*N//64, pixel at golden-ratio steps
+        N, S = shape[0], shape[2] * shape[3]
+        x3 = x.reshape(N, shape[1], S)
+        for i in range(64):
+            x3[i * N // 64, :, min(int((i * 0.6180339887498949 + 0.5) % 1.0 * S), S - 1)] += 100
         return x
     rows = x.reshape(shape[0] * (3 if layer == "groupnorm" else 1), -1)
     q = rows.shape[1] // 4
-    for c in range(4):  # four runs of 16 at the row's quarters
-        rows[:, c * q : c * q + 16] += 100.0
+    for c in range(4):  # four runs of 16, 37 % into each quarter of a row
+        start = c * q + (q - 16) * 37 // 100
+        rows[:, start : start + 16] += 100.0
     return x
 
 
@@ -352,3 +356,35 @@ def test_kernels_propagate_nan_and_inf_like_the_reference(monkeypatch, layer, ba
         np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
         ok = np.isfinite(want)
         np.testing.assert_allclose(got[ok], want[ok], rtol=2e-5, atol=2e-5)
+
+
+def test_one_pass_statistics_accept_constant_rows_and_columns():
+    """A constant row or column (a padded border, a dead unit) is not refused: its sample mean
+    is summed in float64, so it is the value itself and the shifted sums are exactly zero."""
+    import numba
+
+    from normlab.kernels._blocks import (
+        _cols_sample_mean,
+        _sample_mean,
+        _shifted_stats,
+        _shifted_sums,
+    )
+
+    @numba.njit
+    def row_stats(row):
+        m0 = _sample_mean(row)
+        t1, t2 = _shifted_sums(row, m0)
+        return _shifted_stats(m0, t1, t2, row.shape[0])
+
+    @numba.njit
+    def col_shift(x):
+        m0 = np.empty(x.shape[1], x.dtype)
+        _cols_sample_mean(x, m0)
+        return m0
+
+    for value in (-0.4242, 0.1, 1e4 + 0.3, 3e-39):  # rounding-prone, offset, subnormal
+        row = np.full(500, value, np.float32)
+        ok, mean, m2 = row_stats(row)
+        assert ok and mean == np.float32(value) and m2 == 0.0
+        cols = np.full((100, 3), value, np.float32)
+        np.testing.assert_array_equal(col_shift(cols), cols[0])

@@ -116,19 +116,23 @@ def _seg_stats(a):
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
 def _sample_mean(a):
     """Mean of a sample of a 1-D array, in its dtype: all of it up to ``_SAMPLE`` values, else
-    four runs of ``_SAMPLE // 4`` values at its quarters (contiguous runs: one vector each)."""
+    four contiguous runs of ``_SAMPLE // 4`` (one vector each), one per quarter, 37 % of the
+    way into it (not at its start, which in group norm is a channel's border row). Summed in
+    float64, so that a constant array's sample mean is its value exactly."""
     n = a.shape[0]
-    t = _like(0.0, a)
+    t = 0.0
     if n <= _SAMPLE:
         for i in range(n):
             t += a[i]
-        return t / _like(n, a)
+        return _like(t / max(n, 1), a)
     w = _SAMPLE // 4
+    q = n // 4
     for c in range(4):
-        run = a[c * (n // 4) : c * (n // 4) + w]
+        start = c * q + (q - w) * 37 // 100
+        run = a[start : start + w]
         for i in range(w):
             t += run[i]
-    return t / _like(_SAMPLE, a)
+    return _like(t / _SAMPLE, a)
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
@@ -300,18 +304,21 @@ def _cols_stats(x, n0, n1, e0, e1, m, m2, m0, s, q):
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
 def _cols_sample_mean(x, m0):
     """Per-column mean of up to ``_SAMPLE_ROWS`` rows spread over x (N, D), into m0 (D,) in x's
-    dtype: the shift of :func:`_cols_shifted_sums`."""
-    N = x.shape[0]
+    dtype: the shift of :func:`_cols_shifted_sums`. Summed in float64, so that a constant
+    column's sample mean is its value exactly."""
+    N, D = x.shape
     k = min(N, _SAMPLE_ROWS)
+    if k == 0:
+        m0[:] = 0
+        return
     step = N // k
-    m0[:] = 0
+    t = np.zeros(D)
     for i in range(k):
         r = x[i * step]
-        for j in range(m0.shape[0]):
-            m0[j] += r[j]
-    inv = _like(1.0 / k, x)
-    for j in range(m0.shape[0]):
-        m0[j] *= inv
+        for j in range(D):
+            t[j] += r[j]
+    for j in range(D):
+        m0[j] = _like(t[j] / k, x)
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
