@@ -81,26 +81,44 @@ def test_worker_processes_use_one_numba_thread():
 
 
 def _marking_task(config, params, seed):
-    """Marks that it started (in directory ``config``); run 'r0' fails at once, the rest wait."""
+    """Marks that it started (in directory ``config``), sleeps, then fails if told to."""
     import pathlib
-    import time
 
     pathlib.Path(config, params["name"]).touch()
-    if params["name"] == "r0":
-        raise ValueError("run r0 failed")
-    time.sleep(0.5)
+    time.sleep(params["sleep"])
+    if params["fail"]:
+        raise ValueError(f"run {params['name']} failed")
     return {}
 
 
+def _marking_specs(n, fail_sleep, sleep):
+    """``n`` runs of :func:`_marking_task`; r0 fails after ``fail_sleep`` seconds."""
+    params = [{"name": f"r{i}", "fail": i == 0, "sleep": sleep} for i in range(n)]
+    params[0]["sleep"] = fail_sleep
+    return [RunSpec(p["name"], p) for p in params]
+
+
 def test_a_failed_run_ends_a_local_sweep_without_starting_the_queued_ones(tmp_path):
-    specs = [RunSpec(f"r{i}", {"name": f"r{i}"}) for i in range(10)]
     with pytest.raises(ValueError, match="run r0 failed"):
-        run_tasks(_marking_task, str(tmp_path), specs, seed=0, jobs=2)
+        run_tasks(_marking_task, str(tmp_path), _marking_specs(10, 0.0, 0.5), seed=0, jobs=2)
     started = {p.name for p in tmp_path.iterdir()}
-    # r0 and the run beside it: nothing was queued behind them
-    assert "r0" in started and len(started) <= 3
-    time.sleep(1.0)  # and nothing starts after the error (the pool is gone)
-    assert {p.name for p in tmp_path.iterdir()} == started
+    assert started == {"r0", "r1"}  # r0 and the run beside it: nothing was queued behind them
+
+
+def test_a_run_failing_during_a_slow_progress_callback_still_ends_the_sweep(tmp_path):
+    """r1 ends first and its progress callback takes 1.5 s, during which r0 fails: the sweep
+    must raise without starting r2 (the failure is checked before every submission)."""
+    slow = []
+
+    def progress(done, total, result):
+        if not slow:
+            slow.append(1)
+            time.sleep(1.5)
+
+    specs = _marking_specs(6, 0.8, 0.1)
+    with pytest.raises(ValueError, match="run r0 failed"):
+        run_tasks(_marking_task, str(tmp_path), specs, seed=0, jobs=2, progress=progress)
+    assert {p.name for p in tmp_path.iterdir()} == {"r0", "r1"}
 
 
 def test_derive_seed():

@@ -187,17 +187,22 @@ def run_tasks(
             running = set()
 
             def submit_next() -> None:
-                for s, sd in todo:
+                for fut in running:  # a run that failed meanwhile: raise, start nothing more
+                    if fut.done():
+                        fut.result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    s, sd = nxt
                     running.add(pool.submit(_execute, fn, config, s.name, s.params, sd, True))
-                    return
 
             for _ in range(workers):
                 submit_next()
             while running:
                 ended, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in ended:
-                    running.discard(fut)
-                    finished(fut.result())
+                running -= ended
+                results = [fut.result() for fut in ended]  # any failure raises before a submit
+                for result in results:
+                    finished(result)
                     submit_next()
     return {n: done[n] for n in names}
 
