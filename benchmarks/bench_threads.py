@@ -80,7 +80,9 @@ def main(argv=None):
         return
     from _common import machine_line
 
-    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count())
+    usable = (
+        os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    )
     if len(usable) < 2:
         raise SystemExit("bench_threads compares one thread with two: it needs 2 usable cores")
     here = os.path.dirname(os.path.abspath(__file__))

@@ -359,11 +359,13 @@ def test_kernels_propagate_nan_and_inf_like_the_reference(monkeypatch, layer, ba
 
 
 def test_one_pass_statistics_accept_constant_rows_and_columns():
-    """A constant row or column (a padded border, a dead unit) is not refused: its sample mean
-    is summed in float64, so it is the value itself and the shifted sums are exactly zero."""
+    """A constant float32 row, column or channel (a padded border, a dead unit) is not refused:
+    its sample mean is summed in float64, so it is the value itself and the shifted sums are
+    exactly zero."""
     import numba
 
     from normlab.kernels._blocks import (
+        _channel_sample_mean,
         _cols_sample_mean,
         _sample_mean,
         _shifted_stats,
@@ -382,9 +384,33 @@ def test_one_pass_statistics_accept_constant_rows_and_columns():
         _cols_sample_mean(x, m0)
         return m0
 
+    @numba.njit
+    def channel_shift(x):
+        return _channel_sample_mean(x, 1)
+
     for value in (-0.4242, 0.1, 1e4 + 0.3, 3e-39):  # rounding-prone, offset, subnormal
         row = np.full(500, value, np.float32)
         ok, mean, m2 = row_stats(row)
         assert ok and mean == np.float32(value) and m2 == 0.0
         cols = np.full((100, 3), value, np.float32)
         np.testing.assert_array_equal(col_shift(cols), cols[0])
+        assert channel_shift(np.full((64, 3, 49), value, np.float32)) == np.float32(value)
+
+
+def test_spatial_sample_spreads_over_pixels_not_just_images():
+    """A batch of 128 conv outputs whose pixel 0 is padding (0) and the rest ~1e4: the sample
+    must not land on pixel 0 of every image (then it is ~28 standard deviations off and every
+    channel would take the fallback)."""
+    import numba
+
+    from normlab.kernels._blocks import _channel_sample_mean
+
+    @numba.njit
+    def channel_shift(x):
+        return _channel_sample_mean(x, 0)
+
+    rng = np.random.default_rng(4)
+    x = (1e4 + rng.standard_normal((128, 2, 784))).astype(np.float32)
+    x[:, :, 0] = 0.0
+    v = x[:, 0].astype(np.float64)
+    assert abs(channel_shift(x) - v.mean()) < v.std()

@@ -118,7 +118,7 @@ def _sample_mean(a):
     """Mean of a sample of a 1-D array, in its dtype: all of it up to ``_SAMPLE`` values, else
     four contiguous runs of ``_SAMPLE // 4`` (one vector each), one per quarter, 37 % of the
     way into it (not at its start, which in group norm is a channel's border row). Summed in
-    float64, so that a constant array's sample mean is its value exactly."""
+    float64, so that a constant float32 array's sample mean is its value exactly."""
     n = a.shape[0]
     t = 0.0
     if n <= _SAMPLE:
@@ -133,6 +133,26 @@ def _sample_mean(a):
         for i in range(w):
             t += run[i]
     return _like(t / _SAMPLE, a)
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _channel_sample_mean(x, ch):
+    """Mean of a sample of channel ``ch`` of x (N, C, S), in x's dtype: all of it up to
+    ``_SAMPLE`` values, else ``_SAMPLE`` values, image ``i*N//_SAMPLE`` and pixels at
+    golden-ratio steps (a batch of 64k images would otherwise put every sample on the same
+    pixel, a padded border in a conv output). Summed in float64: exact for a constant float32
+    channel."""
+    N, _, S = x.shape
+    t = 0.0
+    if N * S <= _SAMPLE:
+        for n in range(N):
+            for s in range(S):
+                t += x[n, ch, s]
+        return _like(t / max(N * S, 1), x)
+    for i in range(_SAMPLE):
+        frac = (i * 0.6180339887498949 + 0.5) % 1.0
+        t += x[i * N // _SAMPLE, ch, min(int(frac * S), S - 1)]
+    return _like(t / _SAMPLE, x)
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
@@ -305,7 +325,7 @@ def _cols_stats(x, n0, n1, e0, e1, m, m2, m0, s, q):
 def _cols_sample_mean(x, m0):
     """Per-column mean of up to ``_SAMPLE_ROWS`` rows spread over x (N, D), into m0 (D,) in x's
     dtype: the shift of :func:`_cols_shifted_sums`. Summed in float64, so that a constant
-    column's sample mean is its value exactly."""
+    float32 column's sample mean is its value exactly."""
     N, D = x.shape
     k = min(N, _SAMPLE_ROWS)
     if k == 0:

@@ -50,12 +50,12 @@ from normlab.kernels._blocks import (
     _BLOCK,
     _FAST,
     _ROWS,
-    _SAMPLE,
     _TILE,
     _affine_coef,
     _affine_coefs,
     _backward_coef,
     _backward_coefs,
+    _channel_sample_mean,
     _cols_grad_sums,
     _cols_sample_mean,
     _cols_shifted_sums,
@@ -226,12 +226,7 @@ def spatial_forward(x, gamma, beta, eps, out, mean, var, rstd):
     N, C, S = x.shape
     M = N * S
     for ch in prange(C):
-        k = min(M, _SAMPLE)  # sample values spread over the channel's images and pixels,
-        t = 0.0  # the pixels at golden-ratio steps (a batch of 64k would otherwise land every
-        for i in range(k):  # sample on pixel 0, a padded border)
-            frac = (i * 0.6180339887498949 + 0.5) % 1.0
-            t += x[i * N // k, ch, min(int(frac * S), S - 1)]
-        m0 = _like(t / k, x)  # float64 sum: a constant channel's sample mean is exact
+        m0 = _channel_sample_mean(x, ch)
         t1, t2 = 0.0, 0.0
         for n in range(N):
             a1, a2 = _shifted_sums(x[n, ch], m0)
