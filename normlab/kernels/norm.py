@@ -127,12 +127,11 @@ def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nchunks):
 
     Statistics in one pass: sums of ``x - m0`` and ``(x - m0)^2``, ``m0`` the mean of sampled
     rows, by ``nchunks`` chunks of rows in parallel (:func:`chunks`; memory read in order),
-    added up in float64. If
-    :func:`_shifted_stats` refuses a column, the pass is made again with that column shifted
-    by its first-pass mean; if still refused (overflow, NaN), the corrected two-pass of
-    :func:`_cols_stats`. Output: parallel over rows. (Tiling the columns so that the second
-    pass finds its tile in L2 was measured slower: a tile's rows are a page apart and the
-    hardware prefetchers stop at page boundaries.)
+    added up in float64. If :func:`_shifted_stats` refuses a column, the pass is made again
+    with that column shifted by its first-pass mean; if one is still refused (overflow, NaN),
+    every column by the corrected two-pass of :func:`_cols_stats`. Output: parallel over rows.
+    (Tiling the columns so that the second pass finds its tile in L2 was measured slower: a
+    tile's rows are a page apart and the hardware prefetchers stop at page boundaries.)
     """
     N, D = x.shape
     T = max(1, min(nchunks, N // _ROWS))
@@ -204,6 +203,7 @@ def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nchunks):
         for t in range(T):
             sdy += ps[t, j]
             sdx += pd[t, j]
+        # sum(dy * (x - mean)) = sum(dy * (x - mh)) - (mean - mh) * sum(dy)
         dgamma[j] = (sdx - (mean[j] - mh[j]) * sdy) * rstd[j]
         dbeta[j] = sdy
     _, A, B, Cc = _backward_coefs(x, mean, rstd, gamma, dgamma, dbeta, N)
