@@ -55,16 +55,10 @@ def _block_stats(a):
     for i in range(1, n):
         t += a[i]
     m0 = _like(t / n, a)
-    s = _like(0.0, a)
-    q = _like(0.0, a)
-    for i in range(n):
-        d = a[i] - m0
-        s += d
-        q += d * d
+    s, q = _shifted_sums(a, m0)  # one block: its dtype's sums, as float64
     if not (np.isfinite(t) and np.isfinite(q)):  # float32 overflow (|x| > ~1e19), or NaN/inf
         return _block_stats64(a)
-    s64 = np.float64(s)
-    return m0 + s64 / n, max(np.float64(q) - s64 * s64 / n, 0.0)
+    return m0 + s / n, max(q - s * s / n, 0.0)
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
@@ -262,24 +256,24 @@ def _tile_shifted_sums(x, b0, b1, c0, c1, mu, s, q):
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
-def _cols_stats(x, n0, n1, e0, e1, m, m2, m0, s, q):
-    """Means and M2 of columns ``e0:e1`` over rows ``n0:n1`` of x (N, D); the count.
+def _cols_stats(x, m, m2, m0, s, q):
+    """Column means and M2 of x (N, D) into ``m, m2`` (D,) float64, zero on entry.
 
-    Into ``m, m2`` (D,) float64, zero on entry in those columns. Blocks of ``_ROWS`` rows, in
-    tiles of ``_TILE`` columns (in L1 for both passes of the corrected two-pass, four rows per
-    sweep), merged down the rows with Chan's update. ``m0, s, q`` are scratch (_TILE,) arrays
-    of x's dtype.
+    Blocks of ``_ROWS`` rows, in tiles of ``_TILE`` columns (in L1 for both passes of the
+    corrected two-pass, four rows per sweep), merged down the rows with Chan's update.
+    ``m0, s, q`` are scratch (_TILE,) arrays of x's dtype.
     """
+    N, D = x.shape
     cnt = 0
-    for b0 in range(n0, n1, _ROWS):
-        b1 = min(b0 + _ROWS, n1)
+    for b0 in range(0, N, _ROWS):
+        b1 = min(b0 + _ROWS, N)
         nb_ = b1 - b0
         f1 = nb_ / (cnt + nb_)
         f2 = cnt * f1
         inb = 1.0 / nb_
         inv = _like(inb, x)
-        for c0 in range(e0, e1, _TILE):
-            c1 = min(c0 + _TILE, e1)
+        for c0 in range(0, D, _TILE):
+            c1 = min(c0 + _TILE, D)
             k = c1 - c0
             m0[:k] = 0
             n = b0
@@ -318,7 +312,6 @@ def _cols_stats(x, n0, n1, e0, e1, m, m2, m0, s, q):
                     mm[j] += delta * f1
                     mq[j] += bq + delta * delta * f2
         cnt += nb_
-    return cnt
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
@@ -364,17 +357,18 @@ def _cols_shifted_sums(x, n0, n1, m0, t1, t2, s, q):
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
-def _cols_grad_sums(dy, x, n0, n1, e0, e1, mh, ts, td, bdy, bdx):
-    """``sum(dy)`` and ``sum(dy * (x - mh))`` of columns ``e0:e1`` over rows ``n0:n1``.
+def _cols_grad_sums(dy, x, n0, n1, mh, ts, td, bdy, bdx):
+    """``sum(dy)`` and ``sum(dy * (x - mh))`` per column over rows ``n0:n1`` of x (N, D).
 
     Added into ``ts, td`` (D,) float64. Per block of ``_ROWS`` rows and tile of ``_TILE``
     columns in x's dtype (``bdy, bdx`` are (_TILE,) scratch); a block whose sums overflow (or
     hold NaN/inf) is redone column by column in float64. ``mh`` (D,) is the mean in x's dtype.
     """
+    D = x.shape[1]
     for b0 in range(n0, n1, _ROWS):
         b1 = min(b0 + _ROWS, n1)
-        for c0 in range(e0, e1, _TILE):
-            c1 = min(c0 + _TILE, e1)
+        for c0 in range(0, D, _TILE):
+            c1 = min(c0 + _TILE, D)
             k = c1 - c0
             mu = mh[c0:c1]
             bdy[:k] = 0
@@ -415,6 +409,18 @@ def _cols_grad_sums(dy, x, n0, n1, e0, e1, mh, ts, td, bdy, bdx):
                         f1, f2 = _grad_sums64(dy[b0:b1, c0 + j], x[b0:b1, c0 + j], mu[j])
                         s1[j] += f1
                         s2[j] += f2
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _chunk_totals(p1, p2, j):
+    """Column ``j``'s totals over the chunks of per-chunk float64 sums p1, p2 (T, D), added
+    in chunk order (so the bits do not depend on which thread summed which chunk)."""
+    t1 = 0.0
+    t2 = 0.0
+    for t in range(p1.shape[0]):
+        t1 += p1[t, j]
+        t2 += p2[t, j]
+    return t1, t2
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")

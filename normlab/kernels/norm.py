@@ -56,6 +56,7 @@ from normlab.kernels._blocks import (
     _backward_coef,
     _backward_coefs,
     _channel_sample_mean,
+    _chunk_totals,
     _cols_grad_sums,
     _cols_sample_mean,
     _cols_shifted_sums,
@@ -150,11 +151,7 @@ def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nchunks):
             _cols_shifted_sums(x, t * N // T, (t + 1) * N // T, m0, p1[t], p2[t], s, q)
         redo = 0
         for j in prange(D):
-            t1 = 0.0
-            t2 = 0.0
-            for t in range(T):
-                t1 += p1[t, j]
-                t2 += p2[t, j]
+            t1, t2 = _chunk_totals(p1, p2, j)
             ok, mean[j], m2[j] = _shifted_stats(m0[j], t1, t2, N)
             if not ok:
                 m0[j] = _like(mean[j], x)
@@ -167,7 +164,7 @@ def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nchunks):
         b0 = np.empty(_TILE, x.dtype)
         b1 = np.empty(_TILE, x.dtype)
         b2 = np.empty(_TILE, x.dtype)
-        _cols_stats(x, 0, N, 0, D, mean, m2, b0, b1, b2)
+        _cols_stats(x, mean, m2, b0, b1, b2)
     var[:] = m2 / N
     rstd[:] = 1.0 / np.sqrt(var + eps)
     mh, a, b = _affine_coefs(x, mean, rstd, gamma, beta)
@@ -196,13 +193,9 @@ def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nchunks):
     for t in prange(T):
         bdy = np.empty(_TILE, x.dtype)
         bdx = np.empty(_TILE, x.dtype)
-        _cols_grad_sums(dy, x, t * N // T, (t + 1) * N // T, 0, D, mh, ps[t], pd[t], bdy, bdx)
+        _cols_grad_sums(dy, x, t * N // T, (t + 1) * N // T, mh, ps[t], pd[t], bdy, bdx)
     for j in prange(D):
-        sdy = 0.0
-        sdx = 0.0
-        for t in range(T):
-            sdy += ps[t, j]
-            sdx += pd[t, j]
+        sdy, sdx = _chunk_totals(ps, pd, j)
         # sum(dy * (x - mean)) = sum(dy * (x - mh)) - (mean - mh) * sum(dy)
         dgamma[j] = (sdx - (mean[j] - mh[j]) * sdy) * rstd[j]
         dbeta[j] = sdy
