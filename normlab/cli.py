@@ -102,11 +102,10 @@ def _run_and_report(exp, config, args, out_dir: Path) -> int:
         if getattr(args, "scheduler", None)
         else (f"{args.jobs} process{'es' if args.jobs > 1 else ''}")
     )
-    if not getattr(args, "scheduler", None):  # a cluster's workers load the data themselves
-        from normlab.experiments.training import load_data
+    from normlab.experiments.training import preload_data
 
-        # fail on a missing dataset before announcing anything (cached: the runs reuse it)
-        load_data(config, num_training=getattr(config, "num_training", None))
+    # fail on a missing dataset before announcing anything (cached: the runs reuse it)
+    preload_data(config, getattr(args, "scheduler", None) or None)
     n = len(exp.runs(config))
     print(
         f"normlab {exp.name}: {n} runs on {config.dataset}"

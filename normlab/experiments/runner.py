@@ -316,13 +316,9 @@ def run_experiment(
             f"got {type(config).__name__}"
         )
     t0 = time.perf_counter()
-    if scheduler is None:
-        # Load the data here first: a missing dataset fails now, with one clear error, rather
-        # than in every worker; with jobs=1 the tasks then reuse this process's cached copy.
-        # (With a Dask scheduler the data must be where the workers are, not here.)
-        from normlab.experiments.training import load_data
+    from normlab.experiments.training import preload_data
 
-        load_data(config, num_training=getattr(config, "num_training", None))
+    preload_data(config, scheduler)  # a missing dataset fails here, not in every worker
     specs = experiment.runs(config)
     done = run_tasks(experiment.run_task, config, specs, config.seed, jobs, scheduler, progress)
     outputs = {name: r.output for name, r in done.items()}

@@ -105,6 +105,14 @@ def load_data(
     return _load(*where, num_training, num_validation, num_test, int(config.seed))
 
 
+def preload_data(config: Any, scheduler: str | None = None) -> None:
+    """Load ``config``'s data in this process before any run, so that a missing dataset fails
+    at once with one clear error (cached: local runs reuse it). Nothing with a Dask
+    ``scheduler``: the data must be where its workers are, not here."""
+    if scheduler is None:
+        load_data(config, num_training=getattr(config, "num_training", None))
+
+
 def split_seed(seed: int, n: int = 2) -> list[int]:
     """``n`` independent seeds from one run seed (e.g. weights and batches)."""
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(n)]
