@@ -50,6 +50,7 @@ _OPTIONS: dict[str, Any] = {
     "lr_decay": 1.0,  # learning_rate *= lr_decay after every epoch
     "batch_size": 100,
     "num_epochs": 10,  # total epochs, counting those of a resumed checkpoint
+    "num_iterations": None,  # total iterations (overrides num_epochs for stopping); None: epochs
     "num_train_samples": 1000,  # training rows subsampled for train accuracy (None: all)
     "num_val_samples": None,  # validation rows subsampled for val accuracy (None: all)
     "checkpoint_name": None,  # path prefix; "{epoch}" in it is formatted; None: no checkpoints
@@ -183,6 +184,9 @@ class Solver:
         self.lr_decay = _check_lr_decay(opts["lr_decay"])
         self.batch_size = check_int("batch_size", opts["batch_size"])
         self.num_epochs = check_int("num_epochs", opts["num_epochs"], minimum=0)
+        self.num_iterations = check_int(
+            "num_iterations", opts["num_iterations"], allow_none=True
+        )
         self.num_train_samples = check_int(
             "num_train_samples", opts["num_train_samples"], allow_none=True
         )
@@ -448,7 +452,7 @@ class Solver:
         solver continues from the checkpoint.
         """
         ipe = self.iterations_per_epoch
-        total = self.num_epochs * ipe
+        total = self.num_epochs * ipe if self.num_iterations is None else self.num_iterations
         if self.iteration == 0 and not self.val_acc_history:
             train_acc, val_acc = self._record_accuracy()
             self._say(f"(Epoch 0 / {self.num_epochs}) {_accs(train_acc, val_acc)}")
@@ -520,6 +524,7 @@ class Solver:
             "lr_decay": self.lr_decay,
             "batch_size": self.batch_size,
             "num_epochs": self.num_epochs,
+            "num_iterations": self.num_iterations,
             "num_train_samples": self.num_train_samples,
             "num_val_samples": self.num_val_samples,
             "checkpoint_name": None if self.checkpoint_name is None else str(self.checkpoint_name),
