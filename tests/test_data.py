@@ -302,6 +302,40 @@ def test_cifar_not_found_says_how_to_get(tmp_path):
         load_cifar10(tmp_path, download=True)
 
 
+def test_not_found_carries_its_fields(tmp_path, monkeypatch):
+    monkeypatch.setenv("NORMLAB_DATA", str(tmp_path / "env"))
+    monkeypatch.setattr(discovery, "SYSTEM_DIRS", {})
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_mnist(tmp_path / "given", download=False)
+    e = err.value
+    assert e.name == "mnist" and e.downloadable and e.download_error is None
+    assert e.looked_in == (
+        tmp_path / "given",
+        tmp_path / "env" / "mnist",
+        tmp_path / "xdg" / "normlab" / "mnist",
+    )
+    assert e.missing == ("no such directory",) * 3
+    assert e.how_to_get == discovery.HOW_TO_GET["mnist"]
+    assert e.download_outcome == "download=False, so no download was tried"
+    assert str(e).splitlines()[0] == "dataset 'mnist' not found. Looked in, in order:"
+    again = pickle.loads(pickle.dumps(e))  # crosses worker processes intact
+    assert type(again) is DatasetNotFoundError and str(again) == str(e)
+    assert again.looked_in == e.looked_in and again.missing == e.missing
+
+
+def test_not_found_after_a_failed_download_keeps_the_reason(tmp_path, monkeypatch):
+    open_url, _ = fake_server({}, fail=("http",))
+    monkeypatch.setattr(discovery, "_open_url", open_url)
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_mnist(download=True)
+    e = err.value
+    assert e.download_dir == tmp_path / "xdg" / "normlab" / "mnist"
+    assert "mirror down" in e.download_error and e.download_error in str(e)
+    assert e.download_outcome.startswith(f"download into {e.download_dir} failed: ")
+    cifar_err = DatasetNotFoundError("cifar10", how_to_get="x")
+    assert cifar_err.download_outcome == "cifar10 cannot be downloaded automatically"
+
+
 # ---------------------------------------------------------------- downloads (faked)
 
 

@@ -170,8 +170,8 @@ def read_cifar_bin_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarra
 
     Returns
     -------
-    X : ndarray of shape (10000, 3, 32, 32), uint8
-    y : ndarray of shape (10000,), int64
+    X, y
+        As from :func:`read_cifar_pickle_batch`: (10000, 3, 32, 32) uint8 and (10000,) int64.
 
     Raises
     ------

@@ -96,7 +96,82 @@ HOW_TO_GET = {
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """No complete copy of a dataset was found or could be downloaded."""
+    """No complete copy of a dataset was found or could be downloaded.
+
+    The fields say what happened; ``str(err)`` is the full multi-line message (every place
+    looked in with what it lacked, the download outcome and how to get the files), and a caller
+    such as the ``normlab`` command formats its own shorter line from the fields.
+
+    Parameters
+    ----------
+    name : str
+        The dataset, e.g. ``'mnist'``.
+    looked_in : sequence of Path
+        Every directory searched, in search order.
+    missing : sequence of str
+        What each directory of ``looked_in`` lacked, in the same order
+        (e.g. ``'no such directory'``, ``'missing t10k-labels-idx1-ubyte[.gz]'``).
+    how_to_get : str
+        What to run or download, and where to put the files.
+    downloadable : bool, default False
+        Whether normlab can download this dataset itself.
+    download_dir : Path, optional
+        Where a download was tried; None if none was.
+    download_error : str, optional
+        Why that download failed (every mirror's error); None if none was tried.
+
+    Examples
+    --------
+    >>> err = DatasetNotFoundError("cifar10", [Path("/data")], ["no such directory"], "see docs")
+    >>> err.looked_in[0].name, err.download_outcome, isinstance(err, FileNotFoundError)
+    ('data', 'cifar10 cannot be downloaded automatically', True)
+    """
+
+    def __init__(
+        self,
+        name: str,
+        looked_in=(),
+        missing=(),
+        how_to_get: str = "",
+        downloadable: bool = False,
+        download_dir: Path | None = None,
+        download_error: str | None = None,
+    ):
+        self.name = name
+        self.looked_in = tuple(Path(d) for d in looked_in)
+        self.missing = tuple(missing)
+        self.how_to_get = how_to_get
+        self.downloadable = downloadable
+        self.download_dir = download_dir
+        self.download_error = download_error
+        super().__init__(self._message())
+
+    def __reduce__(self):
+        # rebuilt from the fields when it crosses a process boundary (worker pools, Dask)
+        fields = (self.name, self.looked_in, self.missing, self.how_to_get)
+        return type(self), (*fields, self.downloadable, self.download_dir, self.download_error)
+
+    def __str__(self) -> str:
+        return self._message()
+
+    @property
+    def download_outcome(self) -> str:
+        """Why no download helped, as one phrase."""
+        if self.download_error is not None:
+            return f"download into {self.download_dir} failed: {self.download_error}"
+        if self.downloadable:
+            return "download=False, so no download was tried"
+        return f"{self.name} cannot be downloaded automatically"
+
+    def _message(self) -> str:
+        """The full message: one line per place looked in, the download, how to get it."""
+        places = [f"  {d}: {why}" for d, why in zip(self.looked_in, self.missing, strict=True)]
+        return (
+            f"dataset {self.name!r} not found. Looked in, in order:\n"
+            + "".join(line + "\n" for line in places)
+            + f"{self.download_outcome}\nTo get it: {self.how_to_get}; or pass data_dir= or "
+            f"set ${ENV_VAR} to a directory holding {self.name}/."
+        )
 
 
 class ChecksumError(ValueError):
@@ -176,33 +251,24 @@ def find_dataset(
         Listing every place looked at with the reason, any download errors, and how to get
         the files.
     """
-    looked = []
+    looked, missing = [], []
     for directory in candidate_dirs(name, data_dir):
         try:
             return probe(directory)
         except FileNotFoundError as err:
-            looked.append(f"  {directory}: {err}")
+            looked.append(directory)
+            missing.append(str(err))
 
-    problems = []
+    target = error = None
     if download and name in REMOTES:
         target = cache_dir(name)
         try:
             fetch(name, target)
             return probe(target)
         except (OSError, ValueError) as err:
-            problems.append(f"download into {target} failed: {err}")
-    elif name in REMOTES:
-        problems.append("download=False, so no download was tried")
-    else:
-        problems.append(f"{name} cannot be downloaded automatically")
-    raise DatasetNotFoundError(
-        f"dataset {name!r} not found. Looked in, in order:\n"
-        + "\n".join(looked)
-        + "\n"
-        + "\n".join(problems)
-        + f"\nTo get it: {HOW_TO_GET.get(name, 'see the normlab.data docs')}; or pass data_dir="
-        f" or set ${ENV_VAR} to a directory holding {name}/."
-    )
+            error = str(err)
+    how = HOW_TO_GET.get(name, "see the normlab.data docs")
+    raise DatasetNotFoundError(name, looked, missing, how, name in REMOTES, target, error)
 
 
 def fetch(name: str, target: str | os.PathLike, timeout: float = DOWNLOAD_TIMEOUT) -> Path:

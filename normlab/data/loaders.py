@@ -33,6 +33,7 @@ FASHION_MNIST_CLASSES = [
     "Bag",
     "Ankle boot",
 ]
+IDX_CLASSES = {"mnist": MNIST_CLASSES, "fashion-mnist": FASHION_MNIST_CLASSES}
 
 # Validation images carved from the training part when num_validation is None:
 # CS231n's 1000 for CIFAR-10, the customary 5000 for the MNISTs, 300 of the 1497 digits.
@@ -55,8 +56,7 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool = True)
         X_train (60000, 1, 28, 28) uint8, y_train (60000,), X_test (10000, 1, 28, 28),
         y_test (10000,), class names ``'0'``..``'9'``.
     """
-    directory = discovery.find_dataset("mnist", _idx_dir, data_dir, download)
-    return load_idx_dataset(directory, MNIST_CLASSES)
+    return _load_idx("mnist", data_dir, download)
 
 
 def load_fashion_mnist(
@@ -66,19 +66,16 @@ def load_fashion_mnist(
 
     Parameters
     ----------
-    data_dir : str or path-like, optional
-        Directory holding the four IDX files (raw or ``.gz``), searched first.
-    download : bool, default True
-        Fetch the files into the user cache if no directory has them.
+    data_dir, download
+        As in :func:`load_mnist`.
 
     Returns
     -------
     RawDataset
-        X_train (60000, 1, 28, 28) uint8, y_train (60000,), X_test (10000, 1, 28, 28),
-        y_test (10000,), the ten clothing class names.
+        The shapes of :func:`load_mnist` (60000 training and 10000 test images of 1x28x28
+        uint8), with the ten clothing class names.
     """
-    directory = discovery.find_dataset("fashion-mnist", _idx_dir, data_dir, download)
-    return load_idx_dataset(directory, FASHION_MNIST_CLASSES)
+    return _load_idx("fashion-mnist", data_dir, download)
 
 
 def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = True) -> RawDataset:
@@ -100,6 +97,12 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Tru
     """
     folder, fmt = discovery.find_dataset("cifar10", find_cifar10, data_dir, download)
     return load_cifar10_folder(folder, fmt)
+
+
+def _load_idx(name: str, data_dir, download: bool) -> RawDataset:
+    """Find and read the IDX dataset ``name`` (a key of :data:`IDX_CLASSES`)."""
+    directory = discovery.find_dataset(name, _idx_dir, data_dir, download)
+    return load_idx_dataset(directory, IDX_CLASSES[name])
 
 
 def _idx_dir(directory):
@@ -189,13 +192,5 @@ def load_dataset(
     raw = _LOADERS[key](data_dir, download)
     if num_validation is None:
         num_validation = min(DEFAULT_NUM_VALIDATION[key], len(raw.y_train) - 1)
-    return prepare(
-        raw,
-        num_training=num_training,
-        num_validation=num_validation,
-        num_test=num_test,
-        subtract_mean=subtract_mean,
-        scale=scale,
-        seed=seed,
-        dtype=dtype,
-    )
+    sizes = (num_training, num_validation, num_test)  # prepare's own order
+    return prepare(raw, *sizes, subtract_mean=subtract_mean, scale=scale, seed=seed, dtype=dtype)
