@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from normlab import checkpoint as _ckpt
 from normlab._validate import check_int
-from normlab.data.augment import Augment
+from normlab.augment import Augment
 from normlab.optim import (
     DEFAULTS,
     STATE_KEYS,

@@ -10,12 +10,15 @@ idx        IDX files of MNIST / Fashion-MNIST (:func:`read_idx`).
 cifar      CIFAR-10 pickled (with a restricted unpickler) and binary batches.
 digits     scikit-learn's bundled 8x8 digits, the offline default.
 discovery  where files are looked for; verified downloads.
-augment    random flips and shifts of training batches (:class:`Augment`).
 splits     validation carving, subsampling, scaling, mean subtraction.
 loaders    ``load_<name>`` per dataset and :func:`load_dataset`.
+
+:class:`Augment` (random flips and shifts of training batches) lives in :mod:`normlab.augment`,
+beside the Solver that applies it, and is re-exported here.
 """
 
-from .augment import Augment, random_flip, random_shift
+from normlab.augment import Augment, random_flip, random_shift
+
 from .cifar import (
     RefusedGlobalError,
     RestrictedUnpickler,
