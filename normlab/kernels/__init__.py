@@ -3,11 +3,19 @@
 Only ``normlab.layers`` calls into this package. Set the environment variable
 ``NORMLAB_BACKEND=numpy`` (read at every call) to run the readable NumPy reference path instead
 of the numba kernels; ``NORMLAB_BACKEND=numba`` (the default) uses the kernels.
+
+Every numba function defined in this package (any module, ``njit(cache=True)`` as usual) has
+its on-disk cache keyed on all of the package's source files, so that editing a helper that a
+kernel inlines from another file recompiles the kernel (:mod:`normlab.kernels._cache`).
 """
 
 from __future__ import annotations
 
 import os
+
+from normlab.kernels._cache import cover
+
+cover(os.path.dirname(os.path.abspath(__file__)))
 
 BACKENDS = ("numba", "numpy")
 

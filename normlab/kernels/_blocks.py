@@ -6,9 +6,8 @@ two-pass statistics of a block in the input's dtype (the fallback), Chan's merge
 float64 redo of a block whose float32 sums overflow, gradient sums per block, and the
 per-channel coefficients of the element-wise passes.
 
-numba's on-disk cache of a kernel is keyed on the file that defines it, not on this one: after
-editing here, touch ``norm.py`` (or delete ``normlab/kernels/__pycache__``) so the kernels
-recompile.
+An edit here recompiles the kernels that inline it: their on-disk cache is keyed on every file
+of ``normlab/kernels`` (:mod:`normlab.kernels._cache`).
 """
 
 from __future__ import annotations
