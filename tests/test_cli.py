@@ -109,6 +109,10 @@ def test_data_not_found(tmp_path, monkeypatch, capsys):
         (["train", "--model", "mlp"], "unknown model 'mlp'"),
         (["train", "--augment", "rotate"], "'flip', 'shiftK' (K pixels) or 'none'"),
         (["evaluate", "--checkpoint", "/nonexistent.npz"], "no checkpoint at"),
+        (["experiment", "demo", "--quick", "--seed", "x"], "expected seed to be an integer"),
+        (["demo", "--seed", "1.5"], "expected seed to be an integer"),
+        (["train", "--data-dir", "/nonexistent"], "/nonexistent does not exist (given by --data"),
+        (["train", "--download", "false"], "unrecognized arguments: --download"),
     ],
 )
 def test_other_bad_arguments(argv, needle, capsys):
@@ -286,3 +290,98 @@ def test_invalid_experiment_settings_fail_before_training(tmp_path, capsys, args
     assert _run(["experiment", *args, "--quick", "--out", str(out)]) != 0
     _one_error_line(capsys, needle)
     assert not (out / "results.json").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--no-download"],
+        ["evaluate", "--checkpoint", "x.npz", "--no-download"],
+        ["experiment", "demo", "--no-download"],
+    ],
+)
+def test_no_download_is_spelled_once_everywhere(argv):
+    assert build_parser().parse_args(argv).download is False
+    without = [a for a in argv if a != "--no-download"]
+    assert build_parser().parse_args(without).download is None  # the config's default: True
+
+
+def test_dataset_not_found_line_is_built_from_the_fields(monkeypatch, capsys):
+    from normlab.data import DatasetNotFoundError
+    from normlab.experiments import train as train_mod
+
+    err = DatasetNotFoundError(
+        "mnist",
+        looked_in=["/a", "/b/mnist"],
+        missing=["no such directory", "missing t10k-labels-idx1-ubyte[.gz]"],
+        how_to_get="fetch the files",
+        downloadable=True,
+        download_dir="/b/mnist",
+        download_error="https://m/x.gz: mirror down",
+    )
+
+    def not_found(*args, **kwargs):
+        raise err
+
+    monkeypatch.setattr(train_mod, "train", not_found)
+    assert main(["train", "--dataset", "mnist", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        "normlab: error: dataset 'mnist' not found (looked in /a, /b/mnist); download into "
+        "/b/mnist failed: https://m/x.gz: mirror down. To get it: fetch the files; or pass "
+        "--data-dir DIR or set $NORMLAB_DATA to a directory holding mnist/.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        PermissionError(13, "Permission denied", "/ro/run.npz"),
+        ConnectionError("cannot reach the Dask scheduler at tcp://x:1"),
+        ValueError("expected batch_size >= 1, got 0"),
+    ],
+)
+def test_user_errors_are_one_line(error, monkeypatch, capsys):
+    from normlab.experiments import train as train_mod
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(train_mod, "train", fail)
+    assert main(["train", "--quiet"]) == 2
+    _one_error_line(capsys, str(error))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        TypeError("unsupported operand type(s)"),
+        RuntimeError("internal invariant broken"),
+        KeyError("W1"),
+        AttributeError("'NoneType' object has no attribute 'shape'"),
+        OSError(5, "Input/output error"),
+    ],
+)
+def test_internal_errors_keep_their_traceback(error, monkeypatch, capsys):
+    from normlab.experiments import train as train_mod
+
+    def bug(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(train_mod, "train", bug)
+    with pytest.raises(type(error)):
+        main(["train", "--quiet"])
+    assert "normlab: error" not in capsys.readouterr().err
+
+
+def test_a_report_bug_is_not_called_damaged_results(tmp_path, monkeypatch):
+    import normlab.report as report
+
+    save = {"experiment": "bn-vs-baseline", "runs": {}, "config": {}}
+    report.save_results(save, tmp_path)
+
+    def bug(results, out_dir):
+        raise TypeError("a bug in the figure code")
+
+    monkeypatch.setattr(report, "write_report", bug)
+    with pytest.raises(TypeError, match="figure code"):
+        main(["report", str(tmp_path)])

@@ -1,0 +1,242 @@
+"""What each ``normlab`` subcommand does with its parsed arguments: build a config, call the
+library, print the outcome.
+
+A subcommand is a public function of this module named after it; its docstring is its help
+(the first line, shown by ``normlab --help``) and its description (the rest, shown by
+``normlab NAME --help``). Imports of the training stack stay inside the commands, so that
+``normlab --help`` and a bad flag answer at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import UsageError
+from .options import DATA_FIELDS, check_data_dir, check_run_options, given
+
+EXPERIMENT_FIELDS = ("seed", *DATA_FIELDS)  # the ExperimentConfig fields given as flags
+
+
+def _progress(done: int, total: int, result) -> None:
+    """One line per finished run, on stderr."""
+    out = result.output
+    score = ""
+    for key, what in (("best_val_acc", "best val acc"), ("final_test_acc", "final test acc")):
+        if out.get(key) is not None:
+            score = f"  {what} {out[key]:.3f}"
+            break
+    flag = "  (diverged)" if out.get("diverged") else ""
+    width = len(str(total))
+    print(
+        f"[{done:>{width}}/{total}] {result.name:<24} {result.seconds:6.1f}s{score}{flag}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _run_and_report(exp, config, args, out_dir: Path) -> int:
+    """Run ``exp`` with ``config``, print the table and headline, write every output."""
+    from normlab.experiments import run_experiment
+    from normlab.experiments.training import preload_data
+    from normlab.report import headline, save_results, text_table, write_outputs
+
+    scheduler = getattr(args, "scheduler", None)
+    where = (
+        f"scheduler {scheduler}"
+        if scheduler
+        else f"{args.jobs} process{'es' if args.jobs > 1 else ''}"
+    )
+    # fail on a missing dataset before announcing anything (cached: the runs reuse it)
+    preload_data(config, scheduler or None)
+    n = len(exp.runs(config))
+    print(
+        f"normlab {exp.name}: {n} runs on {config.dataset}"
+        f"{' (quick)' if config.quick else ''}, {where}, seed {config.seed}",
+        file=sys.stderr,
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    results = run_experiment(
+        exp,
+        config,
+        jobs=args.jobs,
+        scheduler=scheduler,
+        progress=_progress,
+        on_runs=lambda raw: save_results(raw, out_dir),  # the training survives a report bug
+    )
+    report = write_outputs(results, out_dir)
+    print()
+    print(text_table(results["table"]))
+    print()
+    print(headline(results))
+    print(f"\nfinished in {time.perf_counter() - t0:.1f}s; results in {out_dir}/")
+    print(f"report: {report}")
+    return 0
+
+
+def demo(args) -> int:
+    """train a deep net on the digits without and with batch/layer/group norm (seconds)
+
+    Train the same deep fully-connected network (6 hidden layers of 100, weights N(0, 0.02^2),
+    Adam) on the embedded 8x8 digits without normalization and with batch, layer and group
+    norm; print a results table; write results.json, config.json, figures and a
+    self-contained report.html into --out.
+    """
+    from normlab.experiments import get_experiment
+    from normlab.experiments.config import config_from_dict
+
+    check_run_options(args)
+    exp = get_experiment("demo")
+    config = config_from_dict(exp.config_cls, given(args, ["seed"]))
+    if args.quick:
+        config = exp.quick(config)
+    return _run_and_report(exp, config, args, Path(args.out))
+
+
+def _experiment_config(exp, args):
+    """The config of ``exp`` from its defaults, the flags, ``--quick`` and ``--set``."""
+    from normlab.experiments.config import config_from_dict, parse_assignment
+
+    values = given(args, EXPERIMENT_FIELDS)
+    if args.quick:
+        values.setdefault("dataset", "digits")  # seconds, offline, whatever the published one
+    config = config_from_dict(exp.config_cls, values)
+    if args.quick:
+        config = exp.quick(config)
+    sets = dict(parse_assignment(exp.config_cls, s) for s in args.set or [])
+    return dataclasses.replace(config, **sets) if sets else config
+
+
+def experiment(args) -> int:
+    """run a named experiment (see --list)
+
+    Run one experiment: every run is an independent task, executed here, in --jobs local
+    processes or on a Dask cluster (--scheduler); same seed, same numbers. Writes
+    results.json, config.json, one PNG per figure and report.html into --out.
+    """
+    from normlab.experiments import get_experiment, list_experiments
+
+    if args.list:
+        entries = list_experiments()
+        width = max(len(n) for n, _ in entries)
+        for name, description in entries:
+            print(f"{name:<{width}}  {description}")
+        return 0
+    if args.name is None:
+        raise UsageError("expected an experiment NAME or --list (see `normlab experiment --help`)")
+    exp = get_experiment(args.name)
+    check_run_options(args)
+    check_data_dir(args.data_dir)
+    config = _experiment_config(exp, args)
+    out = Path(args.out) if args.out is not None else Path(f"normlab-{exp.name}")
+    return _run_and_report(exp, config, args, out)
+
+
+def report(args) -> int:
+    """rebuild figures and report.html from a results directory
+
+    Read DIR/results.json (and DIR/config.json) and rewrite the figures and DIR/report.html;
+    trains nothing.
+    """
+    from normlab.report import headline, load_results, write_report
+
+    results = load_results(args.dir)
+    try:
+        path = write_report(results, args.dir)
+        line = headline(results)
+    except (KeyError, IndexError) as err:  # a value results.json lacks; other errors are bugs
+        raise ValueError(
+            f"{Path(args.dir) / 'results.json'} is incomplete or damaged for experiment "
+            f"{results.get('experiment')!r} ({type(err).__name__}: {err}); rerun the experiment"
+        ) from err
+    print(line)
+    print(f"report: {path}")
+    return 0
+
+
+def _train_config(args):
+    """TrainConfig from the saved config (resume), ``--config`` and the explicit options."""
+    from normlab.experiments.config import TrainConfig, config_from_dict, config_to_dict
+    from normlab.experiments.train import load_sidecar
+
+    values: dict = {}
+    if args.resume and args.checkpoint is not None and args.config is None:
+        saved = load_sidecar(args.checkpoint)
+        values = config_to_dict(saved) if saved is not None else {}
+    if args.config is not None:
+        path = Path(args.config)
+        if not path.is_file():
+            raise UsageError(f"config file {path} does not exist (given by --config)")
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise UsageError(f"config file {path} is not valid JSON: {err}") from None
+        if not isinstance(values, dict):
+            raise UsageError(f"config file {path} must hold a JSON object of TrainConfig fields")
+    values.update(given(args, [f.name for f in dataclasses.fields(TrainConfig)]))
+    return config_from_dict(TrainConfig, values)
+
+
+def train(args) -> int:
+    """train one model from a config, with checkpoints and resume
+
+    Train one model from a TrainConfig: --config FILE.json and/or the options below (options
+    win). With --checkpoint PATH the Solver writes PATH at every epoch end and the config
+    beside it (PATH with .json); --resume continues that run up to --num-epochs, exactly as if
+    it had never stopped.
+    """
+    from normlab.experiments.train import train as run_training
+
+    if args.resume and args.checkpoint is None:
+        raise UsageError("--resume needs --checkpoint PATH")
+    config = _train_config(args)
+    check_data_dir(config.data_dir, "given by --data-dir" if args.data_dir else "in the config")
+    out = run_training(
+        config, checkpoint=args.checkpoint, resume=args.resume, verbose=not args.quiet
+    )
+    print(
+        f"epochs {out['epochs']}; best val acc {out['best_val_acc']:.4f}; with the best "
+        f"parameters: train acc {out['train_acc']:.4f}, val acc {out['val_acc']:.4f}, "
+        f"test acc {out['test_acc']:.4f}"
+    )
+    if out["checkpoint"]:
+        print(f"checkpoint: {out['checkpoint']}")
+    return 0
+
+
+def evaluate(args) -> int:
+    """accuracy of a checkpointed model on train/val/test
+
+    Load a checkpoint written by `normlab train` and print its test-mode accuracy on the
+    train, validation and test splits of its dataset (the config saved beside the checkpoint
+    gives the dataset and split; --dataset overrides it).
+    """
+    from normlab.experiments.train import evaluate as run_evaluation
+
+    check_data_dir(args.data_dir)
+    out = run_evaluation(args.checkpoint, best=args.best, **given(args, DATA_FIELDS))
+    which = "best" if args.best else "last"
+    print(
+        f"{out['dataset']}, {which} parameters (epoch {out['epoch']}): train acc "
+        f"{out['train_acc']:.4f}, val acc {out['val_acc']:.4f}, test acc {out['test_acc']:.4f}"
+    )
+    return 0
+
+
+def gradcheck(args) -> int:
+    """gradient-check every layer against centred differences
+
+    Check every layer's backward against centred differences in float64 with a random
+    upstream gradient; print a table; exit 1 on any failure.
+    """
+    from normlab.gradient_check import check_all_layers, format_table
+
+    rows = check_all_layers(seed=args.seed)
+    print(format_table(rows))
+    failed = [r for r in rows if not r.passed]
+    print(f"\n{len(rows) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
