@@ -124,7 +124,7 @@ def _normlab_conv_epoch(data, seed, batch=64):
     )
     t0 = time.perf_counter()
     for _ in range(solver.iterations_per_epoch):
-        solver._step()
+        solver.step()
     return time.perf_counter() - t0
 
 

@@ -47,7 +47,7 @@ def _normlab_run(data, epochs, seed, normalization):
     for _ in range(epochs):
         t0 = time.perf_counter()
         for _ in range(solver.iterations_per_epoch):
-            solver._step()
+            solver.step()
         times.append(time.perf_counter() - t0)
     acc = solver.check_accuracy(data["X_test"], data["y_test"], batch_size=1000)
     return times, acc

@@ -9,6 +9,12 @@ Layout of the file (readable with ``np.load(path, allow_pickle=False)``):
 - ``key``: that array, e.g. ``model/params/W1``, ``model/buffers/running_mean``,
   ``solver/optimizer/config/m``.
 
+A Solver's ``state`` is its :class:`~normlab.train_state.TrainState` fields plus ``optimizer``,
+the :meth:`~normlab.optimizer.Optimizer.state_dict` (``rule`` and per-parameter ``configs``).
+Version 1 files (written before the optimizer became one object) stored that state as ``kind``
+``"flat"`` (one array per state key over all parameters) or ``"per_param"``; they are read into
+today's layout by :func:`_upgrade_v1`.
+
 No object arrays and no pickle anywhere.  The file is written with
 :func:`normlab._io.atomic_write` (a temporary file in the same directory, fsync'ed, then moved over
 ``path`` with :func:`os.replace`), so a process killed mid-write leaves the previous checkpoint
@@ -18,6 +24,7 @@ intact (at worst a stray ``.<name>.tmp-*`` file).
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -40,7 +47,7 @@ __all__ = [
 ]
 
 FORMAT = "normlab.checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the optimizer state as per-parameter configs (1: also 'flat')
 _DOC_KEY = "__checkpoint__.json"
 _ARRAY_TAG = "__ndarray__"
 
@@ -224,6 +231,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         )
     try:
         doc = _decode(doc, arrays)
+        if version == 1:
+            _upgrade_v1(doc["state"])
         model = doc["model"]
         return Checkpoint(
             params=dict(model["params"]),
@@ -235,6 +244,26 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         )
     except (KeyError, TypeError, ValueError) as err:
         raise _not_a_checkpoint(path, f"incomplete document: missing or malformed {err}") from None
+
+
+def _upgrade_v1(state: dict) -> None:
+    """Rewrite a version-1 Solver state in place into today's layout (other states: as is)."""
+    opt = state.get("optimizer")
+    if not isinstance(opt, dict) or "kind" not in opt:
+        return
+    state.pop("batch_size", None)  # also in the config, where resume compares it
+    state.setdefault("best_buffers", {})  # the first version-1 files had none
+    configs = opt.get("configs")
+    if opt["kind"] == "flat":  # one (P,) array per state key: split into the parameters'
+        config, configs, lo = opt["config"], {}, 0
+        for name, shape in zip(opt["names"], opt["shapes"], strict=True):
+            hi = lo + math.prod(shape)
+            configs[name] = {
+                k: (v[lo:hi].reshape(shape).copy() if isinstance(v, np.ndarray) else v)
+                for k, v in config.items()
+            }
+            lo = hi
+    state["optimizer"] = {"rule": opt.get("rule"), "configs": configs}
 
 
 def _read_entry(npz, key: str, path: str) -> np.ndarray:
@@ -313,8 +342,8 @@ def check_restore(checkpoint: Checkpoint, model: Any) -> None:
 def restore_model(checkpoint: Checkpoint, model: Any) -> None:
     """Copy a checkpoint's parameters, buffers and RNG state into ``model`` in place.
 
-    Values are copied into the model's existing arrays (``np.copyto``), so views of them, such as
-    a :class:`~normlab.optim.FlatOptimizer`'s, stay valid. Everything is validated first
+    Values are copied into the model's existing arrays (``np.copyto``): the model keeps its
+    arrays (and a normlab model its one parameter buffer). Everything is validated first
     (:func:`check_restore`): on a ValueError the model is unchanged.
 
     Parameters

@@ -90,7 +90,7 @@ def test_restore_model_copies_into_existing_arrays(tmp_path):
     src = make_model(seed=0)
     save_checkpoint(tmp_path / "ck.npz", src)
     dst = make_model(seed=1)
-    flat = np.zeros(15, np.float32)  # a FlatOptimizer-style buffer the params are views of
+    flat = np.zeros(15, np.float32)  # one buffer the params are views of, as in a model
     dst.params = {"W1": flat[:12].reshape(4, 3), "b1": flat[12:]}
     held = dict(dst.params)
     restore_model(load_checkpoint(tmp_path / "ck.npz"), dst)
@@ -182,9 +182,9 @@ def test_document_without_model_is_not_a_checkpoint(tmp_path):
     np.savez(tmp_path / "x.npz", **{ck._DOC_KEY: np.frombuffer(doc, np.uint8)})
     with pytest.raises(ValueError, match=r"not a normlab checkpoint \(incomplete .*'model'"):
         load_checkpoint(tmp_path / "x.npz")
-    newer = b'{"format": "normlab.checkpoint", "version": 2}'
+    newer = b'{"format": "normlab.checkpoint", "version": 3}'
     np.savez(tmp_path / "y.npz", **{ck._DOC_KEY: np.frombuffer(newer, np.uint8)})
-    with pytest.raises(ValueError, match=r"version <= 1, got version 2.*newer normlab"):
+    with pytest.raises(ValueError, match=r"version <= 2, got version 3.*newer normlab"):
         load_checkpoint(tmp_path / "y.npz")
 
 

@@ -1,6 +1,4 @@
-"""Update rules: hand-computed steps, PyTorch oracle, fused flat path == per-parameter path."""
-
-import json
+"""Update rules: hand-computed steps, PyTorch oracle; the Optimizer: fused kernels == the rules."""
 
 import numpy as np
 import pytest
@@ -9,14 +7,13 @@ from normlab.optim import (
     DEFAULTS,
     STATE_KEYS,
     UPDATE_RULES,
-    FlatOptimizer,
     adam,
     get_update_rule,
     rmsprop,
     sgd,
     sgd_momentum,
-    split_flat_state,
 )
+from normlab.optimizer import Optimizer
 
 SHAPES = {"W1": (3, 4), "b1": (4,), "W2": (2, 2, 3), "s": ()}
 RULES = sorted(UPDATE_RULES)
@@ -141,7 +138,7 @@ def test_rules_match_torch(name):
     np.testing.assert_allclose(w, tw.detach().numpy(), rtol=1e-12, atol=1e-14)
 
 
-# -- fused flat path -----------------------------------------------------------------------------
+# -- the Optimizer: fused kernels == the rules, in place --------------------------------------
 
 
 def per_param_trajectory(name, params, grads_seq):
@@ -152,155 +149,178 @@ def per_param_trajectory(name, params, grads_seq):
     return params, configs
 
 
-@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def packed(params):
+    """The parameters as views of one buffer, laid end to end (as a normlab model keeps them)."""
+    dtype = next(iter(params.values())).dtype
+    flat = np.concatenate([p.ravel() for p in params.values()]).astype(dtype)  # (P,)
+    out, lo = {}, 0
+    for k, p in params.items():
+        out[k] = flat[lo : lo + p.size].reshape(p.shape)
+        lo += p.size
+    return out
+
+
+@pytest.mark.parametrize("layout", ["separate", "packed"])
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", RULES)
-def test_flat_equals_per_parameter(name, dtype, backend):
+def test_optimizer_equals_the_rules_bit_for_bit(name, dtype, fused, layout):
     rng = np.random.default_rng(2)
     grads_seq = [make_grads(rng, dtype) for _ in range(6)]
     ref, ref_configs = per_param_trajectory(name, make_params(dtype), grads_seq)
     params = make_params(dtype)
-    opt = FlatOptimizer(params, name, CONFIGS[name], backend=backend)
+    if layout == "packed":
+        params = packed(params)
+    held = dict(params)  # what the model holds: the optimizer must update these arrays
+    opt = Optimizer(params, name, CONFIGS[name], fused=fused)
+    assert opt.fused == fused
+    if fused:  # one kernel call per run of parameters laid end to end
+        assert len(opt._chunks) == (1 if layout == "packed" else len(SHAPES))
     for grads in grads_seq:
-        opt.step(grads)
+        opt.step(params, grads)
     for k in SHAPES:
-        assert params[k].dtype == dtype
+        assert params[k] is held[k] and params[k].dtype == dtype  # never rebound
         # same operations in the same order and dtype: bit-identical, not merely close
         np.testing.assert_array_equal(params[k], ref[k], err_msg=k)
         for key in STATE_KEYS[name]:
-            np.testing.assert_array_equal(opt.param_configs()[k][key], ref_configs[k][key])
+            np.testing.assert_array_equal(opt.optim_configs[k][key], ref_configs[k][key])
     if name == "adam":
-        assert opt.config["t"] == 6
+        assert all(c["t"] == 6 for c in opt.optim_configs.values())
 
 
-def test_flat_params_are_views_and_model_sees_updates():
-    params = make_params(np.float64)
-    original = {k: v.copy() for k, v in params.items()}
-    opt = FlatOptimizer(params, "sgd", {"learning_rate": 0.5})
-    assert opt.flat.shape == (sum(int(np.prod(s)) for s in SHAPES.values()),)
-    for k in SHAPES:
-        assert np.shares_memory(params[k], opt.flat)
-        np.testing.assert_array_equal(params[k], original[k])
-    held = params["W1"]  # what a model reads on its next loss call
-    opt.step({k: np.ones(s) for k, s in SHAPES.items()})
-    np.testing.assert_array_equal(held, original["W1"] - 0.5)
+def test_fused_default_follows_rule_dtypes_layout_and_backend(monkeypatch):
+    assert Optimizer(make_params(np.float32), "adam").fused
+    assert not Optimizer(make_params(np.float32), lambda w, dw, c: (w, c)).fused
+    mixed = {"a": np.zeros(2, np.float32), "b": np.zeros(2)}
+    assert not Optimizer(mixed, "sgd").fused
+    with pytest.raises(
+        ValueError, match=r"fused=True needs .* got dtypes \['float32', 'float64'\]"
+    ):
+        Optimizer(mixed, "sgd", fused=True)
+    with pytest.raises(ValueError, match=r"fused=True needs a built-in .* a callable update rule"):
+        Optimizer(mixed, lambda w, dw, c: (w, c), fused=True)
+    monkeypatch.setenv("NORMLAB_BACKEND", "numpy")
+    assert not Optimizer(make_params(np.float32), "adam").fused  # the readable rules
 
 
-def test_flat_accepts_non_contiguous_params_and_grads():
+def test_non_contiguous_params_and_grads_are_updated_in_place():
     base = np.arange(12.0).reshape(3, 4)
     params = {"W": base.T, "b": np.zeros(2)}  # (4, 3) Fortran-ordered view
-    opt = FlatOptimizer(params, "sgd", {"learning_rate": 1.0})
+    opt = Optimizer(params, "sgd", {"learning_rate": 1.0})
+    assert not opt.fused  # a kernel cannot run over a strided parameter in place
+    with pytest.raises(ValueError, match=r"non-contiguous"):
+        Optimizer(params, "sgd", fused=True)
     grad_W = np.arange(12.0).reshape(4, 3)[:, ::-1]  # (4, 3) negative strides
-    opt.step({"W": grad_W, "b": np.ones(2)})
-    np.testing.assert_array_equal(params["W"], base.T - grad_W)
+    expected = base.T - grad_W
+    opt.step(params, {"W": grad_W, "b": np.ones(2)})
+    np.testing.assert_array_equal(params["W"], expected)
     np.testing.assert_array_equal(params["b"], [-1.0, -1.0])
-    np.testing.assert_array_equal(base, np.arange(12.0).reshape(3, 4))  # caller's array untouched
+    np.testing.assert_array_equal(base, expected.T)  # in place: the caller's array holds the step
+    w = {"b": np.zeros(12)}
+    fused = Optimizer(w, "sgd", {"learning_rate": 1.0}, fused=True)
+    fused.step(w, {"b": grad_W})  # a strided gradient is flattened in C order
+    np.testing.assert_array_equal(w["b"], -grad_W.ravel())
 
 
-def save_state(path, state):
-    """Flat state -> one npz of arrays + one JSON document, no pickle."""
-    arrays = {k: v for k, v in state["config"].items() if isinstance(v, np.ndarray)}
-    doc = {**state, "config": {k: v for k, v in state["config"].items() if k not in arrays}}
-    np.savez(path, json=np.array(json.dumps(doc)), **arrays)
+def test_a_rebound_parameter_is_found_again():
+    rng = np.random.default_rng(5)
+    grads_seq = [make_grads(rng, np.float64) for _ in range(4)]
+    ref, _ = per_param_trajectory("adam", make_params(np.float64), grads_seq)
+    params = packed(make_params(np.float64))
+    opt = Optimizer(params, "adam", CONFIGS["adam"], fused=True)
+    opt.step(params, grads_seq[0])
+    params["W1"] = params["W1"].copy()  # the user rebinds one parameter
+    for grads in grads_seq[1:]:
+        opt.step(params, grads)
+    for k in SHAPES:
+        np.testing.assert_array_equal(params[k], ref[k], err_msg=k)
 
 
-def load_state(path):
-    with np.load(path, allow_pickle=False) as npz:
-        doc = json.loads(str(npz["json"]))
-        doc["config"].update({k: npz[k] for k in npz.files if k != "json"})
-    return doc
-
-
+@pytest.mark.parametrize("fused_first,fused_second", [(True, True), (True, False), (False, True)])
 @pytest.mark.parametrize("name", RULES)
-def test_flat_state_roundtrip_through_npz_json_continues_exactly(name, tmp_path):
+def test_state_round_trip_through_a_checkpoint_continues_exactly(
+    name, fused_first, fused_second, tmp_path
+):
+    from types import SimpleNamespace
+
+    from normlab.checkpoint import load_checkpoint, save_checkpoint
+
     dtype = np.float32
     rng = np.random.default_rng(3)
     grads_seq = [make_grads(rng, dtype) for _ in range(6)]
     params = make_params(dtype)
-    opt = FlatOptimizer(params, name, CONFIGS[name])
+    opt = Optimizer(params, name, CONFIGS[name], fused=fused_first)
     for grads in grads_seq:
-        opt.step(grads)
+        opt.step(params, grads)
     # interrupted run: 3 steps, save, fresh optimizer, load, 3 more steps
     params2 = make_params(dtype)
-    opt2 = FlatOptimizer(params2, name, CONFIGS[name])
+    opt2 = Optimizer(params2, name, CONFIGS[name], fused=fused_first)
     for grads in grads_seq[:3]:
-        opt2.step(grads)
-    save_state(tmp_path / "opt.npz", opt2.state_dict())
-    saved_params = {k: v.copy() for k, v in params2.items()}
-    params3 = make_params(dtype, seed=99)
-    opt3 = FlatOptimizer(params3, name, {"learning_rate": 123.0})  # overwritten by the state
-    opt3.load_state_dict(load_state(tmp_path / "opt.npz"))
-    for k in params3:
-        params3[k][...] = saved_params[k]
+        opt2.step(params2, grads)
+    save_checkpoint(tmp_path / "c.npz", SimpleNamespace(params=params2), opt2.state_dict())
+    state = load_checkpoint(tmp_path / "c.npz").state
+    params3 = {k: v.copy() for k, v in params2.items()}
+    opt3 = Optimizer(params3, name, {"learning_rate": 123.0}, fused=fused_second)
+    opt3.load_state_dict(state)  # the learning rate is overwritten by the state
     for grads in grads_seq[3:]:
-        opt3.step(grads)
+        opt3.step(params3, grads)
     for k in SHAPES:
         np.testing.assert_array_equal(params3[k], params[k])
 
 
-@pytest.mark.parametrize("name", ["sgd_momentum", "adam"])
-def test_param_configs_roundtrip_between_paths(name):
-    rng = np.random.default_rng(4)
-    grads_seq = [make_grads(rng, np.float64) for _ in range(4)]
+def test_state_dict_is_a_copy_and_load_validates_before_changing_anything():
     params = make_params(np.float64)
-    opt = FlatOptimizer(params, name, CONFIGS[name])
-    for grads in grads_seq[:2]:
-        opt.step(grads)
-    # continue on the per-parameter path from the flat state ...
-    configs = split_flat_state(opt.state_dict())
-    for k, shape in SHAPES.items():
-        for key in STATE_KEYS[name]:
-            assert configs[k][key].shape == shape
-            assert not np.shares_memory(configs[k][key], opt.config[key])  # copies
-    ref = {k: v.copy() for k, v in params.items()}
-    for grads in grads_seq[2:]:
-        for k in ref:
-            ref[k], configs[k] = UPDATE_RULES[name](ref[k], grads[k], configs[k])
-    # ... and on a second flat optimizer loaded from per-parameter configs
-    params2 = {k: v.copy() for k, v in params.items()}
-    opt2 = FlatOptimizer(params2, name, CONFIGS[name])
-    opt2.load_param_configs(opt.param_configs())
-    for grads in grads_seq[2:]:
-        opt2.step(grads)
-    for k in SHAPES:
-        np.testing.assert_array_equal(params2[k], ref[k])
+    opt = Optimizer(params, "adam", fused=True)
+    opt.step(params, make_grads(np.random.default_rng(0), np.float64))
+    state = opt.state_dict()
+    assert not np.shares_memory(state["configs"]["W1"]["m"], opt.optim_configs["W1"]["m"])
+    before = opt.state_dict()
+
+    def broken(fn):
+        s = opt.state_dict()
+        fn(s)
+        return s
+
+    cases = [
+        (lambda s: s.update(rule="sgd"), r"expected optimizer state for 'adam', got 'sgd'"),
+        (lambda s: s["configs"].update(b9=s["configs"].pop("b1")), r"optimizer state for \["),
+        (lambda s: s["configs"]["W1"].update(m=np.zeros((3, 4), np.float32)), r"m of W1 .*float64"),
+        (lambda s: s["configs"]["W2"].update(v=np.zeros(3)), r"v of W2 with shape \(2, 2, 3\)"),
+        (lambda s: s["configs"]["s"].update(momentum=0.9), r"adam hyperparameters .*'momentum'"),
+        (lambda s: s["configs"]["s"].update(beta1=0.5), r"one set of hyperparameters"),
+    ]
+    for fn, match in cases:
+        with pytest.raises(ValueError, match=match):
+            opt.load_state_dict(broken(fn))
+        after = opt.state_dict()
+        for k in SHAPES:
+            for key, v in before["configs"][k].items():
+                np.testing.assert_array_equal(after["configs"][k][key], v)
 
 
-def test_flat_validation_messages():
-    with pytest.raises(ValueError, match=r"one floating dtype.*float32.*float64"):
-        FlatOptimizer({"a": np.zeros(2, np.float32), "b": np.zeros(2)}, "sgd")
-    with pytest.raises(ValueError, match=r"unknown adam config keys \['lr'\].*'learning_rate'"):
-        FlatOptimizer({"a": np.zeros(2)}, "adam", {"lr": 1e-3})
-    with pytest.raises(ValueError, match=r"unknown backend 'cuda'.*'numba'"):
-        FlatOptimizer({"a": np.zeros(2)}, "adam", backend="cuda")
+def test_optimizer_validation_messages():
+    with pytest.raises(ValueError, match=r"unknown optim_config keys \['lr'\] for 'adam'"):
+        Optimizer({"a": np.zeros(2)}, "adam", {"lr": 1e-3})
     with pytest.raises(ValueError, match=r"unknown update rule"):
-        FlatOptimizer({"a": np.zeros(2)}, "lion")
-    opt = FlatOptimizer({"a": np.zeros(2)}, "adam")
-    bad = {**opt.state_dict(), "shapes": [[3]]}
-    with pytest.raises(ValueError, match=r"expected optimizer state for parameters \['a'\]"):
-        opt.load_state_dict(bad)
-    with pytest.raises(ValueError, match=r"state of dtype float64, got float32"):
-        opt.load_state_dict({**opt.state_dict(), "dtype": "float32"})
-    with pytest.raises(ValueError, match=r"expected optimizer state for 'adam', got 'sgd'"):
-        opt.load_state_dict({**opt.state_dict(), "rule": "sgd"})
+        Optimizer({"a": np.zeros(2)}, "lion")
+    with pytest.raises(ValueError, match=r"update_rule to be one of .* or a callable, got 3"):
+        Optimizer({"a": np.zeros(2)}, 3)
+    with pytest.raises(ValueError, match=r"at least one parameter"):
+        Optimizer({}, "sgd")
 
 
-@pytest.mark.parametrize("backend", ["numba", "numpy"])
 @pytest.mark.parametrize("rule", ["sgd_momentum", "rmsprop", "adam"])
-def test_flat_state_never_goes_subnormal(rule, backend):
+def test_fused_state_never_goes_subnormal(rule):
     """A gradient that stays zero decays the state towards subnormals, which are ~100x slower."""
-    from normlab.optim import FlatOptimizer
-
     params = {"w": np.ones(64, np.float32)}
-    opt = FlatOptimizer(params, rule, {"learning_rate": 1e-3}, backend=backend)
+    opt = Optimizer(params, rule, {"learning_rate": 1e-3}, fused=True)
     g = {"w": np.full(64, 1e-3, np.float32)}
-    opt.step(g)
+    opt.step(params, g)
     zero = {"w": np.zeros(64, np.float32)}
     for _ in range(3000):  # 0.9**3000 and 0.99**3000 are far below float32's smallest normal
-        opt.step(zero)
+        opt.step(params, zero)
     tiny = np.finfo(np.float32).tiny
-    for key in ("velocity", "cache", "m", "v"):
-        if key in opt.config:
-            a = opt.config[key]
-            assert not np.any((a != 0) & (np.abs(a) < tiny)), key
+    for key in STATE_KEYS[rule]:
+        a = opt.optim_configs["w"][key]
+        assert not np.any((a != 0) & (np.abs(a) < tiny)), key
     assert np.all(np.isfinite(params["w"]))

@@ -106,7 +106,7 @@ def test_fused_and_per_parameter_solvers_agree_bit_for_bit(dtype):
             model, data, update_rule="adam", optim_config={"learning_rate": 5e-3},
             lr_decay=0.9, batch_size=16, num_epochs=3, fused=fused, **QUIET,
         )  # fmt: skip
-        assert (solver.optimizer is not None) == fused
+        assert solver.optimizer.fused == fused
         solver.train()
         runs.append((model, solver))
     (m1, s1), (m2, s2) = runs
@@ -119,16 +119,16 @@ def test_fused_and_per_parameter_solvers_agree_bit_for_bit(dtype):
 
 def test_fused_default_and_validation():
     data = make_data()
-    assert Solver(TinyNet(), data, update_rule="adam", **QUIET).optimizer is not None
+    assert Solver(TinyNet(), data, update_rule="adam", **QUIET).optimizer.fused
     custom = Solver(TinyNet(), data, update_rule=lambda w, dw, c: (w - 0.1 * dw, c), **QUIET)
-    assert custom.optimizer is None and not custom.fused
+    assert not custom.optimizer.fused and not custom.fused
     custom.train()  # the callable path trains too
     assert len(custom.loss_history) == 10 * 1
     with pytest.raises(ValueError, match=r"fused=True needs a built-in update rule"):
         Solver(TinyNet(), data, update_rule=lambda w, dw, c: (w, c), fused=True)
     model = TinyNet()
     model.params["b2"] = model.params["b2"].astype(np.float32)  # mixed dtypes: per-parameter
-    assert Solver(model, data, update_rule="sgd", **QUIET).optimizer is None
+    assert not Solver(model, data, update_rule="sgd", **QUIET).optimizer.fused
 
 
 # -- batching and callbacks ----------------------------------------------------------------------
@@ -252,8 +252,7 @@ def test_best_params_restored_into_existing_arrays(fused):
     held_buffer = model.buffers["running_mean"]
     np.testing.assert_array_equal(held_buffer, buffer_snaps[2]["running_mean"])
     assert not np.array_equal(held_buffer, buffer_snaps[4]["running_mean"])
-    if fused:  # the restore copied into the flat buffer: the views are still the model's
-        assert model.params["W1"] is held and np.shares_memory(held, solver.optimizer.flat)
+    assert model.params["W1"] is held  # the restore copied into the model's own arrays
 
 
 @pytest.mark.parametrize("fused", [True, False])
@@ -540,20 +539,15 @@ def _tamper(name):
     """A function that breaks one part of a loaded checkpoint, in place."""
 
     def optimizer(ckpt, fn):
-        opt = ckpt.state["optimizer"]
-        fn(opt["config"] if opt["kind"] == "flat" else opt["configs"]["W1"])
+        fn(ckpt.state["optimizer"]["configs"]["W1"])
 
     return {
         "optimizer dtype": lambda c: optimizer(c, lambda o: o.update(m=o["m"].astype(np.float32))),
         "optimizer shape": lambda c: optimizer(c, lambda o: o.update(v=o["v"][:-1])),
         "optimizer key": lambda c: optimizer(c, lambda o: o.update(momentum=0.9)),
         "optimizer rule": lambda c: c.state["optimizer"].update(rule="sgd"),
-        "optimizer names": lambda c: (
-            c.state["optimizer"].update(names=["W1", "b1", "W2", "b9"])
-            if c.state["optimizer"]["kind"] == "flat"
-            else c.state["optimizer"]["configs"].update(
-                b9=c.state["optimizer"]["configs"].pop("b2")
-            )
+        "optimizer names": lambda c: c.state["optimizer"]["configs"].update(
+            b9=c.state["optimizer"]["configs"].pop("b2")
         ),
         "buffer dtype": lambda c: c.buffers.update(
             running_mean=c.buffers["running_mean"].astype(np.float32)
@@ -579,7 +573,7 @@ TAMPERED = [
     ),
     ("optimizer shape", r"optimizer state v"),
     ("optimizer key", r"adam hyperparameters .*got \{'momentum': 0.9\}"),
-    ("optimizer rule", r"optimizer state \('flat' or 'per_param', 'adam'\)"),
+    ("optimizer rule", r"optimizer state for 'adam', got 'sgd'"),
     ("optimizer names", r"optimizer state for"),
     ("buffer dtype", r"buffers of dtypes \{'running_mean': 'float64'\}"),
     ("buffer name", r"expected buffers"),
