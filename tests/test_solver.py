@@ -444,6 +444,52 @@ def test_resume_equals_uninterrupted(tmp_path, fused_first, fused_second):
     assert_same_run(full, (model, second))
 
 
+def write_version_1(path, ckpt, kind):
+    """Rewrite a checkpoint in format 1: optimizer state of kind 'flat' or 'per_param'."""
+    import json
+
+    import normlab.checkpoint as ck
+
+    opt, names = ckpt.state["optimizer"], list(ckpt.params)
+    if kind == "flat":
+        first = opt["configs"][names[0]]
+        config = {
+            k: (np.concatenate([opt["configs"][n][k] for n in names], axis=None)
+                if isinstance(v, np.ndarray) else v)
+            for k, v in first.items()
+        }  # fmt: skip
+        old = {"kind": "flat", "rule": opt["rule"], "names": names, "dtype": "float64",
+               "shapes": [list(ckpt.params[n].shape) for n in names], "config": config}  # fmt: skip
+    else:
+        old = {"kind": "per_param", "rule": opt["rule"], "configs": opt["configs"]}
+    state = {**ckpt.state, "optimizer": old, "batch_size": ckpt.config["batch_size"]}
+    doc = {
+        "format": ck.FORMAT, "version": 1, "state": state, "config": ckpt.config,
+        "model": {"params": ckpt.params, "buffers": ckpt.buffers,
+                  "rng_state": ckpt.model_rng_state, "config": ckpt.model_config},
+    }  # fmt: skip
+    arrays = {}
+    text = json.dumps(ck._encode(doc, arrays, ""), sort_keys=True)
+    arrays[ck._DOC_KEY] = np.frombuffer(text.encode(), np.uint8)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("kind", ["flat", "per_param"])
+@pytest.mark.parametrize("fused", [True, False])
+def test_version_1_checkpoints_resume_exactly(tmp_path, kind, fused):
+    full = make_run(4)
+    full[1].train()
+    _, first = make_run(2, checkpoint_name=str(tmp_path / "run"))
+    first.train()
+    write_version_1(tmp_path / "v1.npz", load_checkpoint(tmp_path / "run.npz"), kind)
+    model = TinyNet(dropout=0.3, seed=123)
+    second = Solver.from_checkpoint(
+        model, make_data(), tmp_path / "v1.npz", num_epochs=4, fused=fused, **QUIET
+    )
+    second.train()
+    assert_same_run(full, (model, second))
+
+
 def test_resume_mid_epoch_from_a_callback_checkpoint(tmp_path):
     path = tmp_path / "mid.npz"
 
