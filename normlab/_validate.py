@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import numbers
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,3 +52,26 @@ def check_int(
     if allow_none:
         want += " or None"
     raise ValueError(f"expected {name} to be {want}, got {value!r}")
+
+
+def check_positive(name: str, value: Any) -> float:
+    """``value`` as a finite float > 0, else a ValueError naming ``name``."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+    if not (ok and 0 < value < math.inf):
+        raise ValueError(f"expected {name} to be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_callbacks(value: Any) -> list:
+    """``callbacks`` as a list of callables (None: an empty list)."""
+    if value is None:
+        return []
+    if not isinstance(value, Sequence) or isinstance(value, str | bytes):
+        raise ValueError(
+            f"expected callbacks to be a sequence of callables or None, got {value!r}"
+            + (f"; pass [{getattr(value, '__name__', 'fn')}]" if callable(value) else "")
+        )
+    bad = [fn for fn in value if not callable(fn)]
+    if bad:
+        raise ValueError(f"expected callbacks to be callables, got {bad!r}")
+    return list(value)

@@ -8,12 +8,13 @@ Generator so that a resumed run draws the same flips and shifts.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 
 from normlab._validate import check_int
 
-__all__ = ["Augment", "random_flip", "random_shift"]
+__all__ = ["Augment", "augment_batch", "augment_name", "random_flip", "random_shift"]
 
 
 def _check_images(X: np.ndarray) -> None:
@@ -150,3 +151,27 @@ class Augment:
 
     def __hash__(self) -> int:
         return hash(repr(self))
+
+
+def augment_batch(fn: Any, X_batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``fn(X_batch, rng)``, checked to keep the batch's shape and dtype."""
+    out = fn(X_batch, rng)
+    if not isinstance(out, np.ndarray) or (out.shape, out.dtype) != (X_batch.shape, X_batch.dtype):
+        got = (out.shape, out.dtype) if isinstance(out, np.ndarray) else type(out).__name__
+        raise ValueError(
+            f"expected augment to return an array of shape {X_batch.shape} and dtype "
+            f"{X_batch.dtype}, got {got}"
+        )
+    return out
+
+
+def augment_name(fn: Any) -> str | None:
+    """What checkpoints record of ``augment``: its repr, or ``module.qualname`` when the repr
+    is Python's default (``<function f at 0x...>`` differs from one process to the next)."""
+    if fn is None:
+        return None
+    text = repr(fn)
+    if re.search(r" at 0x[0-9a-fA-F]+>$", text):
+        target = fn if hasattr(fn, "__qualname__") else type(fn)
+        return f"{getattr(target, '__module__', '?')}.{target.__qualname__}"
+    return text

@@ -20,17 +20,14 @@ It follows the CS231n assignment's ``Solver`` (same keyword arguments, ``train()
 from __future__ import annotations
 
 import math
-import numbers
 import os
-import re
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from normlab._validate import check_int
-from normlab.augment import Augment
+from normlab._validate import check_callbacks, check_int, check_positive
+from normlab.augment import Augment, augment_batch, augment_name
 from normlab.checkpoint import (
     Checkpoint,
     check_restore,
@@ -143,7 +140,7 @@ class Solver:
         if not isinstance(opts["optim_config"], dict | None):
             raise ValueError(f"expected optim_config a dict or None, got {opts['optim_config']!r}")
         self.optim_config = dict(opts["optim_config"] or {})
-        self.lr_decay = _check_lr_decay(opts["lr_decay"])
+        self.lr_decay = check_positive("lr_decay", opts["lr_decay"])
         self.batch_size = check_int("batch_size", opts["batch_size"])
         self.num_epochs = check_int("num_epochs", opts["num_epochs"], minimum=0)
         self.num_iterations = check_int("num_iterations", opts["num_iterations"], allow_none=True)
@@ -152,7 +149,7 @@ class Solver:
         self.checkpoint_name = opts["checkpoint_name"]
         self.print_every = check_int("print_every", opts["print_every"])
         self.verbose, self.progress = bool(opts["verbose"]), bool(opts["progress"])
-        self.callbacks = _check_callbacks(opts["callbacks"])
+        self.callbacks = check_callbacks(opts["callbacks"])
         if opts["augment"] is not None and not callable(opts["augment"]):
             raise ValueError(f"expected augment a callable or None, got {opts['augment']!r}")
         self.augment = opts["augment"]
@@ -209,7 +206,7 @@ class Solver:
         idx = self._perm[batch * bs : (batch + 1) * bs]  # (B,)
         X_batch, y_batch = self.X_train[idx], self.y_train[idx]  # (B, ...), (B,)
         if self.augment is not None:
-            X_batch = _augment(self.augment, X_batch, self.rng)
+            X_batch = augment_batch(self.augment, X_batch, self.rng)
         self._backup.save(getattr(self.model, "buffers", None))
         try:
             loss, grads = self.model.loss(X_batch, y_batch)
@@ -336,7 +333,7 @@ class Solver:
             "print_every": self.print_every,
             "seed": _seed_json(self._seed),
             "fused": self.fused,
-            "augment": _augment_name(self.augment),
+            "augment": augment_name(self.augment),
         }
 
     def train_state(self) -> TrainState:
@@ -460,18 +457,6 @@ def _check_data(data: dict) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
-def _augment(fn: Any, X_batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``fn(X_batch, rng)``, checked to keep the batch's shape and dtype."""
-    out = fn(X_batch, rng)
-    if not isinstance(out, np.ndarray) or (out.shape, out.dtype) != (X_batch.shape, X_batch.dtype):
-        got = (out.shape, out.dtype) if isinstance(out, np.ndarray) else type(out).__name__
-        raise ValueError(
-            f"expected augment to return an array of shape {X_batch.shape} and dtype "
-            f"{X_batch.dtype}, got {got}"
-        )
-    return out
-
-
 class _BufferBackup:
     """The model's buffers at the start of a step, in one preallocated array, to undo it."""
 
@@ -511,38 +496,3 @@ def _seed_json(seed: Any) -> int | str | None:
 def _copies(arrays: dict) -> dict[str, np.ndarray]:
     """Copies of a dict of arrays."""
     return {k: np.array(v, copy=True) for k, v in arrays.items()}
-
-
-def _augment_name(fn: Any) -> str | None:
-    """What checkpoints record of ``augment``: its repr, or ``module.qualname`` when the repr
-    is Python's default (``<function f at 0x...>`` differs from one process to the next)."""
-    if fn is None:
-        return None
-    text = repr(fn)
-    if re.search(r" at 0x[0-9a-fA-F]+>$", text):
-        target = fn if hasattr(fn, "__qualname__") else type(fn)
-        return f"{getattr(target, '__module__', '?')}.{target.__qualname__}"
-    return text
-
-
-def _check_lr_decay(value: Any) -> float:
-    """``lr_decay`` as a finite float > 0."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
-    if not (ok and 0 < value < math.inf):
-        raise ValueError(f"expected lr_decay to be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def _check_callbacks(value: Any) -> list:
-    """``callbacks`` as a list of callables (None: an empty list)."""
-    if value is None:
-        return []
-    if not isinstance(value, Sequence) or isinstance(value, str | bytes):
-        raise ValueError(
-            f"expected callbacks to be a sequence of callables or None, got {value!r}"
-            + (f"; pass [{getattr(value, '__name__', 'fn')}]" if callable(value) else "")
-        )
-    bad = [fn for fn in value if not callable(fn)]
-    if bad:
-        raise ValueError(f"expected callbacks to be callables, got {bad!r}")
-    return list(value)
