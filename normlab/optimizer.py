@@ -12,6 +12,7 @@ rule runs parameter by parameter.
 from __future__ import annotations
 
 import numbers
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -142,7 +143,7 @@ class Optimizer:
                 )
                 np.copyto(params[k], next_w)
             return
-        if any(params[k] is not a for k, a in zip(self.names, self._arrays, strict=True)):
+        if not all(map(operator.is_, map(params.__getitem__, self.names), self._arrays)):
             self._chunk(params)  # someone rebound a parameter: find the runs again
         # one copy of all gradients into the flat buffer (flattening each in C order)
         np.concatenate([grads[k] for k in self.names], axis=None, out=self._grad)
