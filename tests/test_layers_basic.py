@@ -5,6 +5,7 @@ import pytest
 
 from normlab import layers as L
 from normlab.gradient_check import check_layer, eval_numerical_gradient, rel_error
+from normlab.layers.basic import affine_forward_unchecked, affine_param_grads
 
 
 @pytest.mark.parametrize(
@@ -26,6 +27,19 @@ def test_affine_gradients_any_input_shape(rng):
     assert max(r.rel_error for r in rows) < 1e-8
     out, _ = L.affine_forward(x, w, b)
     np.testing.assert_allclose(out, x.reshape(3, 8) @ w + b)
+
+
+@pytest.mark.parametrize("shape", [(3, 8), (3, 2, 4), (0, 8)])
+def test_the_models_unchecked_affine_twin_equals_the_layer(rng, shape):
+    x, w, b = rng.standard_normal(shape), rng.standard_normal((8, 5)), rng.standard_normal(5)
+    out, cache = L.affine_forward(x, w, b)
+    twin, twin_cache = affine_forward_unchecked(x, w, b)
+    np.testing.assert_array_equal(twin, out)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = L.affine_backward(dout, cache)
+    assert dx.shape == shape
+    for got, want in zip(affine_param_grads(dout, twin_cache), (dw, db), strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_sigmoid_is_overflow_free():

@@ -128,6 +128,8 @@ def test_backward_checks_its_cache_and_dout(rng):
     _, ln_cache = L.layernorm_forward(x, np.ones(3), np.zeros(3), {})
     with pytest.raises(ValueError, match=r"expected the cache of batchnorm_forward"):
         L.batchnorm_backward(np.ones((4, 3)), ln_cache)
+    with pytest.raises(ValueError, match=r"expected the cache of a normalization forward"):
+        L.layernorm_backward(np.ones((4, 3)), L.affine_forward(x, np.ones((3, 3)), np.ones(3))[1])
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.longdouble])

@@ -4,6 +4,7 @@ Names and signatures follow the Stanford CS231n assignments 1 and 2.
 """
 
 from normlab.layers.basic import (
+    ACTIVATIONS,
     affine_backward,
     affine_forward,
     dropout_backward,
@@ -38,6 +39,7 @@ from normlab.layers.losses import softmax_loss, svm_loss
 from normlab.layers.norm_core import NormCache
 
 __all__ = [
+    "ACTIVATIONS",
     "NormCache",
     "affine_backward",
     "affine_forward",

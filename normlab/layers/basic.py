@@ -35,30 +35,27 @@ def affine_forward(x, w, b):
         raise ValueError(
             f"affine_forward: x has {D} features per sample {x.shape[1:]}, w expects {w.shape[0]}"
         )
-    out = x.reshape(x.shape[0], D) @ w + b  # (N, M)
-    return out, (x, w, b)
+    return affine_forward_unchecked(x, w, b)
+
+
+def affine_forward_unchecked(x, w, b):
+    """:func:`affine_forward` without its checks, for callers whose shapes are fixed (models)."""
+    x2 = x if x.ndim == 2 else x.reshape(x.shape[0], w.shape[0])  # (N, D)
+    return x2 @ w + b, (x, w, b)  # (N, M)
 
 
 def affine_backward(dout, cache):
-    """Backward of :func:`affine_forward`.
-
-    Parameters
-    ----------
-    dout : ndarray of shape (N, M)
-    cache : tuple from :func:`affine_forward`
-
-    Returns
-    -------
-    dx : ndarray of shape (N, d1, ..., dk)
-    dw : ndarray of shape (D, M)
-    db : ndarray of shape (M,)
-    """
+    """Backward of :func:`affine_forward`: dout (N, M) -> dx (shape of x), dw (D, M), db (M,)."""
     x, w, _ = cache
-    x2 = x.reshape(x.shape[0], -1)  # (N, D)
-    dx = (dout @ w.T).reshape(x.shape)
-    dw = x2.T @ dout  # (D, M)
-    db = dout.sum(axis=0)  # (M,)
-    return dx, dw, db
+    dw, db = affine_param_grads(dout, cache)
+    return (dout @ w.T).reshape(x.shape), dw, db  # (N, d1, ..., dk)
+
+
+def affine_param_grads(dout, cache):
+    """:func:`affine_backward` without dx (a network's input layer): dw (D, M), db (M,)."""
+    x, w, _ = cache
+    x2 = x if x.ndim == 2 else x.reshape(x.shape[0], w.shape[0])  # (N, D)
+    return x2.T @ dout, dout.sum(axis=0)
 
 
 def relu_forward(x):
@@ -138,3 +135,11 @@ def dropout_backward(dout, cache):
     """Backward of :func:`dropout_forward`: ``dx = dout * mask / p`` (identity in test mode)."""
     _, mask = cache
     return dout if mask is None else dout * mask
+
+
+# The nonlinearities by the names the models accept: (forward, backward).
+ACTIVATIONS = {
+    "relu": (relu_forward, relu_backward),
+    "sigmoid": (sigmoid_forward, sigmoid_backward),
+    "tanh": (tanh_forward, tanh_backward),
+}

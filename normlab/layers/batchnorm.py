@@ -174,26 +174,9 @@ def batchnorm_backward(dout, cache: NormCache):
     return dx.astype(cache.x.dtype), dgamma.astype(g.dtype), dbeta.astype(g.dtype)
 
 
-def batchnorm_backward_alt(dout, cache: NormCache):
-    """Batch-norm backward in closed form (same cache as :func:`batchnorm_backward`).
-
-    Parameters
-    ----------
-    dout : ndarray of shape (N, D)
-    cache : NormCache from :func:`batchnorm_forward`
-
-    Returns
-    -------
-    dx : ndarray of shape (N, D)
-    dgamma, dbeta : ndarray of shape (D,)
-
-    Notes
-    -----
-    ``dx = gamma / sqrt(var + eps) * (dout - mean(dout) - xhat * mean(dout * xhat))``, means
-    over the batch (docs/derivations.md). Runs the fused kernel unless
-    ``NORMLAB_BACKEND=numpy``.
-    """
-    return norm_backward(np.asarray(dout), cache)
+# The closed-form backwards are norm_backward itself, as for every normalization: the cache
+# knows the axes of its statistics.
+batchnorm_backward_alt = norm_backward
 
 
 def spatial_batchnorm_forward(x, gamma, beta, bn_param):
@@ -217,17 +200,4 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     return _bn_forward(x, gamma, beta, bn_param, "spatial_batchnorm_forward", 4, "(N, C, H, W)")
 
 
-def spatial_batchnorm_backward(dout, cache: NormCache):
-    """Backward of :func:`spatial_batchnorm_forward`, closed form.
-
-    Parameters
-    ----------
-    dout : ndarray of shape (N, C, H, W)
-    cache : NormCache
-
-    Returns
-    -------
-    dx : ndarray of shape (N, C, H, W)
-    dgamma, dbeta : ndarray of shape (C,)
-    """
-    return norm_backward(np.asarray(dout), cache)
+spatial_batchnorm_backward = norm_backward

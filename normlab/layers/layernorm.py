@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import numbers
 
-import numpy as np
-
 from normlab.layers._checks import as_float_array, check_channel_param, check_eps, check_ndim
-from normlab.layers.norm_core import GROUP, NormCache, norm_backward, norm_forward
+from normlab.layers.norm_core import GROUP, norm_backward, norm_forward
 
 
 def _param_dict(p, fn, name):
@@ -58,20 +56,7 @@ def layernorm_forward(x, gamma, beta, ln_param):
     return norm_forward(x, gamma, beta, GROUP, eps, groups=1)
 
 
-def layernorm_backward(dout, cache: NormCache):
-    """Backward of :func:`layernorm_forward`.
-
-    Parameters
-    ----------
-    dout : ndarray of shape (N, D)
-    cache : NormCache
-
-    Returns
-    -------
-    dx : ndarray of shape (N, D)
-    dgamma, dbeta : ndarray of shape (D,)
-    """
-    return norm_backward(np.asarray(dout), cache)
+layernorm_backward = norm_backward  # closed form, as for every normalization
 
 
 def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
@@ -114,17 +99,4 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     return norm_forward(x, gamma, beta, GROUP, eps, groups=int(G))
 
 
-def spatial_groupnorm_backward(dout, cache: NormCache):
-    """Backward of :func:`spatial_groupnorm_forward`.
-
-    Parameters
-    ----------
-    dout : ndarray of shape (N, C, H, W)
-    cache : NormCache
-
-    Returns
-    -------
-    dx : ndarray of shape (N, C, H, W)
-    dgamma, dbeta : ndarray, the shape gamma was given in ((C,) or (1, C, 1, 1))
-    """
-    return norm_backward(np.asarray(dout), cache)
+spatial_groupnorm_backward = norm_backward

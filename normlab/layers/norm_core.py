@@ -129,18 +129,38 @@ def check_dout(dout, shape) -> None:
 
 
 def norm_backward(dout, cache: NormCache):
-    """Closed-form backward of :func:`norm_forward`.
+    """Closed-form backward of every normalization: batch, spatial batch, layer and group norm.
+
+    ``batchnorm_backward_alt``, ``spatial_batchnorm_backward``, ``layernorm_backward`` and
+    ``spatial_groupnorm_backward`` are this function: the cache says which axes the statistics
+    were taken over.
 
     Parameters
     ----------
-    dout : ndarray, shape of ``cache.x``
+    dout : ndarray, shape of the forward's input ``x``
     cache : NormCache
+        From the forward.
 
     Returns
     -------
-    dx : ndarray, shape and dtype of x
-    dgamma, dbeta : ndarray, shape and dtype of ``cache.gamma``
+    dx : ndarray, shape and dtype of ``x``
+    dgamma, dbeta : ndarray, shape and dtype of ``gamma`` as given ((C,), or (1, C, 1, 1) for
+        group norm)
+
+    Notes
+    -----
+    With ``g = dout * gamma`` and means over the ``m`` values of each statistic: ``dx = (g -
+    mean(g) - xhat * mean(g * xhat)) / sqrt(var + eps)``; ``dgamma = sum(dout * xhat)``,
+    ``dbeta = sum(dout)`` over every axis but the channel (docs/derivations.md). In test mode
+    (fixed running statistics) ``dx = g / sqrt(var + eps)``. Runs the fused kernels unless
+    ``NORMLAB_BACKEND=numpy``.
     """
+    if not isinstance(cache, NormCache):
+        raise ValueError(
+            f"expected the cache of a normalization forward (a NormCache), got "
+            f"{type(cache).__name__}"
+        )
+    dout = np.asarray(dout)
     check_dout(dout, cache.x.shape)
     if not cache.train:
         return _backward_fixed(dout, cache)
