@@ -2,7 +2,7 @@
 
 The models' training loss on a small batch is dominated by NumPy's per-call overhead (eleven
 calls for a (32, 10) batch cost ~15 us); this kernel does the same math in ~1 us.
-``normlab.models.base.softmax_cross_entropy`` calls it unless ``NORMLAB_BACKEND=numpy``.
+``normlab.layers.losses.softmax_cross_entropy`` calls it unless ``NORMLAB_BACKEND=numpy``.
 """
 
 from __future__ import annotations

@@ -18,30 +18,19 @@ references.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import numbers
 
 import numpy as np
 
-from normlab.layers import (
-    dropout_backward,
-    dropout_forward,
-    relu_backward,
-    relu_forward,
-    sigmoid_backward,
-    sigmoid_forward,
-    tanh_backward,
-    tanh_forward,
-)
+from normlab._validate import check_int
+from normlab.layers import ACTIVATIONS, affine_backward, dropout_backward, dropout_forward
+from normlab.layers.basic import affine_forward_unchecked, affine_param_grads
 from normlab.layers.conv import conv_backward, conv_forward, max_pool_backward, max_pool_forward
 from normlab.layers.losses import softmax_cross_entropy
 from normlab.models.registry import NormLayer, layer_groups
 
-ACTIVATIONS = {
-    "relu": (relu_forward, relu_backward),
-    "sigmoid": (sigmoid_forward, sigmoid_backward),
-    "tanh": (tanh_forward, tanh_backward),
-}
 WEIGHT_SCALES = ("he", "xavier")
 
 
@@ -133,7 +122,9 @@ def init_std(weight_scale, fan_in: int, fan_out: int) -> float:
 class Network:
     """Base of the models: holds params/buffers/rng and runs the block chain.
 
-    Subclasses build ``self.blocks`` with :meth:`_add_block` and set ``self._config``.
+    Subclasses pass the options every model takes to ``__init__`` (:func:`shared_options`),
+    build ``self.blocks`` with :meth:`_add_block` and record their architecture arguments with
+    :meth:`_set_config`.
 
     Attributes
     ----------
@@ -147,6 +138,9 @@ class Network:
     dropout_seed : int or None
         When an int, every training pass draws its dropout masks from
         ``np.random.default_rng(dropout_seed)``: the same masks at every call.
+    normalization, reg, weight_scale, dtype, seed, activation, groups, norm_options
+        The other options every model takes, as checked (``seed``: an int, or None for a
+        Generator or fresh entropy), and ``dropout_keep_ratio`` (a float).
     record : set of int
         Layer numbers whose pre-activation (the input of the nonlinearity, after the
         normalization) each forward pass stores in ``activations``. Empty by default.
@@ -157,20 +151,48 @@ class Network:
         training batch's). The arrays are not copied; they are never modified afterwards.
     """
 
-    def __init__(self, reg: float, dtype, seed) -> None:
+    def __init__(
+        self,
+        *,
+        normalization: str | None,
+        reg: float,
+        weight_scale: float | str,
+        dtype,
+        seed,
+        activation: str,
+        groups: int,
+        norm_options: dict | None,
+        dropout_keep_ratio: float,
+        dropout_seed: int | None,
+    ) -> None:
+        """Check and keep the options every model takes (the subclasses document them).
+
+        A subclass passes them on with ``super().__init__(**shared_options(locals()))``.
+        """
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
             raise ValueError(f"expected a floating dtype, got {dtype}")
         if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not reg >= 0:
             raise ValueError(f"expected reg >= 0, got {reg!r}")
+        keep = dropout_keep_ratio
+        if isinstance(keep, bool) or not isinstance(keep, numbers.Real) or not 0 < keep <= 1:
+            raise ValueError(f"expected dropout_keep_ratio in (0, 1], got {keep!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; known are {sorted(ACTIVATIONS)}")
+        self.normalization = normalization
         self.reg = float(reg)
+        self.weight_scale = check_weight_scale(weight_scale)
         self.dtype = dtype
-        self.params: dict[str, np.ndarray] = {}
-        self.buffers: dict[str, np.ndarray] = {}
         self.rng = np.random.default_rng(seed)
         # what get_config records: an int seed, or None (fresh entropy or a Generator)
         self.seed = int(seed) if isinstance(seed, numbers.Integral) else None
-        self.dropout_seed: int | None = None  # set by subclasses with dropout, before _add_block
+        self.activation = activation
+        self.groups = check_int("groups", groups)
+        self.norm_options = dict(norm_options or {})
+        self.dropout_keep_ratio = float(keep)
+        self.dropout_seed = check_int("dropout_seed", dropout_seed, 0, allow_none=True)
+        self.params: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
         self.blocks: list[Block] = []
         # features of one sample, (D,) or (C, H, W), set by subclasses; None: not checked
         self._input_shape: tuple[int, ...] | None = None
@@ -178,25 +200,48 @@ class Network:
         self.activations: dict[int, np.ndarray] = {}
         self._config: dict = {}
 
+    def _set_config(self, model: str, **architecture) -> None:
+        """Record what :meth:`get_config` returns: the class name, the architecture arguments,
+        then the options every model takes."""
+        self._config = {
+            "model": model,
+            **architecture,
+            "normalization": self.normalization,
+            "reg": self.reg,
+            "weight_scale": self.weight_scale,
+            "dtype": self.dtype.name,
+            "seed": self.seed,
+            "activation": self.activation,
+            "groups": self.groups,
+            "norm_options": self.norm_options,
+            "dropout_keep_ratio": self.dropout_keep_ratio,
+            "dropout_seed": self.dropout_seed,
+        }
+
     # -- construction ------------------------------------------------------------------------------
 
     def _add_block(
         self,
         shape: tuple,
-        std: float,
         *,
         conv_param: dict | None = None,
         norm: NormLayer | None = None,
-        groups: int = 1,
-        norm_options: dict | None = None,
-        activation: str | None = None,
+        activation: bool = False,
         pool: dict | None = None,
         keep: float = 1.0,
     ) -> Block:
-        """Append a block whose weight has ``shape``, (D, M) affine or (F, C, k, k) conv."""
+        """Append a block whose weight has ``shape``, (D, M) affine or (F, C, k, k) conv.
+
+        The weights are drawn with :func:`init_std` of the model's ``weight_scale``;
+        ``activation`` applies the model's nonlinearity, ``keep < 1`` dropout.
+        """
         blk = Block(len(self.blocks) + 1, conv_param)
-        width = shape[0] if conv_param is not None else shape[1]
-        w = std * self.rng.standard_normal(shape)
+        if conv_param is None:
+            (fan_in, width), fan_out = shape, shape[1]
+        else:
+            width, ksize = shape[0], math.prod(shape[2:])  # (F, C, k, k): F, k * k
+            fan_in, fan_out = shape[1] * ksize, width * ksize
+        w = init_std(self.weight_scale, fan_in, fan_out) * self.rng.standard_normal(shape)
         self.params[blk.W] = w.astype(self.dtype)
         self.params[blk.b] = np.zeros(width, self.dtype)
         if norm is not None:
@@ -205,22 +250,21 @@ class Network:
             for k, v in norm.init_params(width, self.dtype).items():
                 self.params[k + suffix] = v
             blk.norm_params = tuple(k + suffix for k in norm.params)
-            norm_options = norm_options or {}
-            clash = sorted(set(norm_options) & {"mode", "groups", *norm.buffers})
+            clash = sorted(set(self.norm_options) & {"mode", "groups", *norm.buffers})
             if clash:
                 raise ValueError(
                     f"norm_options may not set {clash}: the model sets them (use groups=...)"
                 )
-            p = {**norm.defaults, **norm_options, "mode": "train"}
+            p = {**norm.defaults, **self.norm_options, "mode": "train"}
             if norm.groups:
-                p["groups"] = layer_groups(groups, width)
+                p["groups"] = layer_groups(self.groups, width)
             for k, v in norm.init_buffers(width, self.dtype).items():
                 self.buffers[k + suffix] = v
                 p[k] = v
             blk.norm_buffers = tuple((k, k + suffix) for k in norm.buffers)
             blk.norm_param = p
-        if activation is not None:
-            blk.act = ACTIVATIONS[activation]
+        if activation:
+            blk.act = ACTIVATIONS[self.activation]
         blk.pool = pool
         if keep < 1:
             blk.dropout = {"p": keep, "mode": "train", "rng": self.rng, "seed": self.dropout_seed}
@@ -243,11 +287,8 @@ class Network:
         caches = []
         for blk in self.blocks:
             W, b = params[blk.W], params[blk.b]
-            if blk.conv_param is None:
-                # affine_forward without its per-call checks (shapes are fixed at construction)
-                x2 = h if h.ndim == 2 else h.reshape(h.shape[0], -1)  # (N, D)
-                c_lin = (x2, h.shape)
-                h = x2 @ W + b  # (N, M)
+            if blk.conv_param is None:  # shapes are fixed at construction: no per-call checks
+                h, c_lin = affine_forward_unchecked(h, W, b)
             else:
                 h, c_lin = conv_forward(h, W, b, blk.conv_param)
             if blk is stop:
@@ -331,14 +372,10 @@ class Network:
             if c_norm is not None:
                 dout, *dnorm = blk.norm.backward(dout, c_norm)
                 grads.update(zip(blk.norm_params, dnorm, strict=True))
-            if blk.conv_param is None:  # affine_backward, minus dx for the input layer
-                x2, shape = c_lin
-                grads[blk.W] = x2.T @ dout  # (D, M)
-                grads[blk.b] = dout.sum(axis=0)  # (M,)
-                if blk is not first:
-                    dout = dout @ params[blk.W].T  # (N, D)
-                    if len(shape) != 2:
-                        dout = dout.reshape(shape)  # (N, C, H, W) of a conv block
+            if blk is first and blk.conv_param is None:  # no dx for the input
+                grads[blk.W], grads[blk.b] = affine_param_grads(dout, c_lin)
+            elif blk.conv_param is None:
+                dout, grads[blk.W], grads[blk.b] = affine_backward(dout, c_lin)
             else:
                 dout, grads[blk.W], grads[blk.b] = conv_backward(dout, c_lin)
         if self.reg:
@@ -348,3 +385,12 @@ class Network:
                 loss += 0.5 * reg * float(np.vdot(W, W))
                 grads[blk.W] += reg * W
         return loss, grads
+
+
+_SHARED = tuple(inspect.signature(Network.__init__).parameters)[1:]  # after self
+
+
+def shared_options(args: dict) -> dict:
+    """The arguments of a model's constructor (its ``locals()`` on entry) that every model
+    takes, by name: what :class:`Network` checks and keeps."""
+    return {k: args[k] for k in _SHARED}

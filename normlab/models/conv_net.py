@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from normlab._validate import check_int
-from normlab.models.base import ACTIVATIONS, Network, check_weight_scale, init_std
+from normlab.models.base import Network, shared_options
 from normlab.models.registry import get_normalization
 
 _POOL = {"pool_height": 2, "pool_width": 2, "stride": 2}
@@ -100,11 +100,7 @@ class ConvNet(Network):
         dropout_keep_ratio: float = 1.0,
         dropout_seed: int | None = None,
     ) -> None:
-        super().__init__(reg, dtype, seed)
-        self.dropout_seed = check_int("dropout_seed", dropout_seed, 0, allow_none=True)
-        keep = dropout_keep_ratio
-        if isinstance(keep, bool) or not isinstance(keep, numbers.Real) or not 0 < keep <= 1:
-            raise ValueError(f"expected dropout_keep_ratio in (0, 1], got {keep!r}")
+        super().__init__(**shared_options(locals()))  # normalization, reg, ... dropout_seed
         input_dim = _int_tuple("input_dim", input_dim)
         if len(input_dim) != 3:
             raise ValueError(f"expected input_dim (C, H, W), got {input_dim!r}")
@@ -114,17 +110,11 @@ class ConvNet(Network):
         if k % 2 == 0:
             raise ValueError(f"expected an odd filter_size (padding keeps the size), got {k}")
         num_classes = check_int("num_classes", num_classes)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; known are {sorted(ACTIVATIONS)}")
-        weight_scale = check_weight_scale(weight_scale)
-        groups = check_int("groups", groups)
         # with no filters the spatial variant is not needed, but the name is still validated
         spatial_norm = (
             get_normalization(normalization, "spatial") if filters or not hidden else None
         )
         feature_norm = get_normalization(normalization, "feature") if hidden else None
-        norm_options = dict(norm_options or {})
-        opts = {"groups": groups, "norm_options": norm_options, "activation": activation}
 
         self._input_shape = tuple(input_dim)
         C, H, W = input_dim
@@ -134,35 +124,22 @@ class ConvNet(Network):
                     f"input_dim {tuple(input_dim)} is too small for {len(filters)} 2x2 poolings; "
                     "use fewer num_filters or larger inputs"
                 )
-            std = init_std(weight_scale, C * k * k, F * k * k)
             conv_param = {"stride": 1, "pad": (k - 1) // 2}
             self._add_block(
-                (F, C, k, k), std, conv_param=conv_param, norm=spatial_norm, pool=_POOL, **opts
+                (F, C, k, k), conv_param=conv_param, norm=spatial_norm, activation=True, pool=_POOL
             )
             C, H, W = F, H // 2, W // 2
         dims = [C * H * W, *hidden]
         for D, M in zip(dims[:-1], dims[1:], strict=True):
             self._add_block(
-                (D, M), init_std(weight_scale, D, M), norm=feature_norm, keep=keep, **opts
+                (D, M), norm=feature_norm, activation=True, keep=self.dropout_keep_ratio
             )
-        std = init_std(weight_scale, dims[-1], num_classes)
-        self._add_block((dims[-1], num_classes), std)
-        self.normalization = normalization
-        self._config = {
-            "model": "ConvNet",
-            "input_dim": input_dim,
-            "num_filters": filters,
-            "filter_size": k,
-            "hidden_dims": hidden,
-            "num_classes": num_classes,
-            "normalization": normalization,
-            "weight_scale": weight_scale,
-            "reg": self.reg,
-            "dtype": self.dtype.name,
-            "seed": self.seed,
-            "groups": groups,
-            "norm_options": norm_options,
-            "activation": activation,
-            "dropout_keep_ratio": keep,
-            "dropout_seed": self.dropout_seed,
-        }
+        self._add_block((dims[-1], num_classes))
+        self._set_config(
+            "ConvNet",
+            input_dim=input_dim,
+            num_filters=filters,
+            filter_size=k,
+            hidden_dims=hidden,
+            num_classes=num_classes,
+        )

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from normlab._validate import check_int
-from normlab.models.base import ACTIVATIONS, Network, check_weight_scale, init_std
+from normlab.models.base import Network, shared_options
 from normlab.models.registry import get_normalization
 
 
@@ -105,53 +105,26 @@ class FullyConnectedNet(Network):
         norm_options: dict | None = None,
         dropout_seed: int | None = None,
     ) -> None:
-        super().__init__(reg, dtype, seed)
-        self.dropout_seed = check_int("dropout_seed", dropout_seed, 0, allow_none=True)
+        super().__init__(**shared_options(locals()))  # normalization, reg, ... dropout_seed
         if isinstance(hidden_dims, numbers.Integral | str):
             raise ValueError(f"expected hidden_dims a sequence of ints, got {hidden_dims!r}")
         hidden = [check_int("every hidden_dims entry", h) for h in hidden_dims]
         input_dim = check_int("input_dim", input_dim)
         num_classes = check_int("num_classes", num_classes)
-        keep = dropout_keep_ratio
-        if isinstance(keep, bool) or not isinstance(keep, numbers.Real) or not 0 < keep <= 1:
-            raise ValueError(f"expected dropout_keep_ratio in (0, 1], got {keep!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; known are {sorted(ACTIVATIONS)}")
-        weight_scale = check_weight_scale(weight_scale)
-        groups = check_int("groups", groups)
         norm = get_normalization(normalization, "feature")
-        norm_options = dict(norm_options or {})
 
         self._input_shape = (input_dim,)
         dims = [input_dim, *hidden, num_classes]
         L = len(dims) - 1
         for i in range(L):
-            std = init_std(weight_scale, dims[i], dims[i + 1])
             hidden_layer = i < L - 1
             self._add_block(
                 (dims[i], dims[i + 1]),
-                std,
                 norm=norm if hidden_layer else None,
-                groups=groups,
-                norm_options=norm_options,
-                activation=activation if hidden_layer else None,
-                keep=float(keep) if hidden_layer else 1.0,
+                activation=hidden_layer,
+                keep=self.dropout_keep_ratio if hidden_layer else 1.0,
             )
         self.num_layers = L
-        self.normalization = normalization
-        self._config = {
-            "model": "FullyConnectedNet",
-            "hidden_dims": hidden,
-            "input_dim": input_dim,
-            "num_classes": num_classes,
-            "dropout_keep_ratio": float(keep),
-            "normalization": normalization,
-            "reg": self.reg,
-            "weight_scale": weight_scale,
-            "dtype": self.dtype.name,
-            "seed": self.seed,
-            "activation": activation,
-            "groups": groups,
-            "norm_options": norm_options,
-            "dropout_seed": self.dropout_seed,
-        }
+        self._set_config(
+            "FullyConnectedNet", hidden_dims=hidden, input_dim=input_dim, num_classes=num_classes
+        )

@@ -148,11 +148,6 @@ class NormLayer:
     test_affine: Callable | None = None
     batch_stats: bool = False
 
-    @property
-    def stateful(self) -> bool:
-        """Whether the layer keeps running statistics (and so differs in train and test mode)."""
-        return bool(self.buffers)
-
     def init_params(self, C: int, dtype) -> dict[str, np.ndarray]:
         """Initial parameters of a layer of width ``C``, by registration name (``'gamma'``)."""
         return {k: _make(init, C, dtype) for k, init in self.params.items()}
