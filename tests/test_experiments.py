@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -225,3 +226,250 @@ def test_num_training_is_an_upper_bound():
     capped = load_data(config, num_training=10_000)
     assert len(capped["X_train"]) == len(full["X_train"]) < 10_000
     assert len(load_data(config, num_training=100)["X_train"]) == 100
+
+
+# --- headlines: each experiment words its own, from its results ---------------------------------
+
+
+def headline(results):
+    """The headline the experiment named in ``results`` computes from them."""
+    return get_experiment(results["experiment"]).headline(results)
+
+
+def _curves_results(val_none, val_bn, threshold=0.9, epochs=4):
+    return {
+        "experiment": "bn-vs-baseline",
+        "threshold": threshold,
+        "config": {"num_epochs": epochs, "normalizations": ["none", "batchnorm"]},
+        "runs": {"none": {"val_acc": val_none}, "batchnorm": {"val_acc": val_bn}},
+    }
+
+
+def test_curves_headline_wording():
+    r = _curves_results([0.1, 0.5, 0.8, 0.92, 0.95], [0.1, 0.91, 0.95, 0.96, 0.97])
+    assert headline(r) == (
+        "Batch norm reached 0.90 validation accuracy in 1 epoch, the baseline in 3 epochs."
+    )
+    r = _curves_results([0.1, 0.2, 0.3, 0.4, 0.5], [0.1, 0.5, 0.92, 0.9, 0.9])
+    assert headline(r) == (
+        "Batch norm reached 0.90 validation accuracy in 2 epochs, "
+        "the baseline did not reach it in 4 epochs."
+    )
+
+
+def test_batch_size_and_small_batch_headlines():
+    r = {
+        "experiment": "batch-size",
+        "batch_sizes": [5, 10, 50],
+        "best_val_acc": {"batchnorm": [0.6, 0.7, 0.8], "layernorm": [0.801, 0.79, 0.797]},
+    }
+    assert headline(r) == (
+        "From batch size 50 to 5, best validation accuracy fell from 0.80 to 0.60 with batch "
+        "norm and stayed at 0.80 with layer norm."
+    )
+    r = {
+        "experiment": "small-batch",
+        "batch_sizes": [2, 64],
+        "best_epoch_test_acc": {"none": [0.5, 0.6], "groupnorm": [0.9, 0.91]},
+    }
+    assert headline(r).startswith(
+        "From 64 images per batch to 2, test accuracy at the best validation epoch fell from "
+        "0.60 to 0.50 without normalization and fell from 0.91 to 0.90 with group norm"
+    )
+
+
+def test_weight_scale_headline_counts_scales():
+    r = {
+        "experiment": "weight-scale",
+        "weight_scales": [1e-4, 1e-2, 1.0],
+        "curves": {
+            "none": {"best_val_acc": [0.1, 0.9, 0.3]},
+            "batchnorm": {"best_val_acc": [0.85, 0.95, 0.8]},
+        },
+    }
+    assert headline(r) == (
+        "Best validation accuracy was at least 0.75 at 1 of 3 weight scales without "
+        "normalization (scale 1.0e-02) and 3 of 3 weight scales with batch norm "
+        "(scales 1.0e-04 to 1.0e+00)."
+    )
+
+
+def test_curves_headline_names_divergence_and_ignores_epoch_0():
+    r = _curves_results([0.1], [0.1, 0.5, 0.91, 0.92], threshold=0.9, epochs=3)
+    r["runs"]["none"]["diverged"] = True
+    assert headline(r) == (
+        "Batch norm reached 0.90 validation accuracy in 2 epochs, the baseline diverged at epoch 1."
+    )
+    r = _curves_results([0.1, 0.1], [0.1, 0.1, 0.1], threshold=0.1, epochs=2)
+    assert "in 0 epochs" not in headline(r)
+    assert "never beat its untrained 0.10" in headline(r)
+
+
+def test_headlines_when_a_value_stays_or_diverges():
+    r = {
+        "experiment": "small-batch",
+        "batch_sizes": [2, 64],
+        "best_epoch_test_acc": {
+            "none": [0.8, 0.8],
+            "batchnorm": [None, 0.9],
+            "groupnorm": [0.9, 0.7],
+        },
+    }
+    assert headline(r) == (
+        "From 64 images per batch to 2, test accuracy at the best validation epoch stayed at "
+        "0.80 without normalization, fell from 0.90 to n/a (diverged) with batch norm and "
+        "rose from 0.70 to 0.90 with group norm."
+    )
+
+
+def test_weight_scale_headline_lists_scales_that_are_not_contiguous():
+    r = {
+        "experiment": "weight-scale",
+        "weight_scales": [1e-4, 1e-2, 1.0],
+        "curves": {"none": {"best_val_acc": [0.9, 0.1, 0.9]}},
+    }
+    assert headline(r).endswith("(scales 1.0e-04 and 1.0e+00).")
+
+
+def test_diverged_mlp_adam_and_paper_mnist_headlines():
+    r = {
+        "experiment": "mlp-adam",
+        "config": {"num_epochs": 3},
+        "runs": {
+            "none": {"val_loss": [], "val_acc": [0.1], "diverged": True},
+            "batchnorm": {"val_loss": [0.5, 0.4], "val_acc": [0.1, 0.8, 0.9], "diverged": False},
+        },
+    }
+    assert headline(r) == (
+        "After 3 epochs, the validation loss was 0.400 with batch norm (accuracy 0.900); "
+        "the run without normalization diverged at epoch 1."
+    )
+    r = {
+        "experiment": "paper-mnist",
+        "runs": {"none": {"steps": [10, 20], "final_test_acc": 0.1, "diverged": True}},
+    }
+    assert headline(r) == "The run without normalization diverged."
+
+
+# --- declarations, configs, the shared builder and loader ---------------------------------------
+
+
+def test_every_experiment_declares_its_figures_as_data():
+    from normlab.report.figures import PANELS
+
+    for exp in EXPERIMENTS.values():
+        specs = exp.figures(exp.quick(exp.config_cls()))
+        assert json.loads(json.dumps(specs)) == specs, exp.name  # plain JSON
+        names = [s["name"] for s in specs]
+        assert names and len(set(names)) == len(names), exp.name
+        assert {p["kind"] for s in specs for p in s["panels"]} <= set(PANELS), exp.name
+
+
+def _fields(cls):
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def test_configs_declare_a_shared_setting_once():
+    from normlab.experiments.config import ExperimentConfig
+
+    base = _fields(ExperimentConfig)
+    for exp in EXPERIMENTS.values():
+        fields = _fields(exp.config_cls)
+        assert list(fields)[: len(base)] == list(base), exp.name  # its place (and flag) kept
+        for name in ("dataset", "normalizations", "seed"):
+            assert fields[name].metadata["help"] == base[name].metadata["help"], exp.name
+    dataset = {e.name: e.config_cls().dataset for e in EXPERIMENTS.values()}
+    assert dataset == {
+        "demo": "digits", "bn-vs-baseline": "cifar10", "weight-scale": "cifar10",
+        "batch-size": "cifar10", "paper-mnist": "mnist", "mlp-adam": "mnist",
+        "small-batch": "cifar10",
+    }  # fmt: skip
+    assert _fields(TrainConfig)["dataset"].metadata == base["dataset"].metadata
+
+
+@pytest.mark.parametrize(
+    "name, settings, message",
+    [
+        ("demo", {"num_epochs": 0}, "DemoConfig: expected num_epochs >= 1, got 0"),
+        ("batch-size", {"batch_sizes": (5, 0)}, "expected batch_sizes >= 1, got (5, 0)"),
+        ("batch-size", {"batch_sizes": ()}, "expected at least one entry in batch_sizes, got ()"),
+        ("small-batch", {"batch_sizes": ()}, "expected at least one entry in batch_sizes"),
+        ("demo", {"normalizations": ()}, "expected at least one entry in normalizations"),
+        ("mlp-adam", {"normalizations": ("batchnorm", "bogus")},
+         "unknown normalization 'bogus' in normalizations; known: none, batchnorm"),
+        ("bn-vs-baseline", {"learning_rate": 0.0}, "expected learning_rate > 0, got 0.0"),
+        ("mlp-adam", {"weight_scale": -1.0}, "expected weight_scale > 0, got -1.0"),
+        ("small-batch", {"base_lr": -0.1}, "expected base_lr > 0, got -0.1"),
+        ("weight-scale", {"scale_min": 0.0}, "expected scale_min > 0, got 0.0"),
+        ("weight-scale", {"num_scales": 0}, "expected num_scales >= 1, got 0"),
+        ("paper-mnist", {"eval_every": 0}, "expected eval_every >= 1, got 0"),
+        ("paper-mnist", {"unit": 100},
+         "PaperMNISTConfig: expected 0 <= unit < 100 (last hidden width), got 100"),
+        ("paper-mnist", {"unit": -1}, "expected 0 <= unit < 100 (last hidden width), got -1"),
+        ("small-batch", {"hidden_dims": (64, 0)}, "expected hidden_dims >= 1, got (64, 0)"),
+    ],
+)  # fmt: skip
+def test_configs_validate_themselves(name, settings, message):
+    cls = get_experiment(name).config_cls
+    with pytest.raises(ValueError, match=re.escape(message)):
+        cls(**settings)
+
+
+def test_what_configs_accept():
+    pm = get_experiment("paper-mnist").config_cls(unit=0, seed=0)  # an index and a seed: 0 is fine
+    assert pm.unit == 0
+    assert get_experiment("small-batch").config_cls(weight_scale="xavier").weight_scale == "xavier"
+    assert get_experiment("demo").config_cls(threshold=0.0).threshold == 0.0
+
+
+def test_one_model_builder():
+    from normlab.experiments.training import build_model, load_data, split_seed
+    from normlab.models import ConvNet, FullyConnectedNet
+
+    data = load_data(get_experiment("demo").config_cls())
+    fc, solver_seed = build_model(data, 7, "none", hidden_dims=(8,))
+    assert isinstance(fc, FullyConnectedNet) and fc.normalization is None
+    assert fc.params["W1"].shape == (64, 8) and solver_seed == split_seed(7)[1]
+    twin, _ = build_model(data, 7, None, hidden_dims=(8,))
+    np.testing.assert_array_equal(twin.params["W1"], fc.params["W1"])  # seeded: same weights
+    conv, _ = build_model(data, 7, "groupnorm", "conv", num_filters=(4,), hidden_dims=(8,))
+    assert isinstance(conv, ConvNet) and conv.normalization == "groupnorm"
+    with pytest.raises(ValueError, match=r"unknown model 'mlp'; known models are \['fc', 'conv'\]"):
+        build_model(data, 7, "none", "mlp")
+
+
+def test_the_loader_is_cached_and_read_only():
+    from normlab.experiments.config import ExperimentConfig
+    from normlab.experiments.training import load_data
+
+    config = ExperimentConfig(dataset="digits")
+    data = load_data(config, num_training=100)
+    assert load_data(config, num_training=100) is data
+    assert not data["X_train"].flags.writeable
+    with pytest.raises(ValueError, match="num_training"):  # exact: normlab train's sizes
+        load_data(config, num_training=10_000, at_most=False)
+
+
+def test_train_builds_through_the_shared_builder_and_loader():
+    from normlab.experiments import train as train_mod
+    from normlab.experiments.training import load_data
+
+    config = TrainConfig(hidden_dims=(8,), num_training=100, normalization=None)
+    data = train_mod.load_train_data(config)
+    assert data is load_data(config, 100, None, at_most=False) and len(data["X_train"]) == 100
+    model, _ = train_mod.build_model(config, data)
+    assert model.normalization is None and model.params["W1"].shape == (64, 8)
+    conv, _ = train_mod.build_model(
+        dataclasses.replace(config, model="conv", num_filters=(4,)), data
+    )
+    assert conv.get_config()["num_filters"] == [4]
+
+
+def test_vocabulary():
+    from normlab import vocab
+
+    assert vocab.run_name("batchnorm", bs=5) == "batchnorm/bs=5"
+    assert vocab.run_name("none", scale=3) == "none/scale=3"
+    assert [vocab.label(n) for n in ("none", "batchnorm", "mystery")] == [
+        "no normalization", "batch norm", "mystery"]  # fmt: skip
+    assert vocab.short_label("none") == "none" and vocab.color("mystery") is None

@@ -6,7 +6,15 @@ import json
 import pytest
 
 from normlab.cli import main
-from normlab.report import headline, load_results, make_figures, render_html, save_results
+from normlab.experiments import get_experiment
+from normlab.report import (
+    FORMAT_VERSION,
+    headline,
+    load_results,
+    make_figures,
+    render_html,
+    save_results,
+)
 from normlab.report.tables import format_cell, html_table, text_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -37,70 +45,13 @@ def test_headline_is_computed_from_the_results(demo_dir, capsys):
     res["threshold"] = 0.99  # nobody reaches it in the quick demo
     for run in res["runs"].values():
         run["val_acc"] = [min(v, 0.98) for v in run["val_acc"]]
+    res["headline"] = get_experiment("demo").headline(res)  # the experiment words it
     save_results(res, demo_dir)
     assert main(["report", str(demo_dir)]) == 0
     out = capsys.readouterr().out
     assert "did not reach 0.99 validation accuracy in 5 epochs" in out
     page = (demo_dir / "report.html").read_text()
     assert "did not reach 0.99 validation accuracy" in page
-
-
-def _curves_results(val_none, val_bn, threshold=0.9, epochs=4):
-    return {
-        "experiment": "bn-vs-baseline",
-        "threshold": threshold,
-        "config": {"num_epochs": epochs, "normalizations": ["none", "batchnorm"]},
-        "runs": {"none": {"val_acc": val_none}, "batchnorm": {"val_acc": val_bn}},
-    }
-
-
-def test_curves_headline_wording():
-    r = _curves_results([0.1, 0.5, 0.8, 0.92, 0.95], [0.1, 0.91, 0.95, 0.96, 0.97])
-    assert headline(r) == (
-        "Batch norm reached 0.90 validation accuracy in 1 epoch, the baseline in 3 epochs."
-    )
-    r = _curves_results([0.1, 0.2, 0.3, 0.4, 0.5], [0.1, 0.5, 0.92, 0.9, 0.9])
-    assert headline(r) == (
-        "Batch norm reached 0.90 validation accuracy in 2 epochs, "
-        "the baseline did not reach it in 4 epochs."
-    )
-
-
-def test_batch_size_and_small_batch_headlines():
-    r = {
-        "experiment": "batch-size",
-        "batch_sizes": [5, 10, 50],
-        "best_val_acc": {"batchnorm": [0.6, 0.7, 0.8], "layernorm": [0.801, 0.79, 0.797]},
-    }
-    assert headline(r) == (
-        "From batch size 50 to 5, best validation accuracy fell from 0.80 to 0.60 with batch "
-        "norm and stayed at 0.80 with layer norm."
-    )
-    r = {
-        "experiment": "small-batch",
-        "batch_sizes": [2, 64],
-        "final_test_acc": {"none": [0.5, 0.6], "groupnorm": [0.9, 0.91]},
-    }
-    assert headline(r).startswith(
-        "From 64 images per batch to 2, test accuracy at the best validation epoch fell from "
-        "0.60 to 0.50 without normalization and fell from 0.91 to 0.90 with group norm"
-    )
-
-
-def test_weight_scale_headline_counts_scales():
-    r = {
-        "experiment": "weight-scale",
-        "weight_scales": [1e-4, 1e-2, 1.0],
-        "curves": {
-            "none": {"best_val_acc": [0.1, 0.9, 0.3]},
-            "batchnorm": {"best_val_acc": [0.85, 0.95, 0.8]},
-        },
-    }
-    assert headline(r) == (
-        "Best validation accuracy was at least 0.75 at 1 of 3 weight scales without "
-        "normalization (scale 1.0e-02) and 3 of 3 weight scales with batch norm "
-        "(scales 1.0e-04 to 1.0e+00)."
-    )
 
 
 def test_unknown_experiment_in_report_layer():
@@ -155,61 +106,75 @@ def test_save_results_writes_strict_json(tmp_path):
         "experiment": "x", "config": {"seed": 1}}  # fmt: skip
 
 
-def test_curves_headline_names_divergence_and_ignores_epoch_0():
-    r = _curves_results([0.1], [0.1, 0.5, 0.91, 0.92], threshold=0.9, epochs=3)
-    r["runs"]["none"]["diverged"] = True
-    assert headline(r) == (
-        "Batch norm reached 0.90 validation accuracy in 2 epochs, the baseline diverged at epoch 1."
-    )
-    r = _curves_results([0.1, 0.1], [0.1, 0.1, 0.1], threshold=0.1, epochs=2)
-    assert "in 0 epochs" not in headline(r)
-    assert "never beat its untrained 0.10" in headline(r)
-
-
-def test_headlines_when_a_value_stays_or_diverges():
-    r = {
-        "experiment": "small-batch",
-        "batch_sizes": [2, 64],
-        "final_test_acc": {"none": [0.8, 0.8], "batchnorm": [None, 0.9], "groupnorm": [0.9, 0.7]},
-    }
-    assert headline(r) == (
-        "From 64 images per batch to 2, test accuracy at the best validation epoch stayed at "
-        "0.80 without normalization, fell from 0.90 to n/a (diverged) with batch norm and "
-        "rose from 0.70 to 0.90 with group norm."
-    )
-
-
-def test_weight_scale_headline_lists_scales_that_are_not_contiguous():
-    r = {
-        "experiment": "weight-scale",
-        "weight_scales": [1e-4, 1e-2, 1.0],
-        "curves": {"none": {"best_val_acc": [0.9, 0.1, 0.9]}},
-    }
-    assert headline(r).endswith("(scales 1.0e-04 and 1.0e+00).")
-
-
-def test_diverged_mlp_adam_and_paper_mnist_headlines():
-    r = {
-        "experiment": "mlp-adam",
-        "config": {"num_epochs": 3},
-        "runs": {
-            "none": {"val_loss": [], "val_acc": [0.1], "diverged": True},
-            "batchnorm": {"val_loss": [0.5, 0.4], "val_acc": [0.1, 0.8, 0.9], "diverged": False},
-        },
-    }
-    assert headline(r) == (
-        "After 3 epochs, the validation loss was 0.400 with batch norm (accuracy 0.900); "
-        "the run without normalization diverged at epoch 1."
-    )
-    r = {
-        "experiment": "paper-mnist",
-        "runs": {"none": {"steps": [10, 20], "final_test_acc": 0.1, "diverged": True}},
-    }
-    assert headline(r) == "The run without normalization diverged."
-
-
 def test_report_on_incomplete_results_is_one_line(tmp_path, capsys):
     save_results({"experiment": "bn-vs-baseline", "runs": {}, "config": {}}, tmp_path)
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("normlab: error:") and "incomplete" in err and len(err.splitlines()) == 1
+
+
+def test_import_report_loads_no_training():
+    """A report reads results only: no experiment, Solver, optimizer, model, kernel or numba."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, normlab.report\n"
+        "bad = ('normlab.experiments', 'normlab.solver', 'normlab.optim', 'normlab.models',\n"
+        "       'normlab.kernels', 'numba')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(bad)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_results_carry_what_a_report_needs(demo_dir):
+    res = json.loads((demo_dir / "results.json").read_text())
+    assert res["format_version"] == FORMAT_VERSION
+    assert set(res["config_help"]) == set(res["config"])
+    assert res["config_help"]["num_epochs"] == "epochs"
+    assert res["headline"] == headline(res)
+    names = sorted(f["name"] + ".png" for f in res["figures"])
+    assert names == sorted(p.name for p in demo_dir.glob("*.png")) == ["curves.png"]
+    page = render_html(res, {})
+    assert "root seed: data split, and every run&#x27;s seed derived from it" in page
+
+
+def test_report_draws_what_the_results_declare(demo_dir):
+    """Nothing is looked up by experiment name: a name the report never heard of draws alike."""
+    res = load_results(demo_dir)
+    res["experiment"] = "an-experiment-added-later"
+    figs = make_figures(res)
+    assert list(figs) == ["curves"]
+    axes = figs["curves"].axes
+    assert [ax.get_title() for ax in axes] == [
+        "Training loss", "Training accuracy", "Validation accuracy"]  # fmt: skip
+    labels = axes[2].get_legend_handles_labels()[1]
+    norms = ["no normalization", "batch norm", "layer norm", "group norm"]
+    assert labels == [*norms, f"target {res['threshold']:.2f}"]
+
+
+@pytest.mark.parametrize(
+    "version, needles",
+    [
+        (None, ["format version 1", "older normlab", "rerun the experiment"]),
+        (1, ["format version 1", "rerun the experiment"]),
+        (FORMAT_VERSION + 1, [f"format version {FORMAT_VERSION + 1}", "upgrade normlab"]),
+        ("2", ["format version '2'"]),
+    ],
+)
+def test_results_of_another_format_version_are_refused(
+    version, needles, demo_dir, tmp_path, capsys
+):
+    res = json.loads((demo_dir / "results.json").read_text())
+    res.pop("format_version")
+    if version is not None:  # None: a file written before format_version existed
+        res["format_version"] = version
+    (tmp_path / "results.json").write_text(json.dumps(res))
+    with pytest.raises(ValueError) as err:
+        load_results(tmp_path)
+    for needle in needles:
+        assert needle in str(err.value)
+    assert main(["report", str(tmp_path)]) == 2
+    line = capsys.readouterr().err
+    assert line.startswith("normlab: error:") and needles[0] in line and line.count("\n") == 1

@@ -1,9 +1,13 @@
-"""What an experiment is made of: a config class, its runs, one task per run, a summary.
+"""What an experiment is made of: a config class, its runs, one task per run, a summary, its
+headline and its figures.
 
 An experiment never trains in a loop of its own: it lists its runs (:class:`RunSpec`), each of
 which :mod:`normlab.experiments.runner` executes as an independent task -- a pure function of
 ``(config, spec.params, seed)`` -- in this process, in local worker processes or on a Dask
-cluster, and then ``summarize`` turns the per-run outputs into the results dict.
+cluster, and then ``summarize`` turns the per-run outputs into the results dict. Its headline
+(a sentence computed from the results) and its figures (declared as data,
+:mod:`normlab.experiments.figspec`) go into the results too, so that a report needs nothing
+else.
 """
 
 from __future__ import annotations
@@ -58,6 +62,12 @@ class Experiment:
         part of the results (``table``, ``threshold``...).
     quick : callable
         ``quick(config) -> config``: the reduced variant (``quick=True``).
+    headline : callable
+        ``headline(results) -> str``: one sentence stating what the results show, computed
+        from them (never canned).
+    figures : callable
+        ``figures(config) -> list[dict]``: the figures' declarations
+        (:mod:`normlab.experiments.figspec`), drawn by :mod:`normlab.report.figures`.
     """
 
     name: str
@@ -67,3 +77,5 @@ class Experiment:
     run_task: Callable[[Any, dict, int], dict]
     summarize: Callable[[Any, dict, dict], dict]
     quick: Callable[[Any], Any]
+    headline: Callable[[dict], str]
+    figures: Callable[[Any], list[dict]]

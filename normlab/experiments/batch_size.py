@@ -12,18 +12,25 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from normlab.experiments.base import Experiment, RunSpec
-from normlab.experiments.config import ExperimentConfig, opt
-from normlab.experiments.runner import run_experiment
+from normlab.experiments import figspec
+from normlab.experiments.base import Experiment
+from normlab.experiments.config import (
+    EVERY_NORMALIZATION,
+    ExperimentConfig,
+    field_of,
+    opt,
+    require_nonempty,
+    require_positive,
+)
 from normlab.experiments.training import (
     batch_size_runs,
-    build_fc,
+    batch_size_summary,
+    build_model,
     load_data,
-    norm_from_key,
-    norm_label,
-    per_batch_size,
     train_solver,
 )
+from normlab.experiments.wording import endpoints, join
+from normlab.vocab import run_name
 
 NAME = "batch-size"
 DESCRIPTION = "deep net [100]*5 at batch sizes 5, 10, 50: none vs batch, layer and group norm"
@@ -33,9 +40,9 @@ DESCRIPTION = "deep net [100]*5 at batch sizes 5, 10, 50: none vs batch, layer a
 class BatchSizeConfig(ExperimentConfig):
     """Settings of ``batch-size`` (the notebook's by default)."""
 
-    dataset: str = opt("cifar10", "digits | mnist | fashion-mnist | cifar10")
-    normalizations: tuple[str, ...] = opt(
-        ("none", "batchnorm", "layernorm", "groupnorm"), "normalizations compared"
+    dataset: str = field_of(ExperimentConfig, "dataset", "cifar10")
+    normalizations: tuple[str, ...] = field_of(
+        ExperimentConfig, "normalizations", EVERY_NORMALIZATION
     )
     batch_sizes: tuple[int, ...] = opt((5, 10, 50), "minibatch sizes")
     hidden_dims: tuple[int, ...] = opt((100,) * 5, "widths of the hidden layers")
@@ -44,21 +51,27 @@ class BatchSizeConfig(ExperimentConfig):
     learning_rate: float = opt(10**-3.5, "Adam learning rate")
     num_epochs: int = opt(10, "epochs")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_nonempty(self, "batch_sizes")
+        require_positive(self, "weight_scale", "learning_rate")
+
 
 def quick(config: BatchSizeConfig) -> BatchSizeConfig:
     """Two epochs on 300 images."""
     return dataclasses.replace(config, quick=True, num_epochs=2, num_training=300)
 
 
-def runs(config: BatchSizeConfig) -> list[RunSpec]:
-    """One run per (normalization, batch size); a batch size's runs share the seed."""
-    return batch_size_runs(config)
-
-
 def run_task(config: BatchSizeConfig, params: dict, seed: int) -> dict:
     """Train one network; return its curves and scores."""
     data = load_data(config, num_training=config.num_training)
-    model, solver_seed = build_fc(config, data, params["normalization"], config.weight_scale, seed)
+    model, solver_seed = build_model(
+        data,
+        seed,
+        params["normalization"],
+        hidden_dims=config.hidden_dims,
+        weight_scale=config.weight_scale,
+    )
     out = train_solver(
         model,
         data,
@@ -72,31 +85,65 @@ def run_task(config: BatchSizeConfig, params: dict, seed: int) -> dict:
 
 
 def summarize(config: BatchSizeConfig, outputs: dict, seconds: dict) -> dict:
-    """Best validation and final training accuracy per (normalization, batch size)."""
-    bss = list(config.batch_sizes)
-    best = per_batch_size(config, outputs, lambda o: o["best_val_acc"])
-    train = per_batch_size(config, outputs, lambda o: o["train_acc"][-1])
-    columns = ["normalization"] + [f"best val acc, bs={b}" for b in bss]
-    columns += [f"final train acc, bs={b}" for b in bss]
-    rows = [[norm_label(norm_from_key(n)), *best[n], *train[n]] for n in config.normalizations]
-    return {
-        "batch_sizes": bss,
-        "best_val_acc": best,
-        "final_train_acc": train,
-        "table": {"columns": columns, "rows": rows},
-    }
-
-
-EXPERIMENT = Experiment(NAME, DESCRIPTION, BatchSizeConfig, runs, run_task, summarize, quick)
-
-
-def run(config: BatchSizeConfig | None = None, **kwargs) -> dict:
-    """Run the experiment (``jobs``, ``scheduler``, ``progress`` as in ``run_experiment``).
+    """Best validation and final training accuracy per (normalization, batch size).
 
     Returns
     -------
-    results : dict
-        ``runs["<norm>/bs=<B>"]`` with ``train_acc`` / ``val_acc`` per epoch; ``batch_sizes``;
-        ``best_val_acc[norm]`` and ``final_train_acc[norm]``, one per batch size; ``table``.
+    summary : dict
+        ``batch_sizes``; ``best_val_acc[norm]`` and ``final_train_acc[norm]``, one per batch
+        size; ``table``.
     """
-    return run_experiment(EXPERIMENT, config or BatchSizeConfig(), **kwargs)
+    picks = {
+        "best_val_acc": (lambda o: o["best_val_acc"], "best val acc"),
+        "final_train_acc": (lambda o: o["train_acc"][-1], "final train acc"),
+    }
+    return batch_size_summary(config, outputs, picks)
+
+
+def headline(results: dict) -> str:
+    """Best validation accuracy at the largest and the smallest batch size."""
+    bss = results["batch_sizes"]
+    parts = endpoints(results, "best_val_acc")
+    return f"From batch size {max(bss)} to {min(bss)}, best validation accuracy {join(parts)}."
+
+
+def figures(config: BatchSizeConfig) -> list[dict]:
+    """Training and validation accuracy curves, one panel per batch size; the best validation
+    accuracy against the batch size."""
+    bss, norms = config.batch_sizes, config.normalizations
+    figs = []
+    for key, title in (("train_acc", "Training accuracy"), ("val_acc", "Validation accuracy")):
+        panels = [
+            figspec.curves(
+                f"{title}, batch size {b}",
+                [figspec.norm_line(n, key, run=run_name(n, bs=b)) for n in norms],
+                "accuracy" if i == 0 else None,
+                legend=i == 0,
+            )
+            for i, b in enumerate(bss)
+        ]
+        figs.append(figspec.figure(f"{key}_by_batch_size", panels, 4.0, 3.2, sharey=True))
+    lines = [figspec.norm_line(n, ["best_val_acc", n], ms=None) for n in norms]
+    best = figspec.sweep(
+        "Best validation accuracy",
+        "batch size",
+        "accuracy",
+        ["batch_sizes"],
+        lines,
+        ticks=True,
+        legend=True,
+    )
+    return [*figs, figspec.figure("best_val_acc_vs_batch_size", [best])]
+
+
+EXPERIMENT = Experiment(
+    NAME,
+    DESCRIPTION,
+    BatchSizeConfig,
+    batch_size_runs,  # one run per (normalization, batch size); a batch size's runs share a seed
+    run_task,
+    summarize,
+    quick,
+    headline,
+    figures,
+)

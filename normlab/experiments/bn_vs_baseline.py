@@ -14,18 +14,18 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from normlab.experiments import figspec
 from normlab.experiments.base import Experiment, RunSpec
-from normlab.experiments.config import ExperimentConfig, opt
-from normlab.experiments.runner import run_experiment
+from normlab.experiments.config import ExperimentConfig, field_of, opt, require_positive
 from normlab.experiments.training import (
     auto_threshold,
-    build_fc,
+    build_model,
     epochs_to_reach,
     load_data,
-    norm_from_key,
-    norm_label,
     train_solver,
 )
+from normlab.experiments.wording import capital, diverged_at, join, num, plural
+from normlab.vocab import label, short_label
 
 NAME = "bn-vs-baseline"
 DESCRIPTION = "CS231n deep net [100]*5, weight scale 2e-2, with and without batch norm: curves"
@@ -35,8 +35,7 @@ DESCRIPTION = "CS231n deep net [100]*5, weight scale 2e-2, with and without batc
 class BNvsBaselineConfig(ExperimentConfig):
     """Settings of ``bn-vs-baseline`` (the notebook's by default)."""
 
-    dataset: str = opt("cifar10", "digits | mnist | fashion-mnist | cifar10")
-    normalizations: tuple[str, ...] = opt(("none", "batchnorm"), "normalizations compared")
+    dataset: str = field_of(ExperimentConfig, "dataset", "cifar10")
     hidden_dims: tuple[int, ...] = opt((100,) * 5, "widths of the hidden layers")
     weight_scale: float = opt(2e-2, "std of the Gaussian initial weights")
     num_training: int | None = opt(1000, "training images (None: all)")
@@ -45,6 +44,10 @@ class BNvsBaselineConfig(ExperimentConfig):
     batch_size: int = opt(50, "minibatch size")
     num_epochs: int = opt(10, "epochs")
     threshold: float | None = opt(None, "accuracy target of the table (None: 95% of the best)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_positive(self, "weight_scale", "learning_rate")
 
 
 def quick(config: BNvsBaselineConfig) -> BNvsBaselineConfig:
@@ -60,7 +63,13 @@ def runs(config: BNvsBaselineConfig) -> list[RunSpec]:
 def run_task(config: BNvsBaselineConfig, params: dict, seed: int) -> dict:
     """Train the network with ``params['normalization']``; return its curves and scores."""
     data = load_data(config, num_training=config.num_training)
-    model, solver_seed = build_fc(config, data, params["normalization"], config.weight_scale, seed)
+    model, solver_seed = build_model(
+        data,
+        seed,
+        params["normalization"],
+        hidden_dims=config.hidden_dims,
+        weight_scale=config.weight_scale,
+    )
     return train_solver(
         model,
         data,
@@ -79,7 +88,7 @@ def comparison_table(outputs: dict, seconds: dict, threshold: float) -> dict:
         reached = epochs_to_reach(out["val_acc"], threshold)
         rows.append(
             [
-                norm_label(norm_from_key(name)),
+                short_label(name),
                 out["final_val_acc"],
                 out["best_val_acc"],
                 out["test_acc"],
@@ -108,19 +117,61 @@ def summarize(config: BNvsBaselineConfig, outputs: dict, seconds: dict) -> dict:
     return {"threshold": threshold, "table": comparison_table(outputs, seconds, threshold)}
 
 
-EXPERIMENT = Experiment(NAME, DESCRIPTION, BNvsBaselineConfig, runs, run_task, summarize, quick)
+def headline(results: dict) -> str:
+    """Epochs each run took to reach the validation accuracy target (``results["threshold"]``).
 
-
-def run(config: BNvsBaselineConfig | None = None, **kwargs) -> dict:
-    """Run the experiment (``jobs``, ``scheduler``, ``progress`` as in ``run_experiment``).
-
-    Returns
-    -------
-    results : dict
-        ``runs[name]``: ``loss`` (per iteration), ``train_acc``, ``val_acc`` (per epoch, epoch 0
-        first), ``best_val_acc``, ``test_acc``...; ``table``; ``threshold``.
+    Diverged runs are named as such; epoch 0 (before training) never counts as reaching the
+    target, and a run that never beat its untrained accuracy says so.
     """
-    return run_experiment(EXPERIMENT, config or BNvsBaselineConfig(), **kwargs)
+    by_run, thr = results["runs"], results["threshold"]
+    epochs = results["config"]["num_epochs"]
+
+    def outcome(name: str, first: bool) -> str:
+        run = by_run[name]
+        curve = run.get("val_acc") or []
+        k = diverged_at(run)
+        e = epochs_to_reach(curve, thr)
+        trained = [v for v in curve[1:] if v is not None]
+        start = curve[0] if curve else None
+        if e is None and k is not None:
+            return f"diverged at epoch {k}"
+        if e is not None and start is not None and max(trained) <= start:
+            return f"never beat its untrained {num(start)} validation accuracy"
+        tail = f" (then diverged at epoch {k})" if k is not None else ""
+        if e is None:
+            target = f"reach {thr:.2f} validation accuracy" if first else "reach it"
+            return f"did not {target} in {plural(epochs, 'epoch')}"
+        target = f"reached {thr:.2f} validation accuracy " if first else ""
+        return f"{target}in {plural(e, 'epoch')}{tail}"
+
+    lead = "batchnorm" if "batchnorm" in by_run else next(iter(by_run))
+    sentence = f"{capital(label(lead))} {outcome(lead, True)}"
+    others = [n for n in by_run if n != lead]
+    parts = []
+    if "none" in others:
+        parts.append(f"the baseline {outcome('none', False)}")
+    parts += [f"{label(n)} {outcome(n, False)}" for n in others if n != "none"]
+    if parts:
+        sentence += ", " + join(parts)
+    return sentence + "."
 
 
-__all__ = ["EXPERIMENT", "BNvsBaselineConfig", "quick", "run", "run_task", "runs", "summarize"]
+def figures(config: BNvsBaselineConfig) -> list[dict]:
+    """``curves``: training loss, training and validation accuracy, one line per run."""
+    norms = config.normalizations
+
+    def accuracy(key: str, title: str, **options) -> dict:
+        lines = [figspec.norm_line(n, key, run=n) for n in norms]
+        return figspec.curves(title, lines, "accuracy", **options)
+
+    panels = [
+        figspec.loss("Training loss", "loss (moving average over an epoch)", norms),
+        accuracy("train_acc", "Training accuracy"),
+        accuracy("val_acc", "Validation accuracy", target="threshold", legend=True),
+    ]
+    return [figspec.figure("curves", panels)]
+
+
+EXPERIMENT = Experiment(
+    NAME, DESCRIPTION, BNvsBaselineConfig, runs, run_task, summarize, quick, headline, figures
+)

@@ -1,7 +1,9 @@
 """Configurations: one dataclass per experiment (commented defaults), and ``TrainConfig``.
 
 Every field is declared with :func:`opt`, whose help text is the field's comment: it is shown by
-``normlab ... --help`` and beside the value in the report. A configuration is saved as
+``normlab ... --help`` and beside the value in the report (``results.json`` carries it). A
+subclass gives an inherited setting another default with :func:`field_of`, which keeps its
+help text. Each config validates itself in ``__post_init__``. A configuration is saved as
 ``config.json`` beside every result (:func:`config_to_dict`) and read back with
 :func:`config_from_dict`, which checks names and types.
 """
@@ -15,70 +17,98 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "EVERY_NORMALIZATION",
     "ExperimentConfig",
     "TrainConfig",
     "config_from_dict",
     "config_help",
     "config_to_dict",
+    "field_of",
     "opt",
     "parse_assignment",
+    "require_nonempty",
+    "require_positive",
 ]
 
 
-def opt(default: Any, help: str) -> Any:
-    """A dataclass field with a default and its comment (``help``); lists become tuples."""
+def opt(default: Any, help: str, count: bool = True) -> Any:
+    """A dataclass field with a default and its comment (``help``); lists become tuples.
+
+    ``count=False`` marks an integer setting that may be 0 (a seed, an index): every other
+    integer setting of an :class:`ExperimentConfig`, alone or in a list, is a count >= 1.
+    """
     if isinstance(default, list):
         default = tuple(default)
-    return field(default=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help, "count": count})
+
+
+def field_of(cls: type, name: str, default: Any = dataclasses.MISSING) -> Any:
+    """The setting ``name`` of the config class ``cls``, with another ``default`` if given.
+
+    The help text stays the one ``cls`` declared, so a setting is described once: a subclass
+    that needs another default re-declares the field with it, e.g. ``dataset: str =
+    field_of(ExperimentConfig, "dataset", "cifar10")`` (the field keeps its place and its flag).
+    """
+    f = cls.__dataclass_fields__[name]
+    value = f.default if default is dataclasses.MISSING else default
+    return opt(value, f.metadata["help"], f.metadata.get("count", True))
+
+
+# The normalizations of the experiments that compare all four.
+EVERY_NORMALIZATION = ("none", "batchnorm", "layernorm", "groupnorm")
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """Settings every experiment shares; each experiment subclasses it with its own fields."""
+    """Settings every experiment shares; each experiment subclasses it with its own fields.
+
+    ``__post_init__`` checks what holds for every experiment (every integer count >= 1, at
+    least one known normalization); a subclass checks its own settings in its own
+    ``__post_init__`` after calling this one (with :func:`require_positive`,
+    :func:`require_nonempty`).
+    """
 
     dataset: str = opt("digits", "digits | mnist | fashion-mnist | cifar10")
     data_dir: str | None = opt(None, "directory searched first for the dataset files")
     download: bool = opt(True, "download MNIST / Fashion-MNIST into the cache if missing")
-    seed: int = opt(0, "root seed: data split, and every run's seed derived from it")
+    seed: int = opt(0, "root seed: data split, and every run's seed derived from it", count=False)
     quick: bool = opt(False, "the reduced variant that finishes in seconds")
+    normalizations: tuple[str, ...] = opt(("none", "batchnorm"), "normalizations compared")
 
     def __post_init__(self) -> None:
-        _check_experiment_config(self)
+        from normlab.models import available_normalizations
+
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            ints = v if isinstance(v, tuple) else (v,)
+            is_int = all(isinstance(i, int) and not isinstance(i, bool) for i in ints)
+            if f.metadata.get("count", True) and is_int and any(i < 1 for i in ints):
+                raise ValueError(f"{type(self).__name__}: expected {f.name} >= 1, got {v!r}")
+        require_nonempty(self, "normalizations")
+        known = ["none", *[n for n in available_normalizations() if n is not None]]
+        for n in self.normalizations:
+            if n not in known:
+                raise ValueError(
+                    f"{type(self).__name__}: unknown normalization {n!r} in normalizations; "
+                    f"known: {', '.join(known)}"
+                )
 
 
-_NOT_COUNTS = ("seed", "unit")  # integers that may be 0
-_SWEEPS = ("normalizations", "batch_sizes")  # must not be empty
-_POSITIVE = ("learning_rate", "base_lr", "scale_min", "scale_max", "weight_scale")
+def require_positive(config: Any, *names: str) -> None:
+    """Raise ValueError unless each named setting is > 0 where it is a number (not "he")."""
+    for name in names:
+        v = getattr(config, name)
+        if isinstance(v, int | float) and not isinstance(v, bool) and not v > 0:
+            raise ValueError(f"{type(config).__name__}: expected {name} > 0, got {v!r}")
 
 
-def _check_experiment_config(config: ExperimentConfig) -> None:
-    """Counts >= 1, sweeps non-empty, known normalizations, rates > 0: one clear error."""
-    from normlab.models import available_normalizations
-
-    name = type(config).__name__
-    for f in dataclasses.fields(config):
-        v = getattr(config, f.name)
-        ints = v if isinstance(v, tuple) else (v,)
-        if f.name not in _NOT_COUNTS and all(
-            isinstance(i, int) and not isinstance(i, bool) for i in ints
-        ):
-            bad = [i for i in ints if i < 1]
-            if bad:
-                raise ValueError(f"{name}: expected {f.name} >= 1, got {v!r}")
-        if f.name in _SWEEPS and not v:
-            raise ValueError(f"{name}: expected at least one entry in {f.name}, got {v!r}")
-        is_number = isinstance(v, int | float) and not isinstance(v, bool)
-        if f.name in _POSITIVE and is_number and not v > 0:
-            raise ValueError(f"{name}: expected {f.name} > 0, got {v!r}")
-    known = ["none", *[n for n in available_normalizations() if n is not None]]
-    for n in getattr(config, "normalizations", ()):
-        if n not in known:
+def require_nonempty(config: Any, *names: str) -> None:
+    """Raise ValueError unless each named list setting has at least one entry."""
+    for name in names:
+        if not (v := getattr(config, name)):
             raise ValueError(
-                f"{name}: unknown normalization {n!r} in normalizations; known: {', '.join(known)}"
+                f"{type(config).__name__}: expected at least one entry in {name}, got {v!r}"
             )
-    unit, dims = getattr(config, "unit", None), getattr(config, "hidden_dims", None)
-    if unit is not None and dims and not 0 <= unit < dims[-1]:
-        raise ValueError(f"{name}: expected 0 <= unit < {dims[-1]} (last hidden width), got {unit}")
 
 
 @dataclass(frozen=True)
@@ -100,9 +130,9 @@ class TrainConfig:
     weight_scale: float | str = opt(2e-2, "std of the initial weights, or he | xavier")
     dropout_keep_ratio: float = opt(1.0, "probability of keeping a unit (1: no dropout)")
     reg: float = opt(0.0, "L2 regularisation strength")
-    dataset: str = opt("digits", "digits | mnist | fashion-mnist | cifar10")
-    data_dir: str | None = opt(None, "directory searched first for the dataset files")
-    download: bool = opt(True, "download MNIST / Fashion-MNIST into the cache if missing")
+    dataset: str = field_of(ExperimentConfig, "dataset")
+    data_dir: str | None = field_of(ExperimentConfig, "data_dir")
+    download: bool = field_of(ExperimentConfig, "download")
     num_training: int | None = opt(None, "training images (None: all the split leaves)")
     num_validation: int | None = opt(None, "validation images (None: the dataset's default)")
     update_rule: str = opt("adam", "sgd | sgd_momentum | rmsprop | adam")

@@ -19,18 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from normlab.experiments import figspec
 from normlab.experiments.base import Experiment, RunSpec
-from normlab.experiments.config import ExperimentConfig, opt
-from normlab.experiments.runner import run_experiment
-from normlab.experiments.training import (
-    build_fc,
-    eval_loss,
-    finite,
-    load_data,
-    norm_from_key,
-    norm_label,
-    train_solver,
-)
+from normlab.experiments.config import ExperimentConfig, field_of, opt, require_positive
+from normlab.experiments.training import build_model, eval_loss, finite, load_data, train_solver
+from normlab.experiments.wording import capital, diverged_at, join, last, num, plural, with_norm
+from normlab.vocab import short_label
 
 NAME = "mlp-adam"
 DESCRIPTION = "PyTorch lecture MLP 784-32-32-10, Adam 0.01, batch 32: losses and accuracies"
@@ -40,14 +34,17 @@ DESCRIPTION = "PyTorch lecture MLP 784-32-32-10, Adam 0.01, batch 32: losses and
 class MLPAdamConfig(ExperimentConfig):
     """Settings of ``mlp-adam`` (the lecture's by default)."""
 
-    dataset: str = opt("mnist", "digits | mnist | fashion-mnist | cifar10")
-    normalizations: tuple[str, ...] = opt(("none", "batchnorm"), "normalizations compared")
+    dataset: str = field_of(ExperimentConfig, "dataset", "mnist")
     hidden_dims: tuple[int, ...] = opt((32, 32), "widths of the hidden layers")
     weight_scale: float | str = opt("xavier", "initial weights: std, or he | xavier")
     num_training: int | None = opt(None, "training images (None: all)")
     learning_rate: float = opt(0.01, "Adam learning rate")
     batch_size: int = opt(32, "minibatch size")
     num_epochs: int = opt(10, "epochs")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_positive(self, "weight_scale", "learning_rate")
 
 
 def quick(config: MLPAdamConfig) -> MLPAdamConfig:
@@ -71,7 +68,13 @@ def run_task(config: MLPAdamConfig, params: dict, seed: int) -> dict:
         loss after each epoch.
     """
     data = load_data(config, num_training=config.num_training)
-    model, solver_seed = build_fc(config, data, params["normalization"], config.weight_scale, seed)
+    model, solver_seed = build_model(
+        data,
+        seed,
+        params["normalization"],
+        hidden_dims=config.hidden_dims,
+        weight_scale=config.weight_scale,
+    )
     X_val, y_val = data["X_val"], data["y_val"]
     val_loss: list[float] = []  # after each epoch (an untrained batch-norm net in test mode
     # divides by its zero-initialised running variance: its epoch-0 loss means nothing)
@@ -98,11 +101,6 @@ def run_task(config: MLPAdamConfig, params: dict, seed: int) -> dict:
     return {**out, "train_loss": finite(train_loss), "val_loss": finite(val_loss)}
 
 
-def _last(values):
-    """The last entry of a curve, or None when it is empty (a run that diverged at once)."""
-    return values[-1] if values else None
-
-
 def summarize(config: MLPAdamConfig, outputs: dict, seconds: dict) -> dict:
     """Final losses and accuracies of each network."""
     columns = [
@@ -116,11 +114,11 @@ def summarize(config: MLPAdamConfig, outputs: dict, seconds: dict) -> dict:
     ]
     rows = [
         [
-            norm_label(norm_from_key(name)),
-            _last(o.get("train_loss")),
-            _last(o.get("val_loss")),
-            _last(o.get("train_acc")),
-            _last(o.get("val_acc")),
+            short_label(name),
+            last(o.get("train_loss")),
+            last(o.get("val_loss")),
+            last(o.get("train_acc")),
+            last(o.get("val_acc")),
             o["test_acc"],
             seconds.get(name),
         ]
@@ -129,9 +127,39 @@ def summarize(config: MLPAdamConfig, outputs: dict, seconds: dict) -> dict:
     return {"table": {"columns": columns, "rows": rows}}
 
 
-EXPERIMENT = Experiment(NAME, DESCRIPTION, MLPAdamConfig, runs, run_task, summarize, quick)
+def headline(results: dict) -> str:
+    """Final validation loss and accuracy of each network (or where it diverged)."""
+    epochs = results["config"]["num_epochs"]
+    parts, gone = [], []
+    for n, o in results["runs"].items():
+        if o.get("diverged"):
+            gone.append(f"the run {with_norm(n)} diverged at epoch {diverged_at(o)}")
+            continue
+        loss, acc = last(o.get("val_loss")), last(o.get("val_acc"))
+        parts.append(f"{num(loss, 3)} {with_norm(n)} (accuracy {num(acc, 3)})")
+    if not parts:
+        return f"{capital(join(gone))}."
+    sentence = f"After {plural(epochs, 'epoch')}, the validation loss was {join(parts)}"
+    return sentence + (f"; {join(gone)}." if gone else ".")
 
 
-def run(config: MLPAdamConfig | None = None, **kwargs) -> dict:
-    """Run the experiment (``jobs``, ``scheduler``, ``progress`` as in ``run_experiment``)."""
-    return run_experiment(EXPERIMENT, config or MLPAdamConfig(), **kwargs)
+def figures(config: MLPAdamConfig) -> list[dict]:
+    """``loss_accuracy``: loss and accuracy per epoch, training solid and validation dashed."""
+    norms = config.normalizations
+
+    def panel(title: str, ylabel: str, train: str, val: str, first: int) -> dict:
+        lines = []
+        for n in norms:
+            lines.append(figspec.norm_line(n, train, ", train", run=n, first=first))
+            lines.append(figspec.norm_line(n, val, ", validation", run=n, fmt="s--", first=first))
+        return figspec.curves(title, lines, ylabel, legend=True)
+
+    # losses from epoch 1 (the mean over an epoch, and after it); accuracies from epoch 0
+    loss = panel("Loss", "cross-entropy", "train_loss", "val_loss", 1)
+    accuracy = panel("Accuracy", "accuracy", "train_acc", "val_acc", 0)
+    return [figspec.figure("loss_accuracy", [loss, accuracy])]
+
+
+EXPERIMENT = Experiment(
+    NAME, DESCRIPTION, MLPAdamConfig, runs, run_task, summarize, quick, headline, figures
+)

@@ -28,20 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from normlab.experiments import figspec
 from normlab.experiments.base import Experiment, RunSpec
-from normlab.experiments.config import ExperimentConfig, opt
-from normlab.experiments.runner import run_experiment
-from normlab.experiments.training import (
-    accuracy,
-    finite,
-    input_dim,
-    load_data,
-    norm_from_key,
-    norm_label,
-    num_classes,
-    split_seed,
-)
-from normlab.solver import NonFiniteLossError, Solver
+from normlab.experiments.config import ExperimentConfig, field_of, opt, require_positive
+from normlab.experiments.training import accuracy, build_model, finite, load_data, train_solver
+from normlab.experiments.wording import capital, join, num, with_norm
+from normlab.vocab import color, label, short_label
 
 NAME = "paper-mnist"
 DESCRIPTION = "Ioffe & Szegedy 2015 Fig. 1: 3x100 sigmoid net, test accuracy and sigmoid input"
@@ -52,8 +44,7 @@ PERCENTILES = (15, 50, 85)
 class PaperMNISTConfig(ExperimentConfig):
     """Settings of ``paper-mnist`` (the paper's where it gives them)."""
 
-    dataset: str = opt("mnist", "digits | mnist | fashion-mnist | cifar10")
-    normalizations: tuple[str, ...] = opt(("none", "batchnorm"), "normalizations compared")
+    dataset: str = field_of(ExperimentConfig, "dataset", "mnist")
     hidden_dims: tuple[int, ...] = opt((100, 100, 100), "widths of the sigmoid hidden layers")
     weight_scale: float | str = opt("xavier", "initial weights: std, or he | xavier")
     learning_rate: float = opt(0.1, "SGD learning rate (constant)")
@@ -61,7 +52,16 @@ class PaperMNISTConfig(ExperimentConfig):
     num_steps: int = opt(50_000, "training steps")
     eval_every: int = opt(500, "steps between measurements of test accuracy and percentiles")
     num_probe: int = opt(1000, "test images whose sigmoid inputs give the percentiles")
-    unit: int = opt(0, "which sigmoid of the last hidden layer is tracked")
+    unit: int = opt(0, "which sigmoid of the last hidden layer is tracked", count=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_positive(self, "weight_scale", "learning_rate")
+        if self.hidden_dims and not 0 <= self.unit < self.hidden_dims[-1]:
+            raise ValueError(
+                f"{type(self).__name__}: expected 0 <= unit < {self.hidden_dims[-1]} "
+                f"(last hidden width), got {self.unit}"
+            )
 
 
 def quick(config: PaperMNISTConfig) -> PaperMNISTConfig:
@@ -74,10 +74,6 @@ def runs(config: PaperMNISTConfig) -> list[RunSpec]:
     return [RunSpec(n, {"normalization": n}, seed_key="net") for n in config.normalizations]
 
 
-class _Done(Exception):
-    """Raised by the callback after the last step: the Solver counts epochs, not steps."""
-
-
 def run_task(config: PaperMNISTConfig, params: dict, seed: int) -> dict:
     """Train one network for ``num_steps`` steps, measuring as described in the module docs.
 
@@ -88,22 +84,16 @@ def run_task(config: PaperMNISTConfig, params: dict, seed: int) -> dict:
         measurement, ``percentiles`` {"15", "50", "85"} each (T,), ``final_test_acc``,
         ``diverged``.
     """
-    from normlab.models import FullyConnectedNet
-
     data = load_data(config)
-    model_seed, solver_seed = split_seed(seed)
-    model = FullyConnectedNet(
-        config.hidden_dims,
-        input_dim=input_dim(data),
-        num_classes=num_classes(data),
-        normalization=norm_from_key(params["normalization"]),
+    model, solver_seed = build_model(
+        data,
+        seed,
+        params["normalization"],
+        hidden_dims=config.hidden_dims,
         weight_scale=config.weight_scale,
         activation="sigmoid",
-        seed=model_seed,
     )
     last_hidden = len(config.hidden_dims)  # layer number of the last hidden layer
-    if not 0 <= config.unit < config.hidden_dims[-1]:
-        raise ValueError(f"expected 0 <= unit < {config.hidden_dims[-1]}, got {config.unit}")
     probe = data["X_test"][: config.num_probe]  # (P, C, H, W)
     steps, test_acc, losses = [], [], []
     pct = {str(p): [] for p in PERCENTILES}
@@ -123,36 +113,24 @@ def run_task(config: PaperMNISTConfig, params: dict, seed: int) -> dict:
             test_acc.append(accuracy(model, data["X_test"], data["y_test"]))
             losses.append(float(np.mean(window)))
             window.clear()
-        if step >= config.num_steps:
-            raise _Done
 
-    n_train = len(data["X_train"])
-    ipe = max(n_train // config.batch_size, 1)
-    solver = Solver(
+    out = train_solver(
         model,
         data,
+        solver_seed,
+        callbacks=[measure],
         update_rule="sgd",
         optim_config={"learning_rate": config.learning_rate},
         batch_size=config.batch_size,
-        num_epochs=math.ceil(config.num_steps / ipe),
-        seed=solver_seed,
-        callbacks=[measure],
-        verbose=False,
+        num_iterations=config.num_steps,
     )
-    diverged = False
-    try:
-        solver.train()
-    except _Done:
-        pass
-    except NonFiniteLossError:
-        diverged = True
     return {
         "steps": steps,
         "test_acc": test_acc,
         "loss": finite(losses),
         "percentiles": {k: finite(v) for k, v in pct.items()},
         "final_test_acc": test_acc[-1] if test_acc else None,
-        "diverged": diverged,
+        "diverged": out["diverged"],
     }
 
 
@@ -180,7 +158,7 @@ def summarize(config: PaperMNISTConfig, outputs: dict, seconds: dict) -> dict:
         drift[name] = (max(med) - min(med)) if med else None
         rows.append(
             [
-                norm_label(norm_from_key(name)),
+                short_label(name),
                 o["final_test_acc"],
                 _first_step_reaching(o["steps"], o["test_acc"], target),
                 med[0] if med else None,
@@ -196,9 +174,53 @@ def summarize(config: PaperMNISTConfig, outputs: dict, seconds: dict) -> dict:
     }
 
 
-EXPERIMENT = Experiment(NAME, DESCRIPTION, PaperMNISTConfig, runs, run_task, summarize, quick)
+def headline(results: dict) -> str:
+    """Final test accuracies and the drift of the tracked sigmoid's median input."""
+    by_run = results["runs"]
+    trained = {n: o for n, o in by_run.items() if not o.get("diverged")}
+    steps = max((o["steps"][-1] for o in trained.values() if o.get("steps")), default=0)
+    accs = [f"{num(o.get('final_test_acc'), 3)} {with_norm(n)}" for n, o in trained.items()]
+    gone = [f"the run {with_norm(n)} diverged" for n, o in by_run.items() if o.get("diverged")]
+    drift = results.get("median_drift", {})
+    moves = [f"{num(drift.get(n))} {with_norm(n)}" for n in trained]
+    if not trained:
+        return f"{capital(join(gone))}."
+    sentence = (
+        f"After {steps} steps, test accuracy was {join(accs)}, and the median input of the "
+        f"tracked sigmoid moved over a range of {join(moves)}"
+    )
+    return sentence + (f"; {join(gone)}." if gone else ".")
 
 
-def run(config: PaperMNISTConfig | None = None, **kwargs) -> dict:
-    """Run the experiment (``jobs``, ``scheduler``, ``progress`` as in ``run_experiment``)."""
-    return run_experiment(EXPERIMENT, config or PaperMNISTConfig(), **kwargs)
+def figures(config: PaperMNISTConfig) -> list[dict]:
+    """``figure1``: (a) test accuracy against the steps; (b, c...) the tracked sigmoid's input,
+    one panel per run, each on its own scale (the drift, not the width, is the point)."""
+    norms = config.normalizations
+    lines = [figspec.norm_line(n, "test_acc", run=n, fmt="-", ms=None) for n in norms]
+    panels = [
+        figspec.curves(
+            "(a) Test accuracy", lines, "accuracy", x="steps", xlabel="training steps", legend=True
+        )
+    ]
+    for i, n in enumerate(norms):
+        letter = "bcdefghijklmnopqrstuvwxyz"[i % 25]
+        lines = [
+            figspec.line(["percentiles", p], f"{p}th percentile", color(n) or "k", n, fmt, None)
+            for p, fmt in (("15", ":"), ("50", "-"), ("85", ":"))
+        ]
+        panels.append(
+            figspec.curves(
+                f"({letter}) Sigmoid input, {label(n)}",
+                lines,
+                "input of one last-layer sigmoid" if i == 0 else None,
+                x="steps",
+                xlabel="training steps",
+                legend=True,
+            )
+        )
+    return [figspec.figure("figure1", panels)]
+
+
+EXPERIMENT = Experiment(
+    NAME, DESCRIPTION, PaperMNISTConfig, runs, run_task, summarize, quick, headline, figures
+)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from normlab.experiments.base import Experiment, RunSpec
-from normlab.experiments.config import config_to_dict
+from normlab.experiments.config import config_help, config_to_dict
 
 __all__ = [
     "RunResult",
@@ -306,9 +306,11 @@ def run_experiment(
     Returns
     -------
     results : dict
-        JSON-able: ``experiment``, ``description``, ``config``, ``seed``, ``runs`` (every run's
-        output by name), ``run_seconds``, the experiment's summary keys (``table``, curves...),
-        ``environment``, ``jobs``, ``scheduler`` and ``wall_time_s``.
+        JSON-able: ``experiment``, ``description``, ``config``, ``config_help`` (each setting's
+        comment), ``seed``, ``runs`` (every run's output by name), ``run_seconds``, the
+        experiment's summary keys (``table``, curves...), ``headline`` (one sentence),
+        ``figures`` (their declarations), ``environment``, ``jobs``, ``scheduler`` and
+        ``wall_time_s``: everything a report needs (:mod:`normlab.report`).
     """
     if not isinstance(config, experiment.config_cls):
         raise ValueError(
@@ -327,16 +329,18 @@ def run_experiment(
         "experiment": experiment.name,
         "description": experiment.description,
         "config": config_to_dict(config),
+        "config_help": {name: text for name, _, text in config_help(type(config))},
         "seed": config.seed,
         "runs": outputs,
         "run_seconds": seconds,
     }
     if on_runs is not None:
         on_runs(raw)
-    summary = experiment.summarize(config, outputs, seconds)
+    results = {**raw, **experiment.summarize(config, outputs, seconds)}
     return {
-        **raw,
-        **summary,
+        **results,
+        "headline": experiment.headline(results),
+        "figures": experiment.figures(config),
         "environment": environment(),
         "jobs": jobs,
         "scheduler": scheduler,

@@ -18,19 +18,24 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from normlab.experiments.base import Experiment, RunSpec
-from normlab.experiments.config import ExperimentConfig, opt
-from normlab.experiments.runner import run_experiment
+from normlab.experiments import figspec
+from normlab.experiments.base import Experiment
+from normlab.experiments.config import (
+    EVERY_NORMALIZATION,
+    ExperimentConfig,
+    field_of,
+    opt,
+    require_nonempty,
+    require_positive,
+)
 from normlab.experiments.training import (
     batch_size_runs,
+    batch_size_summary,
+    build_model,
     load_data,
-    norm_from_key,
-    norm_label,
-    num_classes,
-    per_batch_size,
-    split_seed,
     train_solver,
 )
+from normlab.experiments.wording import endpoints, join
 
 NAME = "small-batch"
 DESCRIPTION = "small ConvNet, batch sizes 2..64: none vs batch, layer, group norm (GN paper)"
@@ -40,9 +45,9 @@ DESCRIPTION = "small ConvNet, batch sizes 2..64: none vs batch, layer, group nor
 class SmallBatchConfig(ExperimentConfig):
     """Settings of ``small-batch``."""
 
-    dataset: str = opt("cifar10", "digits | mnist | fashion-mnist | cifar10")
-    normalizations: tuple[str, ...] = opt(
-        ("none", "batchnorm", "layernorm", "groupnorm"), "normalizations compared"
+    dataset: str = field_of(ExperimentConfig, "dataset", "cifar10")
+    normalizations: tuple[str, ...] = field_of(
+        ExperimentConfig, "normalizations", EVERY_NORMALIZATION
     )
     batch_sizes: tuple[int, ...] = opt((2, 4, 8, 16, 32, 64), "minibatch sizes")
     num_filters: tuple[int, ...] = opt((16, 32), "filters of each conv block")
@@ -55,6 +60,11 @@ class SmallBatchConfig(ExperimentConfig):
     momentum: float = opt(0.9, "SGD momentum")
     num_epochs: int = opt(5, "epochs, the same for every batch size")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_nonempty(self, "batch_sizes")
+        require_positive(self, "weight_scale", "base_lr")
+
 
 def quick(config: SmallBatchConfig) -> SmallBatchConfig:
     """One epoch on 256 images, 8 and 16 filters."""
@@ -63,26 +73,18 @@ def quick(config: SmallBatchConfig) -> SmallBatchConfig:
     )
 
 
-def runs(config: SmallBatchConfig) -> list[RunSpec]:
-    """One run per (normalization, batch size); a batch size's runs share the seed."""
-    return batch_size_runs(config)
-
-
 def run_task(config: SmallBatchConfig, params: dict, seed: int) -> dict:
     """Train one ConvNet; return its curves and scores."""
-    from normlab.models import ConvNet
-
     data = load_data(config, num_training=config.num_training)
-    model_seed, solver_seed = split_seed(seed)
-    model = ConvNet(
-        input_dim=data["X_train"].shape[1:],
+    model, solver_seed = build_model(
+        data,
+        seed,
+        params["normalization"],
+        "conv",
         num_filters=config.num_filters,
         hidden_dims=config.hidden_dims,
-        num_classes=num_classes(data),
-        normalization=norm_from_key(params["normalization"]),
         weight_scale=config.weight_scale,
         groups=config.groups,
-        seed=model_seed,
     )
     bs = params["batch_size"]
     lr = config.base_lr * bs / config.base_batch
@@ -104,30 +106,55 @@ def summarize(config: SmallBatchConfig, outputs: dict, seconds: dict) -> dict:
     ``train_solver`` measures test accuracy with the best validation epoch's parameters and
     running statistics, so it is stored as ``best_epoch_test_acc``, not as a final accuracy.
     """
-    bss = list(config.batch_sizes)
-    final_val = per_batch_size(config, outputs, lambda o: o["final_val_acc"])
-    best_test = per_batch_size(config, outputs, lambda o: o["test_acc"])
-    columns = ["normalization"] + [f"test acc (best val epoch), bs={b}" for b in bss]
-    rows = [[norm_label(norm_from_key(n)), *best_test[n]] for n in config.normalizations]
-    return {
-        "batch_sizes": bss,
-        "final_val_acc": final_val,
-        "best_epoch_test_acc": best_test,
-        "table": {"columns": columns, "rows": rows},
+    picks = {
+        "final_val_acc": (lambda o: o["final_val_acc"], None),
+        "best_epoch_test_acc": (lambda o: o["test_acc"], "test acc (best val epoch)"),
     }
+    return batch_size_summary(config, outputs, picks)
 
 
-EXPERIMENT = Experiment(NAME, DESCRIPTION, SmallBatchConfig, runs, run_task, summarize, quick)
+def headline(results: dict) -> str:
+    """Test accuracy (at the best validation epoch), from the largest batch to the smallest."""
+    bss = results["batch_sizes"]
+    parts = endpoints(results, "best_epoch_test_acc")
+    return (
+        f"From {max(bss)} images per batch to {min(bss)}, test accuracy at the best "
+        f"validation epoch {join(parts)}."
+    )
 
 
-def run(config: SmallBatchConfig | None = None, **kwargs) -> dict:
-    """Run the experiment (``jobs``, ``scheduler``, ``progress`` as in ``run_experiment``).
+def figures(config: SmallBatchConfig) -> list[dict]:
+    """Best-validation-epoch test accuracy and final validation accuracy against the batch size
+    (log scale, base 2)."""
 
-    Returns
-    -------
-    results : dict
-        ``batch_sizes``; ``final_val_acc[norm]`` and ``best_epoch_test_acc[norm]``
-        (test accuracy at the best validation epoch), one per batch
-        size; ``runs``; ``table``.
-    """
-    return run_experiment(EXPERIMENT, config or SmallBatchConfig(), **kwargs)
+    def accuracy(key: str, title: str, first: bool) -> dict:
+        lines = [figspec.norm_line(n, [key, n], ms=None) for n in config.normalizations]
+        return figspec.sweep(
+            title,
+            "images per batch",
+            "accuracy" if first else None,
+            ["batch_sizes"],
+            lines,
+            log_base=2,
+            ticks=True,
+            legend=first,
+        )
+
+    panels = [
+        accuracy("best_epoch_test_acc", "Test accuracy (best validation epoch)", True),
+        accuracy("final_val_acc", "Final validation accuracy", False),
+    ]
+    return [figspec.figure("accuracy_vs_batch_size", panels, sharey=True)]
+
+
+EXPERIMENT = Experiment(
+    NAME,
+    DESCRIPTION,
+    SmallBatchConfig,
+    batch_size_runs,  # one run per (normalization, batch size); a batch size's runs share a seed
+    run_task,
+    summarize,
+    quick,
+    headline,
+    figures,
+)

@@ -15,12 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from normlab.experiments import training
 from normlab.experiments.config import TrainConfig, config_from_dict, config_to_dict
-from normlab.experiments.training import accuracy, norm_from_key, split_seed
+from normlab.experiments.training import accuracy
 
 __all__ = ["build_model", "checkpoint_paths", "evaluate", "load_train_data", "train"]
-
-MODELS = ("fc", "conv")
 
 
 def checkpoint_paths(checkpoint: str | os.PathLike) -> tuple[Path, Path]:
@@ -33,16 +32,7 @@ def checkpoint_paths(checkpoint: str | os.PathLike) -> tuple[Path, Path]:
 
 def load_train_data(config: TrainConfig) -> dict:
     """The dataset split of ``config`` (``dataset``, sizes, ``seed``), as the Solver wants it."""
-    from normlab.data import load_dataset
-
-    return load_dataset(
-        config.dataset,
-        data_dir=config.data_dir,
-        num_training=config.num_training,
-        num_validation=config.num_validation,
-        seed=config.seed,
-        download=config.download,
-    )
+    return training.load_data(config, config.num_training, config.num_validation, at_most=False)
 
 
 def build_model(config: TrainConfig, data: dict):
@@ -58,41 +48,21 @@ def build_model(config: TrainConfig, data: dict):
     -------
     model : FullyConnectedNet or ConvNet
         Seeded with the first seed split from ``config.seed``.
+    solver_seed : int
+        The second: the Solver's (:func:`~normlab.experiments.training.build_model`).
     """
-    from normlab.models import ConvNet, FullyConnectedNet
-
-    if config.model not in MODELS:
-        raise ValueError(f"unknown model {config.model!r}; known models are {list(MODELS)}")
-    shape = tuple(int(s) for s in data["X_train"].shape[1:])  # (C, H, W)
-    classes = len(data.get("class_names") or np.unique(data["y_train"]))
-    model_seed = split_seed(config.seed)[0]
-    norm = norm_from_key(config.normalization or "none")
-    if config.model == "fc":
-        return FullyConnectedNet(
-            config.hidden_dims,
-            input_dim=int(np.prod(shape)),
-            num_classes=classes,
-            dropout_keep_ratio=config.dropout_keep_ratio,
-            normalization=norm,
-            reg=config.reg,
-            weight_scale=config.weight_scale,
-            seed=model_seed,
-            activation=config.activation,
-            groups=config.groups,
-        )
-    return ConvNet(
-        input_dim=shape,
-        num_filters=config.num_filters,
-        filter_size=config.filter_size,
+    options = dict(
         hidden_dims=config.hidden_dims,
-        num_classes=classes,
-        normalization=norm,
         weight_scale=config.weight_scale,
         reg=config.reg,
-        seed=model_seed,
-        groups=config.groups,
         activation=config.activation,
+        groups=config.groups,
     )
+    if config.model == "fc":
+        options["dropout_keep_ratio"] = config.dropout_keep_ratio
+    if config.model == "conv":
+        options.update(num_filters=config.num_filters, filter_size=config.filter_size)
+    return training.build_model(data, config.seed, config.normalization, config.model, **options)
 
 
 def _scores(model: Any, data: dict) -> dict:
@@ -146,8 +116,7 @@ def train(
     if resume and checkpoint is not None:
         _check_resume_config(config, load_sidecar(checkpoint))
     data = load_train_data(config)
-    model = build_model(config, data)
-    solver_seed = split_seed(config.seed)[1]
+    model, solver_seed = build_model(config, data)
     ckpt = cfg_path = None
     if checkpoint is not None:
         ckpt, cfg_path = checkpoint_paths(checkpoint)

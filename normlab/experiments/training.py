@@ -1,4 +1,5 @@
-"""What the experiments' tasks share: cached data, model building, one Solver run, curve helpers.
+"""What the experiments' tasks share: one cached data loader, one model builder, one Solver run,
+the batch-size sweeps' runs and summary, curve helpers.
 
 Everything here is a plain function of its arguments; the only state is a per-process cache of
 loaded datasets (so that the tasks of a sweep running in one process load a dataset once).
@@ -8,47 +9,33 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from normlab.solver import NonFiniteLossError, Solver
+from normlab.vocab import run_name, short_label
 
 __all__ = [
-    "NORM_LABELS",
     "accuracy",
     "auto_threshold",
+    "batch_size_runs",
+    "batch_size_summary",
+    "build_model",
     "epochs_to_reach",
     "finite",
     "load_data",
-    "norm_label",
+    "preload_data",
     "split_seed",
     "train_solver",
 ]
 
-# Display names of the normalizations (None: no normalization).
-NORM_LABELS = {
-    None: "none",
-    "batchnorm": "batch norm",
-    "layernorm": "layer norm",
-    "groupnorm": "group norm",
-}
+MODELS = ("fc", "conv")  # FullyConnectedNet, ConvNet
 
 
-def norm_label(name: str | None) -> str:
-    """Display name of a normalization (``None`` -> ``'none'``)."""
-    return NORM_LABELS.get(name, str(name))
-
-
-def norm_key(name: str | None) -> str:
-    """The name of a normalization in run names and results (``None`` -> ``'none'``)."""
-    return "none" if name is None else name
-
-
-def norm_from_key(key: str) -> str | None:
-    """Inverse of :func:`norm_key`."""
-    return None if key in ("none", "None", "") else key
+def _model_normalization(name: str | None) -> str | None:
+    """A model's ``normalization=`` for a run's normalization (``'none'`` -> None)."""
+    return None if name in ("none", "None", "", None) else name
 
 
 @functools.lru_cache(maxsize=4)
@@ -75,6 +62,7 @@ def load_data(
     num_training: int | None = None,
     num_validation: int | None = None,
     num_test: int | None = None,
+    at_most: bool = True,
 ) -> dict:
     """The dataset of ``config`` (``dataset``, ``data_dir``, ``download``, ``seed``), cached.
 
@@ -83,9 +71,11 @@ def load_data(
     config : dataclass
         Has ``dataset``, ``data_dir``, ``download`` and ``seed`` (the split's seed).
     num_training, num_validation, num_test : int, optional
-        Split sizes, as in :func:`normlab.data.load_dataset`; ``num_training`` is an upper
-        bound: a dataset with fewer training images (the digits against a default sized for
-        CIFAR-10) gives all it has.
+        Split sizes, as in :func:`normlab.data.load_dataset`.
+    at_most : bool, default True
+        ``num_training`` is an upper bound: a dataset with fewer training images (the digits
+        against an experiment's default sized for CIFAR-10) gives all it has. False: it is
+        the exact size, and too large a size is refused (``normlab train``).
 
     Returns
     -------
@@ -98,7 +88,7 @@ def load_data(
         None if config.data_dir is None else str(config.data_dir),
         bool(config.download),
     )
-    if num_training is not None:
+    if num_training is not None and at_most:
         full = _load(*where, None, num_validation, num_test, int(config.seed))
         if num_training >= len(full["X_train"]):
             return full
@@ -116,11 +106,6 @@ def preload_data(config: Any, scheduler: str | None = None) -> None:
 def split_seed(seed: int, n: int = 2) -> list[int]:
     """``n`` independent seeds from one run seed (e.g. weights and batches)."""
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(n)]
-
-
-def input_dim(data: dict) -> int:
-    """Features per image, ``C * H * W``."""
-    return int(np.prod(data["X_train"].shape[1:]))
 
 
 def num_classes(data: dict) -> int:
@@ -158,55 +143,93 @@ def finite(x: Any) -> Any:
     return x if math.isfinite(x) else None
 
 
-def batch_size_run_name(norm: str, batch_size: int) -> str:
-    """Name of the run of normalization ``norm`` at ``batch_size`` in a batch-size sweep."""
-    return f"{norm}/bs={batch_size}"
-
-
 def batch_size_runs(config: Any) -> list:
     """One run per (normalization, batch size) of ``config``; a batch size's runs share a seed."""
     from normlab.experiments.base import RunSpec
 
     return [
-        RunSpec(
-            batch_size_run_name(n, b), {"normalization": n, "batch_size": b}, seed_key=f"bs={b}"
-        )
+        RunSpec(run_name(n, bs=b), {"normalization": n, "batch_size": b}, seed_key=f"bs={b}")
         for n in config.normalizations
         for b in config.batch_sizes
     ]
 
 
-def per_batch_size(config: Any, outputs: dict, pick: Callable[[dict], Any]) -> dict:
-    """``{norm: [pick(output of norm at B) for B in config.batch_sizes]}`` of a batch-size sweep."""
-    return {
-        n: [pick(outputs[batch_size_run_name(n, b)]) for b in config.batch_sizes]
-        for n in config.normalizations
-    }
+def batch_size_summary(config: Any, outputs: dict, picks: dict) -> dict:
+    """The summary of a batch-size sweep: one curve over the batch sizes per normalization.
 
-
-def build_fc(config: Any, data: dict, normalization: str, weight_scale: Any, seed: int):
-    """The experiments' FullyConnectedNet for ``data``, and the seed left for its Solver.
-
-    ``config.hidden_dims`` gives the widths; ``normalization`` is a run key ('none' or a
-    registered name); ``seed`` is the run's seed, split into the model's and the Solver's.
+    Parameters
+    ----------
+    config : dataclass
+        Has ``normalizations`` and ``batch_sizes``.
+    outputs : dict
+        Run outputs by run name (:func:`batch_size_runs`).
+    picks : dict
+        ``{key: (pick, column)}``: ``results[key][norm]`` lists ``pick(output)`` of the runs of
+        ``norm`` in batch-size order; with a ``column`` title (else None) the table shows it,
+        one column per batch size.
 
     Returns
     -------
-    model : FullyConnectedNet
-    solver_seed : int
+    summary : dict
+        ``batch_sizes``, each ``key``, and ``table`` (one row per normalization).
     """
-    from normlab.models import FullyConnectedNet
+    bss = list(config.batch_sizes)
+    curves = {
+        key: {n: [pick(outputs[run_name(n, bs=b)]) for b in bss] for n in config.normalizations}
+        for key, (pick, _) in picks.items()
+    }
+    shown = [(key, column) for key, (_, column) in picks.items() if column is not None]
+    columns = ["normalization"] + [f"{column}, bs={b}" for _, column in shown for b in bss]
+    rows = [
+        [short_label(n), *(v for key, _ in shown for v in curves[key][n])]
+        for n in config.normalizations
+    ]
+    return {"batch_sizes": bss, **curves, "table": {"columns": columns, "rows": rows}}
 
+
+def build_model(data: dict, seed: int, normalization: str | None, model: str = "fc", **options):
+    """The one model builder: a fresh model for ``data``, and the seed left for its Solver.
+
+    Parameters
+    ----------
+    data : dict
+        ``X_train`` of shape (N, C, H, W) and ``y_train`` (N,) (and ``class_names``): they
+        give the input size and the number of classes.
+    seed : int
+        The run's seed, split into the model's (initial weights) and the Solver's.
+    normalization : str or None
+        A registered name, or ``'none'`` / None for no normalization.
+    model : {'fc', 'conv'}, default 'fc'
+        :class:`~normlab.models.FullyConnectedNet` (inputs flattened) or
+        :class:`~normlab.models.ConvNet`.
+    **options
+        The model's other constructor arguments (``hidden_dims``, ``weight_scale``...).
+
+    Returns
+    -------
+    model : FullyConnectedNet or ConvNet
+    solver_seed : int
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``model`` (the message lists the known ones).
+    """
+    from normlab.models import ConvNet, FullyConnectedNet
+
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; known models are {list(MODELS)}")
     model_seed, solver_seed = split_seed(seed)
-    model = FullyConnectedNet(
-        config.hidden_dims,
-        input_dim=input_dim(data),
+    shape = tuple(int(s) for s in data["X_train"].shape[1:])  # (C, H, W)
+    net = FullyConnectedNet if model == "fc" else ConvNet
+    built = net(
+        input_dim=int(np.prod(shape)) if model == "fc" else shape,
         num_classes=num_classes(data),
-        normalization=norm_from_key(normalization),
-        weight_scale=weight_scale,
+        normalization=_model_normalization(normalization),
         seed=model_seed,
+        **options,
     )
-    return model, solver_seed
+    return built, solver_seed
 
 
 def train_solver(model: Any, data: dict, seed: int, callbacks=(), **options: Any) -> dict:

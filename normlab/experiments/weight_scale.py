@@ -11,20 +11,17 @@ None) with the accuracies it reached until then.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from normlab.experiments import figspec
 from normlab.experiments.base import Experiment, RunSpec
-from normlab.experiments.config import ExperimentConfig, opt
-from normlab.experiments.runner import run_experiment
-from normlab.experiments.training import (
-    build_fc,
-    load_data,
-    norm_from_key,
-    norm_label,
-    train_solver,
-)
+from normlab.experiments.config import ExperimentConfig, field_of, opt, require_positive
+from normlab.experiments.training import build_model, load_data, train_solver
+from normlab.experiments.wording import join, with_norm
+from normlab.vocab import run_name, short_label
 
 NAME = "weight-scale"
 DESCRIPTION = "deep net [50]*7 at 20 weight scales 1e-4..1, with and without batch norm"
@@ -34,8 +31,7 @@ DESCRIPTION = "deep net [50]*7 at 20 weight scales 1e-4..1, with and without bat
 class WeightScaleConfig(ExperimentConfig):
     """Settings of ``weight-scale`` (the notebook's by default)."""
 
-    dataset: str = opt("cifar10", "digits | mnist | fashion-mnist | cifar10")
-    normalizations: tuple[str, ...] = opt(("none", "batchnorm"), "normalizations compared")
+    dataset: str = field_of(ExperimentConfig, "dataset", "cifar10")
     hidden_dims: tuple[int, ...] = opt((50,) * 7, "widths of the hidden layers")
     scale_min: float = opt(1e-4, "smallest weight scale")
     scale_max: float = opt(1.0, "largest weight scale")
@@ -44,6 +40,10 @@ class WeightScaleConfig(ExperimentConfig):
     learning_rate: float = opt(1e-3, "Adam learning rate")
     batch_size: int = opt(50, "minibatch size")
     num_epochs: int = opt(10, "epochs")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_positive(self, "scale_min", "scale_max", "learning_rate")
 
 
 def quick(config: WeightScaleConfig) -> WeightScaleConfig:
@@ -60,7 +60,9 @@ def weight_scales(config: WeightScaleConfig) -> list[float]:
 def runs(config: WeightScaleConfig) -> list[RunSpec]:
     """One run per (normalization, scale); both normalizations of a scale share the seed."""
     return [
-        RunSpec(f"{n}/scale={i}", {"normalization": n, "weight_scale": s}, seed_key=f"scale={i}")
+        RunSpec(
+            run_name(n, scale=i), {"normalization": n, "weight_scale": s}, seed_key=f"scale={i}"
+        )
         for n in config.normalizations
         for i, s in enumerate(weight_scales(config))
     ]
@@ -69,8 +71,12 @@ def runs(config: WeightScaleConfig) -> list[RunSpec]:
 def run_task(config: WeightScaleConfig, params: dict, seed: int) -> dict:
     """Train one network; return its curves and scores."""
     data = load_data(config, num_training=config.num_training)
-    model, solver_seed = build_fc(
-        config, data, params["normalization"], params["weight_scale"], seed
+    model, solver_seed = build_model(
+        data,
+        seed,
+        params["normalization"],
+        hidden_dims=config.hidden_dims,
+        weight_scale=params["weight_scale"],
     )
     out = train_solver(
         model,
@@ -85,17 +91,24 @@ def run_task(config: WeightScaleConfig, params: dict, seed: int) -> dict:
 
 
 def summarize(config: WeightScaleConfig, outputs: dict, seconds: dict) -> dict:
-    """Per normalization, the three notebook curves against the scale; a table per scale."""
+    """Per normalization, the three notebook curves against the scale; a table per scale.
+
+    Returns
+    -------
+    summary : dict
+        ``weight_scales`` (S,); ``curves[norm]``: ``best_val_acc``, ``best_train_acc``,
+        ``final_train_loss`` (None where diverged), ``diverged``, each of length S; ``table``.
+    """
     scales = weight_scales(config)
     curves = {}
     for n in config.normalizations:
-        outs = [outputs[f"{n}/scale={i}"] for i in range(len(scales))]
+        outs = [outputs[run_name(n, scale=i)] for i in range(len(scales))]
         curves[n] = {
             key: [o[key] for o in outs]
             for key in ("best_val_acc", "best_train_acc", "final_train_loss", "diverged")
         }
     columns = ["weight scale"] + [
-        f"{norm_label(norm_from_key(n))}: {what}"
+        f"{short_label(n)}: {what}"
         for n in config.normalizations
         for what in ("best val acc", "best train acc", "final train loss")
     ]
@@ -111,17 +124,56 @@ def summarize(config: WeightScaleConfig, outputs: dict, seconds: dict) -> dict:
     return {"weight_scales": scales, "curves": curves, "table": {"columns": columns, "rows": rows}}
 
 
-EXPERIMENT = Experiment(NAME, DESCRIPTION, WeightScaleConfig, runs, run_task, summarize, quick)
+def _scale_list(good: list, scales: list) -> str:
+    """ " (scales a to b)" when ``good`` is a contiguous run of ``scales``, else each listed."""
+    if not good:
+        return ""
+    if len(good) == 1:
+        return f" (scale {good[0]:.1e})"
+    i = scales.index(good[0])
+    if scales[i : i + len(good)] == good:
+        return f" (scales {good[0]:.1e} to {good[-1]:.1e})"
+    return f" (scales {join([f'{s:.1e}' for s in good])})"
 
 
-def run(config: WeightScaleConfig | None = None, **kwargs) -> dict:
-    """Run the experiment (``jobs``, ``scheduler``, ``progress`` as in ``run_experiment``).
+def headline(results: dict) -> str:
+    """At how many scales each network stayed near the best accuracy (80% of it, rounded)."""
+    curves, scales = results["curves"], results["weight_scales"]
+    best = max((v for c in curves.values() for v in c["best_val_acc"] if v is not None), default=0)
+    thr = math.floor(0.8 * best * 20 + 1e-9) / 20
+    parts = []
+    for norm, c in curves.items():
+        good = [
+            s for s, v in zip(scales, c["best_val_acc"], strict=True) if v is not None and v >= thr
+        ]
+        where = _scale_list(good, list(scales))
+        parts.append(f"{len(good)} of {len(scales)} weight scales {with_norm(norm)}{where}")
+    return f"Best validation accuracy was at least {thr:.2f} at {join(parts)}."
 
-    Returns
-    -------
-    results : dict
-        ``weight_scales`` (S,); ``curves[norm]``: ``best_val_acc``, ``best_train_acc``,
-        ``final_train_loss`` (None where diverged), ``diverged``, each of length S; ``runs``;
-        ``table``.
-    """
-    return run_experiment(EXPERIMENT, config or WeightScaleConfig(), **kwargs)
+
+def figures(config: WeightScaleConfig) -> list[dict]:
+    """``weight_scale``: the notebook's three panels against the weight scale (log x-axis); the
+    final loss on a log y-axis too (a diverging baseline's loss spans decades), diverged runs
+    marked."""
+
+    def panel(key: str, title: str, ylabel: str, loss: bool = False, legend: bool = False):
+        lines = []
+        for n in config.normalizations:
+            flags = ["curves", n, "diverged"] if loss else None
+            lines.append(figspec.norm_line(n, ["curves", n, key], diverged=flags))
+        xlabel, x = "weight initialization scale", ["weight_scales"]
+        return figspec.sweep(
+            title, xlabel, ylabel, x, lines, ylog=loss, minor_grid=True, legend=legend
+        )
+
+    panels = [
+        panel("best_val_acc", "Best validation accuracy", "accuracy", legend=True),
+        panel("best_train_acc", "Best training accuracy", "accuracy"),
+        panel("final_train_loss", "Final training loss", "loss", loss=True),
+    ]
+    return [figspec.figure("weight_scale", panels)]
+
+
+EXPERIMENT = Experiment(
+    NAME, DESCRIPTION, WeightScaleConfig, runs, run_task, summarize, quick, headline, figures
+)

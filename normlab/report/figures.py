@@ -1,4 +1,27 @@
-"""Figures of each experiment, drawn from its results dict alone (headless, Agg).
+"""Figures drawn from a results dict alone, as its experiment declared them (headless, Agg).
+
+An experiment declares its figures as data (``results["figures"]``, built with
+:mod:`normlab.experiments.figspec`); this module draws any declaration with three generic panel
+kinds, so ``normlab report DIR`` redraws every figure from ``results.json`` alone.
+
+Declarations
+------------
+A figure is ``{"name", "panels", "width", "height", "sharey"}``: saved as ``<name>.png``, its
+panels side by side, ``width`` by ``height`` inches each. A panel has ``"kind"``, ``"title"``,
+``"xlabel"``, ``"ylabel"`` (None: none), ``"legend"`` (bool) and ``"lines"``; a line has
+``"label"``, ``"color"`` (None: the next default colour), ``"fmt"`` (matplotlib's format
+string), ``"ms"`` (marker size, None: the default) and the data it plots:
+
+``"curves"``  runs' curves: line ``"y"`` (a key, or a path of keys) in the output of run
+              ``"run"``, against the epochs (panel ``"x": "epoch"``: integer ticks, the first
+              value at epoch ``line["first"]``) or against a key of the run (``"x": "steps"``);
+              panel ``"target"``: a results key drawn as a dotted horizontal line.
+``"loss"``    run ``"run"``'s per-iteration training loss on an epoch axis, faint, and its
+              moving average over an epoch.
+``"sweep"``   values against a swept setting on a log x-axis: panel ``"x"`` and line ``"y"``
+              are paths into the results; ``"log_base"``, ``"ticks"`` (a labelled tick at each
+              value), ``"ylog"``, ``"minor_grid"``; a line's ``"diverged"`` path flags values
+              marked with an x at the top of the line.
 
 Figures are built with :class:`matplotlib.figure.Figure` and rendered by the Agg canvas, never
 through ``pyplot``: no global backend is selected, no window can open, and a caller's own
@@ -9,39 +32,20 @@ matplotlib state is left alone. :func:`make_figures` returns ``{name: Figure}``;
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from normlab.experiments.training import batch_size_run_name
-
-__all__ = ["FIGURES", "make_figures", "render_png"]
-
-# One colour per normalization, the same in every figure.
-COLORS = {"none": "#7f7f7f", "batchnorm": "#1f77b4", "layernorm": "#2ca02c", "groupnorm": "#d62728"}
-LABELS = {
-    "none": "no normalization",
-    "batchnorm": "batch norm",
-    "layernorm": "layer norm",
-    "groupnorm": "group norm",
-}
+__all__ = ["PANELS", "make_figures", "render_png"]
 
 
-def _legend(ax) -> None:
-    """A legend when the axes have labelled artists (a run may have failed before any)."""
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-
-
-def _color(norm: str) -> str | None:
-    return COLORS.get(norm)
-
-
-def _label(norm: str) -> str:
-    return LABELS.get(norm, norm)
+def _get(tree, path):
+    """``tree[k1][k2]...`` for a path ``[k1, k2, ...]`` (a single key for ``"k"``)."""
+    for key in [path] if isinstance(path, str) else path:
+        tree = tree[key]
+    return tree
 
 
 def _arr(values) -> np.ndarray:
@@ -59,215 +63,88 @@ def _smooth(y: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([head, out])
 
 
-def _figure(ncols: int, nrows: int = 1, width: float = 4.6, height: float = 3.4) -> Figure:
-    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
+def _plot(ax, x, y, line: dict) -> None:
+    """One declared line: its format, colour, label and marker size."""
+    style = {"color": line["color"], "label": line["label"]}
+    if line.get("ms") is not None:
+        style["ms"] = line["ms"]
+    ax.plot(x, y, line["fmt"], **style)
 
 
-def _epoch_axis(ax) -> None:
-    """Integer ticks on an epoch axis."""
-    ax.set_xlabel("epoch")
+def _curves(ax, panel: dict, results: dict) -> None:
+    """Runs' curves over the epochs (integer ticks) or over a key of each run."""
+    for line in panel["lines"]:
+        run = results["runs"][line["run"]]
+        y = _arr(_get(run, line["y"]))
+        epochs = np.arange(line["first"], line["first"] + len(y))
+        _plot(ax, epochs if panel["x"] == "epoch" else run[panel["x"]], y, line)
+    target = results.get(panel["target"]) if panel.get("target") else None
+    if target is not None:
+        ax.axhline(target, color="k", ls=":", lw=0.8, label=f"target {target:.2f}")
+    if panel["x"] == "epoch":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _loss(ax, panel: dict, results: dict) -> None:
+    """Per-iteration training loss (faint) and its moving average over an epoch."""
+    for line in panel["lines"]:
+        run = results["runs"][line["run"]]
+        loss = _arr(run["loss"])
+        ipe = max(run.get("iterations_per_epoch", 1), 1)
+        epochs = np.arange(1, len(loss) + 1) / ipe
+        ax.plot(epochs, loss, color=line["color"], alpha=0.25, lw=0.6)
+        ax.plot(epochs, _smooth(loss, ipe), color=line["color"], label=line["label"])
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _norms(results: dict) -> list[str]:
-    return list(results["config"].get("normalizations", []))
-
-
-# --- one function per experiment ----------------------------------------------------------------
-
-
-def curves_figures(results: dict) -> dict[str, Figure]:
-    """bn-vs-baseline and demo: training loss, train and validation accuracy per run."""
-    fig = _figure(3)
-    ax_loss, ax_train, ax_val = fig.subplots(1, 3)
-    thr = results.get("threshold")
-    for name, out in results["runs"].items():
-        c = _color(name)
-        loss = _arr(out["loss"])
-        it = np.arange(1, len(loss) + 1)
-        ipe = max(out.get("iterations_per_epoch", 1), 1)
-        ax_loss.plot(it / ipe, loss, color=c, alpha=0.25, lw=0.6)
-        ax_loss.plot(it / ipe, _smooth(loss, ipe), color=c, label=_label(name))
-        ax_train.plot(_arr(out["train_acc"]), "o-", ms=3, color=c, label=_label(name))
-        ax_val.plot(_arr(out["val_acc"]), "o-", ms=3, color=c, label=_label(name))
-    ax_loss.set(title="Training loss", xlabel="epoch", ylabel="loss (moving average over an epoch)")
-    ax_train.set(title="Training accuracy", xlabel="epoch", ylabel="accuracy")
-    ax_val.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy")
-    if thr is not None:
-        ax_val.axhline(thr, color="k", ls=":", lw=0.8, label=f"target {thr:.2f}")
-    for ax in (ax_loss, ax_train, ax_val):
-        ax.grid(alpha=0.3)
-        _epoch_axis(ax)
-    _legend(ax_val)
-    return {"curves": fig}
-
-
-def weight_scale_figures(results: dict) -> dict[str, Figure]:
-    """weight-scale: the notebook's three panels against the weight scale (log x-axis)."""
-    scales = np.array(results["weight_scales"])
-    fig = _figure(3)
-    axes = fig.subplots(1, 3)
-    panels = [
-        ("best_val_acc", "Best validation accuracy", "accuracy"),
-        ("best_train_acc", "Best training accuracy", "accuracy"),
-        ("final_train_loss", "Final training loss", "loss"),
-    ]
-    for ax, (key, title, ylabel) in zip(axes, panels, strict=True):
-        for norm, curves in results["curves"].items():
-            y = _arr(curves[key])
-            ax.semilogx(scales, y, "o-", ms=3, color=_color(norm), label=_label(norm))
-            diverged = np.array(curves.get("diverged", [False] * len(scales)), dtype=bool)
-            if key == "final_train_loss" and diverged.any():
-                top = np.nanmax(y) if np.isfinite(y).any() else 1.0
-                ax.plot(
-                    scales[diverged],
-                    np.full(diverged.sum(), top),
-                    "x",
-                    color=_color(norm),
-                    label=f"{_label(norm)}: diverged",
-                )
-        ax.set(title=title, xlabel="weight initialization scale", ylabel=ylabel)
-        if key == "final_train_loss":
-            ax.set_yscale("log")  # a diverging baseline's loss spans decades
-        ax.grid(alpha=0.3, which="both")
-    _legend(axes[0])
-    return {"weight_scale": fig}
-
-
-def batch_size_figures(results: dict) -> dict[str, Figure]:
-    """batch-size: train and validation accuracy curves, one panel per batch size."""
-    bss, norms = results["batch_sizes"], _norms(results)
-    figs = {}
-    for key, title in (("train_acc", "Training accuracy"), ("val_acc", "Validation accuracy")):
-        fig = _figure(len(bss), height=3.2, width=4.0)
-        axes = np.atleast_1d(fig.subplots(1, len(bss), sharey=True))
-        for ax, bs in zip(axes, bss, strict=True):
-            for norm in norms:
-                out = results["runs"][batch_size_run_name(norm, bs)]
-                ax.plot(_arr(out[key]), "o-", ms=3, color=_color(norm), label=_label(norm))
-            ax.set(title=f"{title}, batch size {bs}")
-            _epoch_axis(ax)
-            ax.grid(alpha=0.3)
-        axes[0].set_ylabel("accuracy")
-        _legend(axes[0])
-        figs[f"{key}_by_batch_size"] = fig
-    fig = _figure(1)
-    ax = fig.subplots()
-    for norm in norms:
-        ax.plot(
-            bss, _arr(results["best_val_acc"][norm]), "o-", color=_color(norm), label=_label(norm)
-        )
-    ax.set_xscale("log")
-    ax.set_xticks(bss, [str(b) for b in bss])
-    ax.set(title="Best validation accuracy", xlabel="batch size", ylabel="accuracy")
-    ax.grid(alpha=0.3)
-    _legend(ax)
-    figs["best_val_acc_vs_batch_size"] = fig
-    return figs
-
-
-def paper_mnist_figures(results: dict) -> dict[str, Figure]:
-    """paper-mnist: Figure 1 of Ioffe & Szegedy (a) test accuracy, (b, c) sigmoid input."""
-    runs = results["runs"]
-    fig = _figure(1 + len(runs))
-    axes = fig.subplots(1, 1 + len(runs), sharey=False)
-    ax = axes[0]
-    for name, out in runs.items():
-        ax.plot(out["steps"], _arr(out["test_acc"]), color=_color(name), label=_label(name))
-    ax.set(title="(a) Test accuracy", xlabel="training steps", ylabel="accuracy")
-    ax.grid(alpha=0.3)
-    _legend(ax)
-    for i, (name, out) in enumerate(runs.items()):
-        ax, letter = axes[1 + i], "bcdefghijklmnopqrstuvwxyz"[i % 25]
-        steps = out["steps"]
-        for p, style in (("15", ":"), ("50", "-"), ("85", ":")):
+def _sweep(ax, panel: dict, results: dict) -> None:
+    """Values against a swept setting on a log x-axis; diverged values marked with an x."""
+    x = np.array(_get(results, panel["x"]))
+    for line in panel["lines"]:
+        y = _arr(_get(results, line["y"]))
+        _plot(ax, x, y, line)
+        diverged = np.array(_get(results, line["diverged"]) if line["diverged"] else [], bool)
+        if diverged.any():
+            top = np.nanmax(y) if np.isfinite(y).any() else 1.0
+            label = f"{line['label']}: diverged"
             ax.plot(
-                steps,
-                _arr(out["percentiles"][p]),
-                style,
-                color=_color(name) or "k",
-                label=f"{p}th percentile",
+                x[diverged], np.full(diverged.sum(), top), "x", color=line["color"], label=label
             )
-        ax.set(
-            title=f"({letter}) Sigmoid input, {_label(name)}",
-            xlabel="training steps",
-        )  # each panel on its own scale: the drift, not the width, is the point
-        ax.grid(alpha=0.3)
-        _legend(ax)
-    axes[1].set_ylabel("input of one last-layer sigmoid")
-    return {"figure1": fig}
+    ax.set_xscale("log", base=panel["log_base"])
+    if panel["ticks"]:
+        ax.set_xticks(x, [str(v) for v in x])
+    if panel["ylog"]:
+        ax.set_yscale("log")
 
 
-def mlp_adam_figures(results: dict) -> dict[str, Figure]:
-    """mlp-adam: loss and accuracy per epoch, training solid and validation dashed."""
-    fig = _figure(2)
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    for name, out in results["runs"].items():
-        c, lab = _color(name), _label(name)
-        tl = _arr(out["train_loss"])
-        ax_loss.plot(np.arange(1, len(tl) + 1), tl, "o-", ms=3, color=c, label=f"{lab}, train")
-        vl = _arr(out["val_loss"])
-        ax_loss.plot(
-            np.arange(1, len(vl) + 1), vl, "s--", ms=3, color=c, label=f"{lab}, validation"
-        )
-        ax_acc.plot(_arr(out["train_acc"]), "o-", ms=3, color=c, label=f"{lab}, train")
-        ax_acc.plot(_arr(out["val_acc"]), "s--", ms=3, color=c, label=f"{lab}, validation")
-    ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
-    ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        _epoch_axis(ax)
-        _legend(ax)
-    return {"loss_accuracy": fig}
+PANELS = {"curves": _curves, "loss": _loss, "sweep": _sweep}
 
 
-def _best_epoch_test_key(results: dict) -> str:
-    """``best_epoch_test_acc``, or its old name in results.json files written before."""
-    return "best_epoch_test_acc" if "best_epoch_test_acc" in results else "final_test_acc"
-
-
-def small_batch_figures(results: dict) -> dict[str, Figure]:
-    """small-batch: best-validation-epoch test accuracy and final validation accuracy."""
-    bss, norms = results["batch_sizes"], _norms(results)
-    fig = _figure(2)
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, key, title in zip(
-        axes,
-        (_best_epoch_test_key(results), "final_val_acc"),
-        ("Test accuracy (best validation epoch)", "Final validation accuracy"),
-        strict=True,
-    ):
-        for norm in norms:
-            ax.plot(bss, _arr(results[key][norm]), "o-", color=_color(norm), label=_label(norm))
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(bss, [str(b) for b in bss])
-        ax.set(title=title, xlabel="images per batch")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("accuracy")
-    _legend(axes[0])
-    return {"accuracy_vs_batch_size": fig}
-
-
-FIGURES: dict[str, Callable[[dict], dict[str, Figure]]] = {
-    "demo": curves_figures,
-    "bn-vs-baseline": curves_figures,
-    "weight-scale": weight_scale_figures,
-    "batch-size": batch_size_figures,
-    "paper-mnist": paper_mnist_figures,
-    "mlp-adam": mlp_adam_figures,
-    "small-batch": small_batch_figures,
-}
+def _draw(spec: dict, results: dict) -> Figure:
+    """One declared figure: its panels side by side, titled, labelled, gridded."""
+    panels = spec["panels"]
+    fig = Figure(figsize=(spec["width"] * len(panels), spec["height"]), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), sharey=spec["sharey"], squeeze=False)[0]
+    for ax, panel in zip(axes, panels, strict=True):
+        PANELS[panel["kind"]](ax, panel, results)
+        ax.set(title=panel["title"], xlabel=panel["xlabel"])
+        if panel["ylabel"] is not None:
+            ax.set_ylabel(panel["ylabel"])
+        ax.grid(alpha=0.3, which="both" if panel.get("minor_grid") else "major")
+        if panel["legend"] and ax.get_legend_handles_labels()[0]:  # a run may have failed early
+            ax.legend(fontsize=8)
+    return fig
 
 
 def make_figures(results: dict) -> dict[str, Figure]:
-    """The figures of an experiment's results, by file stem (e.g. ``"curves"``).
+    """The figures its experiment declared in ``results``, by file stem (e.g. ``"curves"``).
 
     Parameters
     ----------
     results : dict
-        As returned by the experiment's ``run`` (or read back from ``results.json``).
+        As returned by :func:`~normlab.experiments.run_experiment` (or read back from
+        ``results.json``); ``results["figures"]`` holds the declarations.
 
     Returns
     -------
@@ -276,12 +153,17 @@ def make_figures(results: dict) -> dict[str, Figure]:
     Raises
     ------
     ValueError
-        If the experiment has no figures here (the message lists those that do).
+        If the results declare no figures (they stopped before the summary).
     """
     name = results.get("experiment")
-    if name not in FIGURES:
-        raise ValueError(f"no figures for experiment {name!r}; known are {sorted(FIGURES)}")
-    for fig in (figs := FIGURES[name](results)).values():
+    if "figures" not in results:
+        raise ValueError(
+            f"no figures for experiment {name!r}: its results are incomplete (no 'figures'; "
+            "the run stopped before its summary?); rerun the experiment"
+        )
+    figs = {}
+    for spec in results["figures"]:
+        figs[spec["name"]] = fig = _draw(spec, results)
         fig.suptitle(f"{name} on {results['config'].get('dataset')}", fontsize=11)
     return figs
 

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from normlab.report.figures import make_figures, render_png
-from normlab.report.headline import headline
+from normlab.report.results import headline
 from normlab.report.tables import html_table
 
 __all__ = ["render_html", "write_report"]
@@ -35,16 +35,8 @@ code { background: #f4f4f4; padding: 0 0.2em; }
 
 
 def _config_rows(results: dict) -> list[list]:
-    """``[name, value, comment]`` for every setting, comments from the experiment's config."""
-    comments = {}
-    try:
-        from normlab.experiments import get_experiment
-        from normlab.experiments.config import config_help
-
-        cls = get_experiment(results["experiment"]).config_cls
-        comments = {name: text for name, _, text in config_help(cls)}
-    except (ValueError, KeyError):
-        pass
+    """``[name, value, comment]`` for every setting, comments from ``results["config_help"]``."""
+    comments = results.get("config_help", {})
 
     def shown(v) -> str:
         if isinstance(v, float):
