@@ -48,7 +48,8 @@ def affine_backward(dout, cache):
     """Backward of :func:`affine_forward`: dout (N, M) -> dx (shape of x), dw (D, M), db (M,)."""
     x, w, _ = cache
     dw, db = affine_param_grads(dout, cache)
-    return (dout @ w.T).reshape(x.shape), dw, db  # (N, d1, ..., dk)
+    dx = dout @ w.T  # (N, D)
+    return (dx if x.ndim == 2 else dx.reshape(x.shape)), dw, db  # dx (N, d1, ..., dk)
 
 
 def affine_param_grads(dout, cache):
