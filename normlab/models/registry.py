@@ -70,7 +70,7 @@ import math
 import numbers
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -108,6 +108,9 @@ Init = float | Callable[[int], np.ndarray]
 class NormLayer:
     """One registered normalization for one input kind (see the module docstring).
 
+    Built by :func:`register_normalization`, which documents the fields; checked on
+    construction (a ValueError names the bad field).
+
     Attributes
     ----------
     name : str
@@ -141,12 +144,52 @@ class NormLayer:
     kind: str
     forward: Callable
     backward: Callable
-    params: Mapping[str, Init] = field(default_factory=dict)
-    buffers: Mapping[str, Init] = field(default_factory=dict)
+    params: Mapping[str, Init] | None = None  # None: no parameters
+    buffers: Mapping[str, Init] | None = None
     groups: bool = False
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Mapping[str, Any] | None = None
     test_affine: Callable | None = None
     batch_stats: bool = False
+
+    def __post_init__(self) -> None:
+        """Check the fields (a ValueError says which is wrong) and keep them as plain dicts."""
+        name, kind = self.name, self.kind
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"expected a non-empty string as normalization name, got {name!r}")
+        if kind not in KINDS:
+            raise ValueError(f"expected kind in {list(KINDS)}, got {kind!r}")
+        if not callable(self.forward) or not callable(self.backward):
+            raise ValueError("expected callable forward and backward functions")
+        params, buffers = dict(self.params or {}), dict(self.buffers or {})
+        for what, names in (("parameter", params), ("buffer", buffers)):
+            for k, init in names.items():
+                if not isinstance(k, str) or not _NAME.match(k) or k in _RESERVED:
+                    raise ValueError(
+                        f"expected {what} names made of letters and underscores, other than "
+                        f"{sorted(_RESERVED)}, got {k!r}"
+                    )
+                if not (callable(init) or isinstance(init, numbers.Real)):
+                    raise ValueError(
+                        f"expected a number or a callable init(C) for {what} {k!r}, got {init!r}"
+                    )
+        if set(params) & set(buffers):
+            raise ValueError(
+                f"parameter and buffer names overlap: {sorted(set(params) & set(buffers))}"
+            )
+        defaults = dict(self.defaults or {})
+        clash = sorted(set(defaults) & (_RESERVED_KEYS | set(buffers)))
+        if clash:
+            raise ValueError(f"defaults may not set the reserved norm_param keys {clash}")
+        if self.batch_stats and set(buffers) != {"running_mean", "running_var"}:
+            raise ValueError(
+                "batch_stats=True expects buffers {'running_mean', 'running_var'}, "
+                f"got {sorted(buffers)}"
+            )
+        object.__setattr__(self, "params", params)  # frozen: normalised once, here
+        object.__setattr__(self, "buffers", buffers)
+        object.__setattr__(self, "groups", bool(self.groups))
+        object.__setattr__(self, "defaults", defaults)
+        object.__setattr__(self, "batch_stats", bool(self.batch_stats))
 
     def init_params(self, C: int, dtype) -> dict[str, np.ndarray]:
         """Initial parameters of a layer of width ``C``, by registration name (``'gamma'``)."""
@@ -227,56 +270,16 @@ def register_normalization(
     ValueError
         Bad name, kind or parameter names, or ``name`` already registered for ``kind``.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"expected a non-empty string as normalization name, got {name!r}")
-    if kind not in KINDS:
-        raise ValueError(f"expected kind in {list(KINDS)}, got {kind!r}")
-    if not callable(forward) or not callable(backward):
-        raise ValueError("expected callable forward and backward functions")
-    params = {"gamma": 1.0, "beta": 0.0} if params is None else dict(params)
-    buffers = dict(buffers or {})
-    for what, names in (("parameter", params), ("buffer", buffers)):
-        for k, init in names.items():
-            if not isinstance(k, str) or not _NAME.match(k) or k in _RESERVED:
-                raise ValueError(
-                    f"expected {what} names made of letters and underscores, other than "
-                    f"{sorted(_RESERVED)}, got {k!r}"
-                )
-            if not (callable(init) or isinstance(init, numbers.Real)):
-                raise ValueError(
-                    f"expected a number or a callable init(C) for {what} {k!r}, got {init!r}"
-                )
-    if set(params) & set(buffers):
-        raise ValueError(
-            f"parameter and buffer names overlap: {sorted(set(params) & set(buffers))}"
-        )
-    defaults = dict(defaults or {})
-    clash = sorted(set(defaults) & (_RESERVED_KEYS | set(buffers)))
-    if clash:
-        raise ValueError(f"defaults may not set the reserved norm_param keys {clash}")
-    if batch_stats and set(buffers) != {"running_mean", "running_var"}:
-        raise ValueError(
-            "batch_stats=True expects buffers {'running_mean', 'running_var'}, "
-            f"got {sorted(buffers)}"
-        )
+    params = {"gamma": 1.0, "beta": 0.0} if params is None else params
+    layer = NormLayer(
+        name, kind, forward, backward, params, buffers, groups, defaults, test_affine, batch_stats
+    )
     kinds = _REGISTRY.setdefault(name, {})
     if kind in kinds and not overwrite:
         raise ValueError(
             f"normalization {name!r} is already registered for kind {kind!r}; "
             "pass overwrite=True to replace it"
         )
-    layer = NormLayer(
-        name=name,
-        kind=kind,
-        forward=forward,
-        backward=backward,
-        params=params,
-        buffers=buffers,
-        groups=bool(groups),
-        defaults=defaults,
-        test_affine=test_affine,
-        batch_stats=bool(batch_stats),
-    )
     kinds[kind] = layer
     return layer
 
