@@ -11,6 +11,7 @@ from normlab.layers import softmax_loss
 from normlab.models import (
     ConvNet,
     FullyConnectedNet,
+    NormLayer,
     available_normalizations,
     build_model,
     get_normalization,
@@ -449,6 +450,8 @@ def test_registry_errors():
     with pytest.raises(ValueError, match="unknown normalization"):
         unregister_normalization("bad_test")
     assert available_normalizations() == names
+    with pytest.raises(ValueError, match="batch_stats=True expects buffers"):  # checks its own
+        NormLayer("bad_test", "feature", _rms_forward, _rms_backward, batch_stats=True)
 
 
 def test_argument_errors():
