@@ -20,7 +20,10 @@ code): ``numba.core.caching.CacheImpl._locator_classes``, the list of locator cl
 picklable value compared with ``!=`` to the one saved in the cache index, and
 ``get_disambiguator``); and ``NUMBA_CACHE_LOCATOR_CLASSES`` being unset (it replaces the list).
 A directory must be covered before its modules are imported, since numba picks the locator and
-takes the stamp when the decorator runs.
+takes the stamp when the decorator runs. A numba that kept these names but stopped using them
+would pass the import check: ``tests/test_kernel_cache.py`` then fails (it checks every kernel's
+locator and that a helper edit recompiles its caller). The files are hashed once per process,
+memoised on their mtimes and sizes.
 """
 
 from __future__ import annotations
