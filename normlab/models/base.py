@@ -10,9 +10,10 @@ running statistics are the buffers ``running_mean{i}``, ``running_var{i}`` (any 
 buffer name plus ``i``). Parameters are what the optimizer trains (``model.params``); buffers are
 never trained (``model.buffers``).
 
-The Solver may rebind ``params[name]`` to views of a flat buffer and copies checkpointed values
-into the buffer arrays, so ``loss`` looks both up by name on every call and never keeps its own
-references.
+Once built, the parameters are views of one buffer, laid end to end in ``params`` order, so that
+an optimizer updates them all in one kernel pass. Nothing rebinds them: the optimizer, best-
+parameter restores and checkpoints copy into the arrays. ``loss`` still looks parameters and
+buffers up by name on every call and keeps no references of its own.
 """
 
 from __future__ import annotations
@@ -123,8 +124,8 @@ class Network:
     """Base of the models: holds params/buffers/rng and runs the block chain.
 
     Subclasses pass the options every model takes to ``__init__`` (:func:`shared_options`),
-    build ``self.blocks`` with :meth:`_add_block` and record their architecture arguments with
-    :meth:`_set_config`.
+    build ``self.blocks`` with :meth:`_add_block` and end with :meth:`_finish` (one parameter
+    buffer; their architecture arguments recorded).
 
     Attributes
     ----------
@@ -200,9 +201,17 @@ class Network:
         self.activations: dict[int, np.ndarray] = {}
         self._config: dict = {}
 
-    def _set_config(self, model: str, **architecture) -> None:
-        """Record what :meth:`get_config` returns: the class name, the architecture arguments,
-        then the options every model takes."""
+    def _finish(self, model: str, **architecture) -> None:
+        """End construction: lay the parameters end to end in one buffer, and record what
+        :meth:`get_config` returns (the class name, the architecture arguments, then the
+        options every model takes)."""
+        flat = np.empty(sum(p.size for p in self.params.values()), self.dtype)  # (P,)
+        lo = 0
+        for k, p in self.params.items():
+            view = flat[lo : lo + p.size].reshape(p.shape)
+            view[...] = p
+            self.params[k] = view
+            lo += p.size
         self._config = {
             "model": model,
             **architecture,

@@ -135,7 +135,7 @@ class ConvNet(Network):
                 (D, M), norm=feature_norm, activation=True, keep=self.dropout_keep_ratio
             )
         self._add_block((dims[-1], num_classes))
-        self._set_config(
+        self._finish(
             "ConvNet",
             input_dim=input_dim,
             num_filters=filters,

@@ -125,6 +125,6 @@ class FullyConnectedNet(Network):
                 keep=self.dropout_keep_ratio if hidden_layer else 1.0,
             )
         self.num_layers = L
-        self._set_config(
+        self._finish(
             "FullyConnectedNet", hidden_dims=hidden, input_dim=input_dim, num_classes=num_classes
         )
