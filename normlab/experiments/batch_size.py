@@ -12,24 +12,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from normlab.experiments import figspec
+from normlab.experiments import batch_sweep, figspec
 from normlab.experiments.base import Experiment
-from normlab.experiments.config import (
-    EVERY_NORMALIZATION,
-    ExperimentConfig,
-    field_of,
-    opt,
-    require_nonempty,
-    require_positive,
-)
-from normlab.experiments.training import (
-    batch_size_runs,
-    batch_size_summary,
-    build_model,
-    load_data,
-    train_solver,
-)
-from normlab.experiments.wording import endpoints, join
+from normlab.experiments.config import opt
+from normlab.experiments.training import train_fc
+from normlab.experiments.wording import join
 from normlab.vocab import run_name
 
 NAME = "batch-size"
@@ -37,24 +24,14 @@ DESCRIPTION = "deep net [100]*5 at batch sizes 5, 10, 50: none vs batch, layer a
 
 
 @dataclass(frozen=True)
-class BatchSizeConfig(ExperimentConfig):
-    """Settings of ``batch-size`` (the notebook's by default)."""
+class BatchSizeConfig(batch_sweep.BatchSweepConfig):
+    """Settings of ``batch-size`` (the notebook's by default: batch sizes 5, 10 and 50)."""
 
-    dataset: str = field_of(ExperimentConfig, "dataset", "cifar10")
-    normalizations: tuple[str, ...] = field_of(
-        ExperimentConfig, "normalizations", EVERY_NORMALIZATION
-    )
-    batch_sizes: tuple[int, ...] = opt((5, 10, 50), "minibatch sizes")
     hidden_dims: tuple[int, ...] = opt((100,) * 5, "widths of the hidden layers")
-    weight_scale: float = opt(2e-2, "std of the Gaussian initial weights")
+    weight_scale: float = opt(2e-2, "std of the Gaussian initial weights", positive=True)
     num_training: int | None = opt(1000, "training images (None: all)")
-    learning_rate: float = opt(10**-3.5, "Adam learning rate")
+    learning_rate: float = opt(10**-3.5, "Adam learning rate", positive=True)
     num_epochs: int = opt(10, "epochs")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_nonempty(self, "batch_sizes")
-        require_positive(self, "weight_scale", "learning_rate")
 
 
 def quick(config: BatchSizeConfig) -> BatchSizeConfig:
@@ -62,26 +39,8 @@ def quick(config: BatchSizeConfig) -> BatchSizeConfig:
     return dataclasses.replace(config, quick=True, num_epochs=2, num_training=300)
 
 
-def run_task(config: BatchSizeConfig, params: dict, seed: int) -> dict:
-    """Train one network; return its curves and scores."""
-    data = load_data(config, num_training=config.num_training)
-    model, solver_seed = build_model(
-        data,
-        seed,
-        params["normalization"],
-        hidden_dims=config.hidden_dims,
-        weight_scale=config.weight_scale,
-    )
-    out = train_solver(
-        model,
-        data,
-        solver_seed,
-        update_rule="adam",
-        optim_config={"learning_rate": config.learning_rate},
-        batch_size=params["batch_size"],
-        num_epochs=config.num_epochs,
-    )
-    return {**out, "batch_size": params["batch_size"]}
+runs = batch_sweep.runs  # one run per (normalization, batch size); a batch size's runs share a seed
+run_task = train_fc  # the net above, trained in batches of the run's size
 
 
 def summarize(config: BatchSizeConfig, outputs: dict, seconds: dict) -> dict:
@@ -97,13 +56,13 @@ def summarize(config: BatchSizeConfig, outputs: dict, seconds: dict) -> dict:
         "best_val_acc": (lambda o: o["best_val_acc"], "best val acc"),
         "final_train_acc": (lambda o: o["train_acc"][-1], "final train acc"),
     }
-    return batch_size_summary(config, outputs, picks)
+    return batch_sweep.summarize(config, outputs, picks)
 
 
 def headline(results: dict) -> str:
     """Best validation accuracy at the largest and the smallest batch size."""
     bss = results["batch_sizes"]
-    parts = endpoints(results, "best_val_acc")
+    parts = batch_sweep.endpoints(results, "best_val_acc")
     return f"From batch size {max(bss)} to {min(bss)}, best validation accuracy {join(parts)}."
 
 
@@ -123,27 +82,12 @@ def figures(config: BatchSizeConfig) -> list[dict]:
             for i, b in enumerate(bss)
         ]
         figs.append(figspec.figure(f"{key}_by_batch_size", panels, 4.0, 3.2, sharey=True))
-    lines = [figspec.norm_line(n, ["best_val_acc", n], ms=None) for n in norms]
-    best = figspec.sweep(
-        "Best validation accuracy",
-        "batch size",
-        "accuracy",
-        ["batch_sizes"],
-        lines,
-        ticks=True,
-        legend=True,
+    best = batch_sweep.panel(
+        config, "best_val_acc", "Best validation accuracy", "batch size", "accuracy", legend=True
     )
     return [*figs, figspec.figure("best_val_acc_vs_batch_size", [best])]
 
 
 EXPERIMENT = Experiment(
-    NAME,
-    DESCRIPTION,
-    BatchSizeConfig,
-    batch_size_runs,  # one run per (normalization, batch size); a batch size's runs share a seed
-    run_task,
-    summarize,
-    quick,
-    headline,
-    figures,
+    NAME, DESCRIPTION, BatchSizeConfig, runs, run_task, summarize, quick, headline, figures
 )

@@ -15,15 +15,9 @@ import dataclasses
 from dataclasses import dataclass
 
 from normlab.experiments import figspec
-from normlab.experiments.base import Experiment, RunSpec
-from normlab.experiments.config import ExperimentConfig, field_of, opt, require_positive
-from normlab.experiments.training import (
-    auto_threshold,
-    build_model,
-    epochs_to_reach,
-    load_data,
-    train_solver,
-)
+from normlab.experiments.base import Experiment
+from normlab.experiments.config import ExperimentConfig, field_of, opt
+from normlab.experiments.training import auto_threshold, epochs_to_reach, paired_runs, train_fc
 from normlab.experiments.wording import capital, diverged_at, join, num, plural
 from normlab.vocab import label, short_label
 
@@ -37,17 +31,13 @@ class BNvsBaselineConfig(ExperimentConfig):
 
     dataset: str = field_of(ExperimentConfig, "dataset", "cifar10")
     hidden_dims: tuple[int, ...] = opt((100,) * 5, "widths of the hidden layers")
-    weight_scale: float = opt(2e-2, "std of the Gaussian initial weights")
+    weight_scale: float = opt(2e-2, "std of the Gaussian initial weights", positive=True)
     num_training: int | None = opt(1000, "training images (None: all)")
     update_rule: str = opt("adam", "update rule")
-    learning_rate: float = opt(1e-3, "learning rate")
+    learning_rate: float = opt(1e-3, "learning rate", positive=True)
     batch_size: int = opt(50, "minibatch size")
     num_epochs: int = opt(10, "epochs")
     threshold: float | None = opt(None, "accuracy target of the table (None: 95% of the best)")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_positive(self, "weight_scale", "learning_rate")
 
 
 def quick(config: BNvsBaselineConfig) -> BNvsBaselineConfig:
@@ -55,30 +45,8 @@ def quick(config: BNvsBaselineConfig) -> BNvsBaselineConfig:
     return dataclasses.replace(config, quick=True, num_training=500, num_epochs=3)
 
 
-def runs(config: BNvsBaselineConfig) -> list[RunSpec]:
-    """One run per normalization, all from the same initial weights."""
-    return [RunSpec(n, {"normalization": n}, seed_key="net") for n in config.normalizations]
-
-
-def run_task(config: BNvsBaselineConfig, params: dict, seed: int) -> dict:
-    """Train the network with ``params['normalization']``; return its curves and scores."""
-    data = load_data(config, num_training=config.num_training)
-    model, solver_seed = build_model(
-        data,
-        seed,
-        params["normalization"],
-        hidden_dims=config.hidden_dims,
-        weight_scale=config.weight_scale,
-    )
-    return train_solver(
-        model,
-        data,
-        solver_seed,
-        update_rule=config.update_rule,
-        optim_config={"learning_rate": config.learning_rate},
-        batch_size=config.batch_size,
-        num_epochs=config.num_epochs,
-    )
+runs = paired_runs  # one run per normalization, all from the same initial weights
+run_task = train_fc  # the net above, trained
 
 
 def comparison_table(outputs: dict, seconds: dict, threshold: float) -> dict:

@@ -27,19 +27,20 @@ __all__ = [
     "opt",
     "parse_assignment",
     "require_nonempty",
-    "require_positive",
 ]
 
 
-def opt(default: Any, help: str, count: bool = True) -> Any:
+def opt(default: Any, help: str, positive: bool | None = None) -> Any:
     """A dataclass field with a default and its comment (``help``); lists become tuples.
 
-    ``count=False`` marks an integer setting that may be 0 (a seed, an index): every other
-    integer setting of an :class:`ExperimentConfig`, alone or in a list, is a count >= 1.
+    ``positive`` says whether an :class:`ExperimentConfig` checks that the setting is > 0 where
+    it is a number (``weight_scale="he"`` passes): None (default) for integers, alone or in a
+    list, which count something and must be >= 1; False for an integer that may be 0 (a seed,
+    an index); True for a float that must be > 0 (a learning rate, a scale).
     """
     if isinstance(default, list):
         default = tuple(default)
-    return field(default=default, metadata={"help": help, "count": count})
+    return field(default=default, metadata={"help": help, "positive": positive})
 
 
 def field_of(cls: type, name: str, default: Any = dataclasses.MISSING) -> Any:
@@ -51,7 +52,7 @@ def field_of(cls: type, name: str, default: Any = dataclasses.MISSING) -> Any:
     """
     f = cls.__dataclass_fields__[name]
     value = f.default if default is dataclasses.MISSING else default
-    return opt(value, f.metadata["help"], f.metadata.get("count", True))
+    return opt(value, f.metadata["help"], f.metadata.get("positive"))
 
 
 # The normalizations of the experiments that compare all four.
@@ -62,16 +63,15 @@ EVERY_NORMALIZATION = ("none", "batchnorm", "layernorm", "groupnorm")
 class ExperimentConfig:
     """Settings every experiment shares; each experiment subclasses it with its own fields.
 
-    ``__post_init__`` checks what holds for every experiment (every integer count >= 1, at
-    least one known normalization); a subclass checks its own settings in its own
-    ``__post_init__`` after calling this one (with :func:`require_positive`,
-    :func:`require_nonempty`).
+    ``__post_init__`` checks every setting as its field declares (:func:`opt`'s ``positive``:
+    counts >= 1, rates and scales > 0) and at least one known normalization. A subclass checks
+    what its fields cannot say alone in its own ``__post_init__``, after calling this one.
     """
 
     dataset: str = opt("digits", "digits | mnist | fashion-mnist | cifar10")
     data_dir: str | None = opt(None, "directory searched first for the dataset files")
     download: bool = opt(True, "download MNIST / Fashion-MNIST into the cache if missing")
-    seed: int = opt(0, "root seed: data split, and every run's seed derived from it", count=False)
+    seed: int = opt(0, "root seed: data split, and every run's seed derived from it", False)
     quick: bool = opt(False, "the reduced variant that finishes in seconds")
     normalizations: tuple[str, ...] = opt(("none", "batchnorm"), "normalizations compared")
 
@@ -79,11 +79,7 @@ class ExperimentConfig:
         from normlab.models import available_normalizations
 
         for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            ints = v if isinstance(v, tuple) else (v,)
-            is_int = all(isinstance(i, int) and not isinstance(i, bool) for i in ints)
-            if f.metadata.get("count", True) and is_int and any(i < 1 for i in ints):
-                raise ValueError(f"{type(self).__name__}: expected {f.name} >= 1, got {v!r}")
+            _check_positive(type(self).__name__, f.name, getattr(self, f.name), f.metadata)
         require_nonempty(self, "normalizations")
         known = ["none", *[n for n in available_normalizations() if n is not None]]
         for n in self.normalizations:
@@ -94,12 +90,15 @@ class ExperimentConfig:
                 )
 
 
-def require_positive(config: Any, *names: str) -> None:
-    """Raise ValueError unless each named setting is > 0 where it is a number (not "he")."""
-    for name in names:
-        v = getattr(config, name)
-        if isinstance(v, int | float) and not isinstance(v, bool) and not v > 0:
-            raise ValueError(f"{type(config).__name__}: expected {name} > 0, got {v!r}")
+def _check_positive(owner: str, name: str, value: Any, metadata) -> None:
+    """An integer setting (or each of a list's) >= 1, a float declared positive > 0."""
+    positive = metadata.get("positive")
+    values = value if isinstance(value, tuple) else (value,)
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        if positive is not False and any(v < 1 for v in values):
+            raise ValueError(f"{owner}: expected {name} >= 1, got {value!r}")
+    elif positive and isinstance(value, float) and not value > 0:
+        raise ValueError(f"{owner}: expected {name} > 0, got {value!r}")
 
 
 def require_nonempty(config: Any, *names: str) -> None:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from normlab.experiments import figspec
-from normlab.experiments.base import Experiment, RunSpec
-from normlab.experiments.config import ExperimentConfig, field_of, opt, require_positive
-from normlab.experiments.training import build_model, eval_loss, finite, load_data, train_solver
+from normlab.experiments.base import Experiment
+from normlab.experiments.config import ExperimentConfig, field_of, opt
+from normlab.experiments.training import eval_loss, finite, load_data, paired_runs, train_fc
 from normlab.experiments.wording import capital, diverged_at, join, last, num, plural, with_norm
 from normlab.vocab import short_label
 
@@ -36,15 +36,11 @@ class MLPAdamConfig(ExperimentConfig):
 
     dataset: str = field_of(ExperimentConfig, "dataset", "mnist")
     hidden_dims: tuple[int, ...] = opt((32, 32), "widths of the hidden layers")
-    weight_scale: float | str = opt("xavier", "initial weights: std, or he | xavier")
+    weight_scale: float | str = opt("xavier", "initial weights: std, or he | xavier", positive=True)
     num_training: int | None = opt(None, "training images (None: all)")
-    learning_rate: float = opt(0.01, "Adam learning rate")
+    learning_rate: float = opt(0.01, "Adam learning rate", positive=True)
     batch_size: int = opt(32, "minibatch size")
     num_epochs: int = opt(10, "epochs")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_positive(self, "weight_scale", "learning_rate")
 
 
 def quick(config: MLPAdamConfig) -> MLPAdamConfig:
@@ -52,9 +48,7 @@ def quick(config: MLPAdamConfig) -> MLPAdamConfig:
     return dataclasses.replace(config, quick=True, num_epochs=3, num_training=600)
 
 
-def runs(config: MLPAdamConfig) -> list[RunSpec]:
-    """One run per normalization, from the same initial weights."""
-    return [RunSpec(n, {"normalization": n}, seed_key="net") for n in config.normalizations]
+runs = paired_runs  # one run per normalization, all from the same initial weights
 
 
 def run_task(config: MLPAdamConfig, params: dict, seed: int) -> dict:
@@ -67,33 +61,15 @@ def run_task(config: MLPAdamConfig, params: dict, seed: int) -> dict:
         (E,) mean minibatch loss of each epoch and ``val_loss`` (E,) test-mode validation
         loss after each epoch.
     """
-    data = load_data(config, num_training=config.num_training)
-    model, solver_seed = build_model(
-        data,
-        seed,
-        params["normalization"],
-        hidden_dims=config.hidden_dims,
-        weight_scale=config.weight_scale,
-    )
-    X_val, y_val = data["X_val"], data["y_val"]
+    data = load_data(config, num_training=config.num_training)  # the run's own (cached)
     val_loss: list[float] = []  # after each epoch (an untrained batch-norm net in test mode
     # divides by its zero-initialised running variance: its epoch-0 loss means nothing)
 
     def at_epoch_end(solver, info) -> None:
         if (info["iteration"] + 1) % solver.iterations_per_epoch == 0:
-            val_loss.append(eval_loss(model, X_val, y_val))
+            val_loss.append(eval_loss(solver.model, data["X_val"], data["y_val"]))
 
-    out = train_solver(
-        model,
-        data,
-        solver_seed,
-        callbacks=[at_epoch_end],
-        update_rule="adam",
-        optim_config={"learning_rate": config.learning_rate},
-        batch_size=config.batch_size,
-        num_epochs=config.num_epochs,
-        num_train_samples=None,
-    )
+    out = train_fc(config, params, seed, [at_epoch_end], num_train_samples=None)
     ipe = out["iterations_per_epoch"]
     loss = np.array([np.nan if v is None else v for v in out["loss"]])
     epochs = len(loss) // ipe

@@ -29,9 +29,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from normlab.experiments import figspec
-from normlab.experiments.base import Experiment, RunSpec
-from normlab.experiments.config import ExperimentConfig, field_of, opt, require_positive
-from normlab.experiments.training import accuracy, build_model, finite, load_data, train_solver
+from normlab.experiments.base import Experiment
+from normlab.experiments.config import ExperimentConfig, field_of, opt
+from normlab.experiments.training import (
+    accuracy,
+    build_model,
+    finite,
+    load_data,
+    paired_runs,
+    train_solver,
+)
 from normlab.experiments.wording import capital, join, num, with_norm
 from normlab.vocab import color, label, short_label
 
@@ -46,17 +53,16 @@ class PaperMNISTConfig(ExperimentConfig):
 
     dataset: str = field_of(ExperimentConfig, "dataset", "mnist")
     hidden_dims: tuple[int, ...] = opt((100, 100, 100), "widths of the sigmoid hidden layers")
-    weight_scale: float | str = opt("xavier", "initial weights: std, or he | xavier")
-    learning_rate: float = opt(0.1, "SGD learning rate (constant)")
+    weight_scale: float | str = opt("xavier", "initial weights: std, or he | xavier", positive=True)
+    learning_rate: float = opt(0.1, "SGD learning rate (constant)", positive=True)
     batch_size: int = opt(60, "minibatch size")
     num_steps: int = opt(50_000, "training steps")
     eval_every: int = opt(500, "steps between measurements of test accuracy and percentiles")
     num_probe: int = opt(1000, "test images whose sigmoid inputs give the percentiles")
-    unit: int = opt(0, "which sigmoid of the last hidden layer is tracked", count=False)
+    unit: int = opt(0, "which sigmoid of the last hidden layer is tracked", positive=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_positive(self, "weight_scale", "learning_rate")
         if self.hidden_dims and not 0 <= self.unit < self.hidden_dims[-1]:
             raise ValueError(
                 f"{type(self).__name__}: expected 0 <= unit < {self.hidden_dims[-1]} "
@@ -69,9 +75,7 @@ def quick(config: PaperMNISTConfig) -> PaperMNISTConfig:
     return dataclasses.replace(config, quick=True, num_steps=300, eval_every=50, num_probe=300)
 
 
-def runs(config: PaperMNISTConfig) -> list[RunSpec]:
-    """One run per normalization, from the same initial weights."""
-    return [RunSpec(n, {"normalization": n}, seed_key="net") for n in config.normalizations]
+runs = paired_runs  # one run per normalization, all from the same initial weights
 
 
 def run_task(config: PaperMNISTConfig, params: dict, seed: int) -> dict:

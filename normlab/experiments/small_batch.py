@@ -18,52 +18,34 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from normlab.experiments import figspec
+from normlab.experiments import batch_sweep, figspec
 from normlab.experiments.base import Experiment
-from normlab.experiments.config import (
-    EVERY_NORMALIZATION,
-    ExperimentConfig,
-    field_of,
-    opt,
-    require_nonempty,
-    require_positive,
-)
-from normlab.experiments.training import (
-    batch_size_runs,
-    batch_size_summary,
-    build_model,
-    load_data,
-    train_solver,
-)
-from normlab.experiments.wording import endpoints, join
+from normlab.experiments.config import field_of, opt
+from normlab.experiments.training import build_model, load_data, train_solver
+from normlab.experiments.wording import join
 
 NAME = "small-batch"
 DESCRIPTION = "small ConvNet, batch sizes 2..64: none vs batch, layer, group norm (GN paper)"
 
 
 @dataclass(frozen=True)
-class SmallBatchConfig(ExperimentConfig):
+class SmallBatchConfig(batch_sweep.BatchSweepConfig):
     """Settings of ``small-batch``."""
 
-    dataset: str = field_of(ExperimentConfig, "dataset", "cifar10")
-    normalizations: tuple[str, ...] = field_of(
-        ExperimentConfig, "normalizations", EVERY_NORMALIZATION
+    batch_sizes: tuple[int, ...] = field_of(
+        batch_sweep.BatchSweepConfig, "batch_sizes", (2, 4, 8, 16, 32, 64)
     )
-    batch_sizes: tuple[int, ...] = opt((2, 4, 8, 16, 32, 64), "minibatch sizes")
     num_filters: tuple[int, ...] = opt((16, 32), "filters of each conv block")
     hidden_dims: tuple[int, ...] = opt((64,), "widths of the hidden affine layers")
     groups: int = opt(4, "group norm: groups per layer")
-    weight_scale: float | str = opt("he", "initial weights: std, or he | xavier")
+    weight_scale: float | str = opt("he", "initial weights: std, or he | xavier", positive=True)
     num_training: int | None = opt(10_000, "training images (None: all)")
-    base_lr: float = opt(0.02, "SGD-momentum learning rate at base_batch images per batch")
+    base_lr: float = opt(
+        0.02, "SGD-momentum learning rate at base_batch images per batch", positive=True
+    )
     base_batch: int = opt(32, "batch size at which the learning rate is base_lr")
     momentum: float = opt(0.9, "SGD momentum")
     num_epochs: int = opt(5, "epochs, the same for every batch size")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_nonempty(self, "batch_sizes")
-        require_positive(self, "weight_scale", "base_lr")
 
 
 def quick(config: SmallBatchConfig) -> SmallBatchConfig:
@@ -71,6 +53,9 @@ def quick(config: SmallBatchConfig) -> SmallBatchConfig:
     return dataclasses.replace(
         config, quick=True, num_epochs=1, num_training=256, num_filters=(8, 16), hidden_dims=(32,)
     )
+
+
+runs = batch_sweep.runs  # one run per (normalization, batch size); a batch size's runs share a seed
 
 
 def run_task(config: SmallBatchConfig, params: dict, seed: int) -> dict:
@@ -110,13 +95,13 @@ def summarize(config: SmallBatchConfig, outputs: dict, seconds: dict) -> dict:
         "final_val_acc": (lambda o: o["final_val_acc"], None),
         "best_epoch_test_acc": (lambda o: o["test_acc"], "test acc (best val epoch)"),
     }
-    return batch_size_summary(config, outputs, picks)
+    return batch_sweep.summarize(config, outputs, picks)
 
 
 def headline(results: dict) -> str:
     """Test accuracy (at the best validation epoch), from the largest batch to the smallest."""
     bss = results["batch_sizes"]
-    parts = endpoints(results, "best_epoch_test_acc")
+    parts = batch_sweep.endpoints(results, "best_epoch_test_acc")
     return (
         f"From {max(bss)} images per batch to {min(bss)}, test accuracy at the best "
         f"validation epoch {join(parts)}."
@@ -127,34 +112,24 @@ def figures(config: SmallBatchConfig) -> list[dict]:
     """Best-validation-epoch test accuracy and final validation accuracy against the batch size
     (log scale, base 2)."""
 
-    def accuracy(key: str, title: str, first: bool) -> dict:
-        lines = [figspec.norm_line(n, [key, n], ms=None) for n in config.normalizations]
-        return figspec.sweep(
-            title,
-            "images per batch",
-            "accuracy" if first else None,
-            ["batch_sizes"],
-            lines,
-            log_base=2,
-            ticks=True,
-            legend=first,
-        )
-
+    xlabel = "images per batch"
     panels = [
-        accuracy("best_epoch_test_acc", "Test accuracy (best validation epoch)", True),
-        accuracy("final_val_acc", "Final validation accuracy", False),
+        batch_sweep.panel(
+            config,
+            "best_epoch_test_acc",
+            "Test accuracy (best validation epoch)",
+            xlabel,
+            "accuracy",
+            log_base=2,
+            legend=True,
+        ),
+        batch_sweep.panel(
+            config, "final_val_acc", "Final validation accuracy", xlabel, None, log_base=2
+        ),
     ]
     return [figspec.figure("accuracy_vs_batch_size", panels, sharey=True)]
 
 
 EXPERIMENT = Experiment(
-    NAME,
-    DESCRIPTION,
-    SmallBatchConfig,
-    batch_size_runs,  # one run per (normalization, batch size); a batch size's runs share a seed
-    run_task,
-    summarize,
-    quick,
-    headline,
-    figures,
+    NAME, DESCRIPTION, SmallBatchConfig, runs, run_task, summarize, quick, headline, figures
 )

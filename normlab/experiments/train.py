@@ -35,6 +35,11 @@ def load_train_data(config: TrainConfig) -> dict:
     return training.load_data(config, config.num_training, config.num_validation, at_most=False)
 
 
+# The TrainConfig settings of every model, and those of one model only.
+_SHARED = ("hidden_dims", "weight_scale", "reg", "activation", "groups")
+_OWN = {"fc": ("dropout_keep_ratio",), "conv": ("num_filters", "filter_size")}
+
+
 def build_model(config: TrainConfig, data: dict):
     """A fresh model for ``config`` whose input and output sizes follow ``data``.
 
@@ -51,17 +56,8 @@ def build_model(config: TrainConfig, data: dict):
     solver_seed : int
         The second: the Solver's (:func:`~normlab.experiments.training.build_model`).
     """
-    options = dict(
-        hidden_dims=config.hidden_dims,
-        weight_scale=config.weight_scale,
-        reg=config.reg,
-        activation=config.activation,
-        groups=config.groups,
-    )
-    if config.model == "fc":
-        options["dropout_keep_ratio"] = config.dropout_keep_ratio
-    if config.model == "conv":
-        options.update(num_filters=config.num_filters, filter_size=config.filter_size)
+    names = _SHARED + _OWN.get(config.model, ())  # an unknown model is refused by the builder
+    options = {name: getattr(config, name) for name in names}
     return training.build_model(data, config.seed, config.normalization, config.model, **options)
 
 

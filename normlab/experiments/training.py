@@ -1,5 +1,5 @@
-"""What the experiments' tasks share: one cached data loader, one model builder, one Solver run,
-the batch-size sweeps' runs and summary, curve helpers.
+"""What the experiments' tasks share: one cached data loader, one model builder, one Solver run
+(and the CS231n-style run of a fully-connected net), paired runs, curve helpers.
 
 Everything here is a plain function of its arguments; the only state is a per-process cache of
 loaded datasets (so that the tasks of a sweep running in one process load a dataset once).
@@ -13,20 +13,20 @@ from typing import Any
 
 import numpy as np
 
+from normlab.experiments.base import RunSpec
 from normlab.solver import NonFiniteLossError, Solver
-from normlab.vocab import run_name, short_label
 
 __all__ = [
     "accuracy",
     "auto_threshold",
-    "batch_size_runs",
-    "batch_size_summary",
     "build_model",
     "epochs_to_reach",
     "finite",
     "load_data",
+    "paired_runs",
     "preload_data",
     "split_seed",
+    "train_fc",
     "train_solver",
 ]
 
@@ -42,15 +42,8 @@ def _model_normalization(name: str | None) -> str | None:
 def _load(dataset, data_dir, download, num_training, num_validation, num_test, seed) -> dict:
     from normlab.data import load_dataset
 
-    data = load_dataset(
-        dataset,
-        data_dir=data_dir,
-        num_training=num_training,
-        num_validation=num_validation,
-        num_test=num_test,
-        seed=seed,
-        download=download,
-    )
+    sizes = (num_training, num_validation, num_test)
+    data = load_dataset(dataset, data_dir, *sizes, seed=seed, download=download)
     for v in data.values():
         if isinstance(v, np.ndarray):
             v.setflags(write=False)  # shared by every task of this process: read-only
@@ -143,48 +136,9 @@ def finite(x: Any) -> Any:
     return x if math.isfinite(x) else None
 
 
-def batch_size_runs(config: Any) -> list:
-    """One run per (normalization, batch size) of ``config``; a batch size's runs share a seed."""
-    from normlab.experiments.base import RunSpec
-
-    return [
-        RunSpec(run_name(n, bs=b), {"normalization": n, "batch_size": b}, seed_key=f"bs={b}")
-        for n in config.normalizations
-        for b in config.batch_sizes
-    ]
-
-
-def batch_size_summary(config: Any, outputs: dict, picks: dict) -> dict:
-    """The summary of a batch-size sweep: one curve over the batch sizes per normalization.
-
-    Parameters
-    ----------
-    config : dataclass
-        Has ``normalizations`` and ``batch_sizes``.
-    outputs : dict
-        Run outputs by run name (:func:`batch_size_runs`).
-    picks : dict
-        ``{key: (pick, column)}``: ``results[key][norm]`` lists ``pick(output)`` of the runs of
-        ``norm`` in batch-size order; with a ``column`` title (else None) the table shows it,
-        one column per batch size.
-
-    Returns
-    -------
-    summary : dict
-        ``batch_sizes``, each ``key``, and ``table`` (one row per normalization).
-    """
-    bss = list(config.batch_sizes)
-    curves = {
-        key: {n: [pick(outputs[run_name(n, bs=b)]) for b in bss] for n in config.normalizations}
-        for key, (pick, _) in picks.items()
-    }
-    shown = [(key, column) for key, (_, column) in picks.items() if column is not None]
-    columns = ["normalization"] + [f"{column}, bs={b}" for _, column in shown for b in bss]
-    rows = [
-        [short_label(n), *(v for key, _ in shown for v in curves[key][n])]
-        for n in config.normalizations
-    ]
-    return {"batch_sizes": bss, **curves, "table": {"columns": columns, "rows": rows}}
+def paired_runs(config: Any) -> list[RunSpec]:
+    """One run per normalization of ``config``, all from the same initial weights."""
+    return [RunSpec(n, {"normalization": n}, seed_key="net") for n in config.normalizations]
 
 
 def build_model(data: dict, seed: int, normalization: str | None, model: str = "fc", **options):
@@ -283,6 +237,57 @@ def train_solver(model: Any, data: dict, seed: int, callbacks=(), **options: Any
         "iterations_per_epoch": ipe,
         "diverged": diverged,
     }
+
+
+def train_fc(config: Any, params: dict, seed: int, callbacks=(), **options: Any) -> dict:
+    """The task of the CS231n-style experiments: their fully-connected net, trained by a Solver.
+
+    The net has ``config.hidden_dims`` and initial weights of ``weight_scale``; it learns from
+    ``config.num_training`` images with ``config.update_rule`` (Adam where the config has
+    none) at ``config.learning_rate``, in batches of ``batch_size``, for ``config.num_epochs``
+    epochs. A setting the run sweeps (``weight_scale``, ``batch_size``) is in its ``params``,
+    beside its ``normalization``; else it is the config's.
+
+    Parameters
+    ----------
+    config : dataclass
+        An experiment's config with the settings above.
+    params : dict
+        The run's ``normalization`` and the settings it sweeps.
+    seed : int
+        The run's seed (:func:`build_model` splits it).
+    callbacks, **options
+        Solver callbacks and other Solver keyword arguments (:func:`train_solver`).
+
+    Returns
+    -------
+    out : dict
+        What :func:`train_solver` returns, then the swept settings of ``params``.
+    """
+
+    def setting(name: str) -> Any:
+        return params[name] if name in params else getattr(config, name)
+
+    data = load_data(config, num_training=config.num_training)
+    model, solver_seed = build_model(
+        data,
+        seed,
+        params["normalization"],
+        hidden_dims=config.hidden_dims,
+        weight_scale=setting("weight_scale"),
+    )
+    out = train_solver(
+        model,
+        data,
+        solver_seed,
+        callbacks,
+        update_rule=getattr(config, "update_rule", "adam"),
+        optim_config={"learning_rate": config.learning_rate},
+        batch_size=setting("batch_size"),
+        num_epochs=config.num_epochs,
+        **options,
+    )
+    return {**out, **{k: v for k, v in params.items() if k != "normalization"}}
 
 
 def epochs_to_reach(curve: list, threshold: float) -> int | None:

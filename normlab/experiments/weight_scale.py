@@ -18,8 +18,8 @@ import numpy as np
 
 from normlab.experiments import figspec
 from normlab.experiments.base import Experiment, RunSpec
-from normlab.experiments.config import ExperimentConfig, field_of, opt, require_positive
-from normlab.experiments.training import build_model, load_data, train_solver
+from normlab.experiments.config import ExperimentConfig, field_of, opt
+from normlab.experiments.training import train_fc
 from normlab.experiments.wording import join, with_norm
 from normlab.vocab import run_name, short_label
 
@@ -33,17 +33,13 @@ class WeightScaleConfig(ExperimentConfig):
 
     dataset: str = field_of(ExperimentConfig, "dataset", "cifar10")
     hidden_dims: tuple[int, ...] = opt((50,) * 7, "widths of the hidden layers")
-    scale_min: float = opt(1e-4, "smallest weight scale")
-    scale_max: float = opt(1.0, "largest weight scale")
+    scale_min: float = opt(1e-4, "smallest weight scale", positive=True)
+    scale_max: float = opt(1.0, "largest weight scale", positive=True)
     num_scales: int = opt(20, "weight scales, log-spaced from scale_min to scale_max")
     num_training: int | None = opt(1000, "training images (None: all)")
-    learning_rate: float = opt(1e-3, "Adam learning rate")
+    learning_rate: float = opt(1e-3, "Adam learning rate", positive=True)
     batch_size: int = opt(50, "minibatch size")
     num_epochs: int = opt(10, "epochs")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_positive(self, "scale_min", "scale_max", "learning_rate")
 
 
 def quick(config: WeightScaleConfig) -> WeightScaleConfig:
@@ -68,26 +64,7 @@ def runs(config: WeightScaleConfig) -> list[RunSpec]:
     ]
 
 
-def run_task(config: WeightScaleConfig, params: dict, seed: int) -> dict:
-    """Train one network; return its curves and scores."""
-    data = load_data(config, num_training=config.num_training)
-    model, solver_seed = build_model(
-        data,
-        seed,
-        params["normalization"],
-        hidden_dims=config.hidden_dims,
-        weight_scale=params["weight_scale"],
-    )
-    out = train_solver(
-        model,
-        data,
-        solver_seed,
-        update_rule="adam",
-        optim_config={"learning_rate": config.learning_rate},
-        batch_size=config.batch_size,
-        num_epochs=config.num_epochs,
-    )
-    return {**out, "weight_scale": params["weight_scale"]}
+run_task = train_fc  # the net above, its weights drawn at the run's scale, trained
 
 
 def summarize(config: WeightScaleConfig, outputs: dict, seconds: dict) -> dict:

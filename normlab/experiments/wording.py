@@ -16,7 +16,6 @@ __all__ = [
     "capital",
     "change",
     "diverged_at",
-    "endpoints",
     "join",
     "last",
     "num",
@@ -73,10 +72,3 @@ def change(a, b) -> str:
     if round(a, 2) == round(b, 2):
         return f"stayed at {num(b)}"
     return f"{'fell' if b < a else 'rose'} from {num(a)} to {num(b)}"
-
-
-def endpoints(results: dict, key: str) -> list[str]:
-    """Phrases "fell from a to b with <norm>", from the largest batch size to the smallest."""
-    bss = results["batch_sizes"]
-    hi, lo = bss.index(max(bss)), bss.index(min(bss))
-    return [f"{change(v[hi], v[lo])} {with_norm(norm)}" for norm, v in results[key].items()]
