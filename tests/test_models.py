@@ -656,3 +656,27 @@ def test_convnet_dropout_on_hidden_affine_layers():
     rebuilt = build_model(fixed.get_config())
     assert rebuilt.get_config()["dropout_keep_ratio"] == 0.5
     np.testing.assert_allclose(rebuilt.loss(X, y)[0], loss)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: FullyConnectedNet([8, 6], input_dim=5, num_classes=3, normalization="batchnorm"),
+    lambda: ConvNet(input_dim=(1, 8, 8), num_filters=(4,), hidden_dims=(6,), num_classes=3,
+                    normalization="groupnorm", seed=0),
+])  # fmt: skip
+def test_parameters_live_end_to_end_in_one_buffer(make):
+    from normlab.optimizer import Optimizer
+
+    model = make()
+    arrays = list(model.params.values())
+    base = arrays[0].base
+    assert base is not None and all(a.base is base for a in arrays)
+    offsets = [
+        a.__array_interface__["data"][0] - base.__array_interface__["data"][0] for a in arrays
+    ]
+    sizes = np.cumsum([0] + [a.nbytes for a in arrays[:-1]])
+    np.testing.assert_array_equal(offsets, sizes)  # in params order, no gaps
+    held = dict(model.params)
+    opt = Optimizer(model.params, "adam")
+    assert len(opt._chunks) == 1  # one kernel pass per step
+    opt.step(model.params, {k: np.ones_like(v) for k, v in model.params.items()})
+    assert all(model.params[k] is held[k] for k in held)
