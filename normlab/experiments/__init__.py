@@ -1,4 +1,6 @@
-"""Experiments: one module per experiment, ``run(config) -> results`` (pure data, never drawn).
+"""Experiments: one module per experiment -- its config, runs, summary, headline and figures
+(declared as data: experiments never draw) -- run by :func:`run_experiment` into a results dict
+that a report reads alone.
 
 Registry
 --------
@@ -15,7 +17,10 @@ small-batch        Group Norm paper, small scale: ConvNet accuracy at batch size
 =================  ==========================================================================
 
 Every experiment runs each of its runs as an independent task (:mod:`.runner`), so a sweep runs
-the same on one core, N local processes or a Dask cluster, with the same numbers.
+the same on one core, N local processes or a Dask cluster, with the same numbers. What their
+tasks share is in :mod:`.training` (one cached loader, one model builder, one Solver run),
+:mod:`.batch_sweep` (the two batch-size sweeps), :mod:`.figspec` and :mod:`.wording`.
+Adding an experiment is one module and its name in the tuple below.
 
 Examples
 --------
