@@ -224,6 +224,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     version = doc.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise _not_a_checkpoint(path, f"expected an integer format version, got {version!r}")
+    if version < 1:
+        raise _not_a_checkpoint(path, f"expected a format version >= 1, got {version}")
     if version > VERSION:
         raise ValueError(
             f"{path}: expected a normlab checkpoint of format version <= {VERSION}, got version "
@@ -242,7 +244,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             state=doc["state"],
             config=doc["config"],
         )
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise _not_a_checkpoint(path, f"incomplete document: missing or malformed {err}") from None
 
 
@@ -253,6 +255,8 @@ def _upgrade_v1(state: dict) -> None:
         return
     state.pop("batch_size", None)  # also in the config, where resume compares it
     state.setdefault("best_buffers", {})  # the first version-1 files had none
+    if opt["kind"] not in ("flat", "per_param"):
+        raise ValueError(f"optimizer state of kind {opt['kind']!r}")
     configs = opt.get("configs")
     if opt["kind"] == "flat":  # one (P,) array per state key: split into the parameters'
         config, configs, lo = opt["config"], {}, 0
@@ -339,11 +343,12 @@ def check_restore(checkpoint: Checkpoint, model: Any) -> None:
         check_rng_state("model.rng state", rng, checkpoint.model_rng_state)
 
 
-def restore_model(checkpoint: Checkpoint, model: Any) -> None:
+def restore_model(checkpoint: Checkpoint, model: Any, *, validate: bool = True) -> None:
     """Copy a checkpoint's parameters, buffers and RNG state into ``model`` in place.
 
     Values are copied into the model's existing arrays (``np.copyto``): the model keeps its
-    arrays (and a normlab model its one parameter buffer). Everything is validated first
+    arrays (and a normlab model its one parameter buffer). ``validate=False`` skips
+    :func:`check_restore` for a caller that has run it. Everything is validated first
     (:func:`check_restore`): on a ValueError the model is unchanged.
 
     Parameters
@@ -361,7 +366,8 @@ def restore_model(checkpoint: Checkpoint, model: Any) -> None:
         model: build the model with the checkpoint's dtype), or one side has an ``rng`` and the
         other does not, or the ``rng`` states are of different bit generators.
     """
-    check_restore(checkpoint, model)
+    if validate:  # False: the caller ran check_restore already
+        check_restore(checkpoint, model)
     buffers = getattr(model, "buffers", {})
     for k, v in checkpoint.params.items():
         np.copyto(model.params[k], v)

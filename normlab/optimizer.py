@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from normlab.kernels import get_backend
-from normlab.kernels.optim import update as fused_update
+from normlab.kernels.optim import KERNELS
 from normlab.optim import DEFAULTS, STATE_KEYS, UPDATE_RULES, get_update_rule
 
 __all__ = ["Optimizer"]
@@ -87,9 +87,9 @@ class Optimizer:
         if not params:
             raise ValueError("expected at least one parameter, got an empty params dict")
         self.rule_name, self.rule = _resolve(rule)
-        builtin = self.rule_name in UPDATE_RULES
+        self._builtin = self.rule is UPDATE_RULES.get(self.rule_name)
         config = dict(config or {})
-        if builtin:
+        if self._builtin:
             bad = sorted(set(config) - set(DEFAULTS[self.rule_name]))
             if bad:
                 raise ValueError(
@@ -97,13 +97,13 @@ class Optimizer:
                     f"{sorted(DEFAULTS[self.rule_name])}"
                 )
             config = {**DEFAULTS[self.rule_name], **config}
-        why_not = _why_not_fused(params) if builtin else "a callable update rule"
+        why_not = _why_not_fused(params) if self.rule_name in KERNELS else "a rule without a kernel"
         if fused is None:
             fused = why_not is None and get_backend() == "numba"
         elif fused and why_not is not None:
             raise ValueError(
-                f"fused=True needs a built-in update rule and C-contiguous parameters of one "
-                f"floating dtype; got {why_not}"
+                f"fused=True needs a built-in update rule with a kernel and C-contiguous "
+                f"parameters of one floating dtype; got {why_not}; pass fused=False"
             )
         self.fused = bool(fused)
         self.names = list(params)
@@ -138,22 +138,26 @@ class Optimizer:
         """
         if not self.fused:
             for k in self.names:
-                next_w, self.optim_configs[k] = self.rule(
-                    params[k], grads[k], self.optim_configs[k]
-                )
-                np.copyto(params[k], next_w)
+                w = params[k]
+                next_w, self.optim_configs[k] = self.rule(w, grads[k], self.optim_configs[k])
+                if np.shape(next_w) != w.shape:
+                    raise ValueError(
+                        f"expected update rule {self.rule_name!r} to return next_w of shape "
+                        f"{w.shape} for {k}, got {np.shape(next_w)}"
+                    )
+                np.copyto(w, next_w)
             return
         if not all(map(operator.is_, map(params.__getitem__, self.names), self._arrays)):
             self._chunk(params)  # someone rebound a parameter: find the runs again
         # one copy of all gradients into the flat buffer (flattening each in C order)
         np.concatenate([grads[k] for k in self.names], axis=None, out=self._grad)
-        hyper = self.optim_configs[self.names[0]]
-        if self.rule_name == "adam":
+        hyper, kernel = self.optim_configs[self.names[0]], KERNELS[self.rule_name]
+        if "t" in hyper:  # a step count, incremented before the update (Adam's bias correction)
             t = int(hyper["t"]) + 1
             for c in self.optim_configs.values():
                 c["t"] = t
         for w, g, state in self._chunks:
-            fused_update(self.rule_name, w, g, state, hyper)
+            kernel(w, g, state, hyper)
 
     def _chunk(self, params: Mapping[str, np.ndarray]) -> None:
         """Split the parameters into runs laid end to end in memory, one kernel call each.
@@ -162,8 +166,14 @@ class Optimizer:
         each run's 1-D view and its slices of the gradient and state buffers.
         """
         why_not = _why_not_fused(params)
-        if why_not is not None:
-            raise ValueError(f"expected C-contiguous parameters of one dtype, got {why_not}")
+        layout = {k: (np.shape(params[k]), np.asarray(params[k]).dtype) for k in self.names}
+        if why_not is not None or layout != self._layout:
+            raise ValueError(
+                f"expected the parameters the optimizer was built for, C-contiguous, of shapes "
+                f"and dtypes {self._layout}, got {layout}"
+                + (f" ({why_not})" if why_not else "")
+                + "; copy new values into the arrays (params[k][...] = x) instead of rebinding"
+            )
         self._arrays = [params[k] for k in self.names]
         runs: list[list] = []  # [first array, lo, hi] in the flat layout
         lo = 0
@@ -226,9 +236,11 @@ class Optimizer:
         """
         rule = state.get("rule") if isinstance(state, Mapping) else None
         configs = state.get("configs") if isinstance(state, Mapping) else None
-        if rule != self.rule_name or not isinstance(configs, Mapping):
+        if rule != self.rule_name:
             got = rule if isinstance(state, Mapping) else type(state).__name__
             raise ValueError(f"expected optimizer state for {self.rule_name!r}, got {got!r}")
+        if not isinstance(configs, Mapping):
+            raise ValueError(f"expected optimizer state with a dict of configs, got {configs!r}")
         if not all(isinstance(c, Mapping) for c in configs.values()):
             raise ValueError(f"expected per-parameter optimizer configs (dicts), got {configs!r}")
         if set(configs) != set(self.names):
@@ -236,7 +248,7 @@ class Optimizer:
                 f"expected optimizer state for {sorted(self.names)}, got {sorted(configs)}"
             )
         configs = {k: dict(configs[k]) for k in self.names}  # copies, in the parameters' order
-        if self.rule_name in UPDATE_RULES:
+        if self._builtin:
             self._check_builtin(configs)
         if not self.fused:
             self.optim_configs = {
@@ -273,7 +285,7 @@ class Optimizer:
             bad = {
                 k: v
                 for k, v in c.items()
-                if k not in keys and (k not in known or not isinstance(v, numbers.Real))
+                if k not in keys and (k not in known or not _is_hyper(k, v))
             }
             if bad:
                 raise ValueError(
@@ -283,17 +295,36 @@ class Optimizer:
         scalars = [{k: v for k, v in c.items() if k in known} for c in configs.values()]
         if self.fused and any(sc != scalars[0] for sc in scalars):
             raise ValueError(
-                f"expected one set of hyperparameters for all parameters, got {scalars}"
+                f"expected one set of hyperparameters for all parameters, got {scalars}; "
+                "pass fused=False to keep a set per parameter"
             )
 
 
+def _is_hyper(key: str, value: Any) -> bool:
+    """Whether ``value`` can be hyperparameter ``key``: a real number (the step count ``t``: an
+    integer >= 0), not a bool."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        return False
+    return key != "t" or (isinstance(value, numbers.Integral) and value >= 0)
+
+
 def _resolve(rule: Any) -> tuple[str, Callable]:
-    """``(name, function)`` of an update rule given by name or as a callable."""
+    """``(name, function)`` of an update rule given by name or as a callable.
+
+    A callable is a built-in only if it is one of ``UPDATE_RULES``' functions; any other is
+    named by its ``__qualname__`` (``module.qualname`` when that is a built-in's name, so that a
+    checkpoint never mistakes a student's own ``adam`` for the built-in).
+    """
     builtin = {fn: name for name, fn in UPDATE_RULES.items()}
     if isinstance(rule, str):
         return rule, get_update_rule(rule)
     if callable(rule):
-        return builtin.get(rule, getattr(rule, "__qualname__", repr(rule))), rule
+        if rule in builtin:
+            return builtin[rule], rule
+        name = getattr(rule, "__qualname__", repr(rule))
+        if name in UPDATE_RULES:
+            name = f"{getattr(rule, '__module__', '?')}.{name}"
+        return name, rule
     raise ValueError(
         f"expected update_rule to be one of {sorted(UPDATE_RULES)} or a callable, got {rule!r}"
     )

@@ -10,11 +10,9 @@ It follows the CS231n assignment's ``Solver`` (same keyword arguments, ``train()
 - accuracies are measured before training (epoch 0) and after every epoch, so
   ``val_acc_history[e]`` is the accuracy after ``e`` epochs (the assignment measures after the
   first iteration instead);
-- one :class:`~normlab.optimizer.Optimizer` owns the update rule's state and updates the model's
-  parameters in place;
-- where the run stands is a :class:`~normlab.train_state.TrainState`, saved with the model and
-  the optimizer state in one atomic ``.npz`` (:mod:`normlab.checkpoint`); resuming reads it once,
-  validates it once, applies it once, and reproduces the uninterrupted run bit for bit.
+- an :class:`~normlab.optimizer.Optimizer` updates the parameters in place; a
+  :class:`~normlab.train_state.TrainState` saved with model and optimizer in one atomic ``.npz``
+  (:mod:`normlab.checkpoint`) resumes the run bit for bit (read, validated, applied once).
 """
 
 from __future__ import annotations
@@ -42,8 +40,7 @@ from normlab.train_state import TrainState
 __all__ = ["OPTIONS", "NonFiniteLossError", "Solver"]
 
 _DATA_KEYS = ("X_train", "y_train", "X_val", "y_val")
-# Keyword arguments of Solver and their defaults.
-OPTIONS: dict[str, Any] = {
+OPTIONS: dict[str, Any] = {  # Solver's keyword arguments and their defaults
     "update_rule": "sgd",  # name in optim.UPDATE_RULES, or rule(w, dw, config) -> (next_w, config)
     "optim_config": None,  # hyperparameters of the rule, e.g. {"learning_rate": 1e-3}
     "lr_decay": 1.0,  # learning_rate *= lr_decay after every epoch
@@ -222,10 +219,10 @@ class Solver:
                     f"expected grads for {sorted(self.model.params)}, got {sorted(grads)}"
                 )
             self._grads_checked = True
+            self.optimizer.step(self.model.params, grads)
         except BaseException:
             self._backup.restore()  # undo the forward pass's update of the running statistics
             raise
-        self.optimizer.step(self.model.params, grads)
         self.loss_history.append(loss)
         self.iteration += 1
         info = {
@@ -346,8 +343,13 @@ class Solver:
             batch_cursor=self._cursor,
         )
 
+    def load_train_state(self, s: TrainState) -> None:
+        """Continue from ``s`` (as :meth:`train_state` gave it); ValueError if it does not fit."""
+        s.check_fits(len(self.X_train), self.iterations_per_epoch, self.rng, self.model)
+        self._apply(s)
+
     def _apply(self, s: TrainState) -> None:
-        """Take a (validated) TrainState as this solver's own, as copies."""
+        """Take a validated TrainState as this solver's own, as copies."""
         for k in _SHARED:
             v = getattr(s, k)
             setattr(self, k, _copies(v) if isinstance(v, dict) else np.array(v).tolist())
@@ -407,7 +409,7 @@ class Solver:
         check_restore(ckpt, self.model)  # params, buffers: names, shapes, dtypes; rng
         state.check_fits(len(self.X_train), self.iterations_per_epoch, self.rng, self.model)
         self.optimizer.load_state_dict(ckpt.state["optimizer"])  # validates, then applies
-        restore_model(ckpt, self.model)  # validated above: cannot fail
+        restore_model(ckpt, self.model, validate=False)  # validated above
         self._apply(state)
         return ckpt
 

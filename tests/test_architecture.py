@@ -28,7 +28,7 @@ def _part(dotted: str) -> str | None:
 def _imports(path: pathlib.Path) -> set[str]:
     """Every normlab module ``path`` imports, at the top or inside a function."""
     rel = path.relative_to(PACKAGE.parent).with_suffix("")
-    package = list(rel.parts[:-1]) if rel.name != "__init__" else list(rel.parts[:-1])
+    package = list(rel.parts[:-1])  # a module's package, or an __init__'s own
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -149,6 +149,44 @@ def test_recipe_add_an_update_rule(tmp_path):
         np.testing.assert_array_equal(model.params[k], full_model.params[k])
 
 
+def test_recipe_make_an_update_rule_built_in(monkeypatch):
+    from numba import njit
+
+    from normlab import optim
+    from normlab.kernels import optim as kernels
+    from normlab.optimizer import Optimizer
+
+    @njit
+    def _nesterov_kernel(w, g, vel, lr, mu, one_plus_mu):  # the rule's operations, in order
+        for i in range(w.shape[0]):
+            v = vel[i]
+            v_next = mu * v - lr * g[i]
+            w[i] = w[i] - mu * v + one_plus_mu * v_next
+            vel[i] = v_next
+
+    def fused_nesterov(w, g, state, hyper):
+        s, mu = w.dtype.type, float(hyper["momentum"])
+        _nesterov_kernel(w, g, state[0], s(hyper["learning_rate"]), s(mu), s(1 + mu))
+
+    monkeypatch.setitem(optim.DEFAULTS, "nesterov", {"learning_rate": 1e-2, "momentum": 0.9})
+    monkeypatch.setitem(optim.STATE_KEYS, "nesterov", ("velocity",))
+    monkeypatch.setitem(optim.UPDATE_RULES, "nesterov", nesterov)
+    monkeypatch.setitem(kernels.KERNELS, "nesterov", fused_nesterov)
+    rng = np.random.default_rng(2)
+    shapes = {"W": (5, 4), "b": (4,)}
+    grads = [{k: rng.standard_normal(s) for k, s in shapes.items()} for _ in range(5)]
+    runs = []
+    for fused in (True, False):
+        params = {k: np.ones(s) for k, s in shapes.items()}
+        opt = Optimizer(params, "nesterov", {"learning_rate": 0.1}, fused=fused)
+        assert opt.fused == fused
+        for g in grads:
+            opt.step(params, g)
+        runs.append(params)
+    for k in shapes:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k])  # the kernel is the rule, bit for bit
+
+
 # -- recipe: add an experiment -------------------------------------------------------------------
 
 
@@ -189,7 +227,9 @@ def tiny_task(config, params, seed):
 
 
 def tiny_summary(config, outputs, seconds):
-    return {"best": {n: o["best_val_acc"] for n, o in outputs.items()}}
+    rows = [[n, o["best_val_acc"], seconds.get(n)] for n, o in outputs.items()]
+    table = {"columns": ["normalization", "best val acc", "time (s)"], "rows": rows}
+    return {"table": table, "best": {n: o["best_val_acc"] for n, o in outputs.items()}}
 
 
 def tiny_headline(results):
@@ -217,3 +257,22 @@ def test_recipe_add_an_experiment(tmp_path):
     again = load_results(tmp_path)
     assert again["headline"] == results["headline"]
     assert (tmp_path / "val_acc.png").stat().st_size > 0 and (tmp_path / "report.html").exists()
+
+
+def test_recipe_an_experiment_in_the_registry_runs_from_the_command_line(
+    tmp_path, monkeypatch, capsys
+):
+    from normlab import experiments
+    from normlab.cli import main
+
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", _experiment())  # step 2: the registry
+    assert main(["experiment", "--list"]) == 0
+    assert "tiny" in capsys.readouterr().out
+    out = tmp_path / "tiny"
+    assert main(["experiment", "tiny", "--quick", "--dataset", "digits", "--out", str(out)]) == 0
+    first = capsys.readouterr().out
+    (out / "val_acc.png").unlink()
+    assert main(["report", str(out)]) == 0  # step 3: redrawn from results.json alone
+    assert (out / "val_acc.png").exists()
+    headline = capsys.readouterr().out.splitlines()[0]
+    assert "reached the best validation accuracy" in headline and headline in first

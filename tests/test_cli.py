@@ -376,7 +376,7 @@ def test_internal_errors_keep_their_traceback(error, monkeypatch, capsys):
 def test_a_report_bug_is_not_called_damaged_results(tmp_path, monkeypatch):
     import normlab.report as report
 
-    save = {"experiment": "bn-vs-baseline", "runs": {}, "config": {}}
+    save = {"experiment": "bn-vs-baseline", "runs": {}, "config": {}, "figures": [], "headline": ""}
     report.save_results(save, tmp_path)
 
     def bug(results, out_dir):
@@ -384,4 +384,11 @@ def test_a_report_bug_is_not_called_damaged_results(tmp_path, monkeypatch):
 
     monkeypatch.setattr(report, "write_report", bug)
     with pytest.raises(TypeError, match="figure code"):
+        main(["report", str(tmp_path)])
+
+    def key_bug(results, out_dir):
+        raise KeyError("a bug in the table code")
+
+    monkeypatch.setattr(report, "write_report", key_bug)
+    with pytest.raises(KeyError, match="table code"):
         main(["report", str(tmp_path)])

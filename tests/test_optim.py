@@ -197,7 +197,7 @@ def test_fused_default_follows_rule_dtypes_layout_and_backend(monkeypatch):
         ValueError, match=r"fused=True needs .* got dtypes \['float32', 'float64'\]"
     ):
         Optimizer(mixed, "sgd", fused=True)
-    with pytest.raises(ValueError, match=r"fused=True needs a built-in .* a callable update rule"):
+    with pytest.raises(ValueError, match=r"fused=True needs a built-in .* a rule without a kernel"):
         Optimizer(mixed, lambda w, dw, c: (w, c), fused=True)
     monkeypatch.setenv("NORMLAB_BACKEND", "numpy")
     assert not Optimizer(make_params(np.float32), "adam").fused  # the readable rules
@@ -324,3 +324,58 @@ def test_fused_state_never_goes_subnormal(rule):
         a = opt.optim_configs["w"][key]
         assert not np.any((a != 0) & (np.abs(a) < tiny)), key
     assert np.all(np.isfinite(params["w"]))
+
+
+@pytest.mark.parametrize("rule", ["sgd_momentum", "rmsprop", "adam"])
+def test_rules_flush_subnormal_state_like_the_kernels(rule):
+    """Bit for bit also where the state decays below float32's smallest normal number."""
+    runs = []
+    for fused in (True, False):
+        params = {"w": np.ones(64, np.float32)}
+        opt = Optimizer(params, rule, {"learning_rate": 1e-3}, fused=fused)
+        opt.step(params, {"w": np.full(64, 1e-3, np.float32)})
+        for _ in range(3000):  # zero gradients: the state decays geometrically
+            opt.step(params, {"w": np.zeros(64, np.float32)})
+        runs.append((params["w"], opt.state_dict()["configs"]["w"]))
+    (w1, c1), (w2, c2) = runs
+    np.testing.assert_array_equal(w1, w2)
+    for key in STATE_KEYS[rule]:
+        np.testing.assert_array_equal(c1[key], c2[key])
+        tiny = np.finfo(np.float32).tiny
+        assert not np.any((c1[key] != 0) & (np.abs(c1[key]) < tiny)), key  # none subnormal
+
+
+def test_a_students_own_adam_is_not_the_built_in():
+    calls = []
+
+    def adam(w, dw, config=None):  # noqa: F811 - the name a student gives their rule
+        calls.append(1)
+        return w - 1.0, config or {}
+
+    adam.__qualname__ = "adam"  # as if defined at the top of the student's module
+    params = {"w": np.zeros(3, np.float32)}
+    opt = Optimizer(params, adam, {"lr": 5})  # its config is its own business
+    assert not opt.fused and opt.rule_name == f"{__name__}.adam"
+    opt.step(params, {"w": np.ones(3, np.float32)})
+    assert calls == [1] and params["w"].tolist() == [-1.0, -1.0, -1.0]
+    with pytest.raises(ValueError, match=rf"expected optimizer state for '{__name__}.adam', got"):
+        opt.load_state_dict({"rule": "adam", "configs": {"w": {}}})
+
+
+def test_bad_rule_outputs_rebinding_and_hyperparameters_are_refused():
+    params = {"w": np.zeros(4)}
+    opt = Optimizer(params, lambda w, dw, c: (np.zeros((1, 4)), c))
+    with pytest.raises(ValueError, match=r"return next_w of shape \(4,\) for w, got \(1, 4\)"):
+        opt.step(params, {"w": np.ones(4)})
+    params = {"w": np.zeros(4, np.float32)}
+    opt = Optimizer(params, "adam", fused=True)
+    params["w"] = np.zeros(5, np.float32)
+    with pytest.raises(ValueError, match=r"shapes and dtypes \{'w': \(\(4,\).*rebinding"):
+        opt.step(params, {"w": np.ones(5, np.float32)})
+    state = Optimizer({"w": np.zeros(4)}, "adam").state_dict()
+    for key, value in (("t", -5), ("t", 2.7), ("learning_rate", True), ("beta1", "0.9")):
+        bad = {"rule": "adam", "configs": {"w": {**state["configs"]["w"], key: value}}}
+        with pytest.raises(ValueError, match=rf"adam hyperparameters .*'{key}'"):
+            Optimizer({"w": np.zeros(4)}, "adam").load_state_dict(bad)
+    with pytest.raises(ValueError, match=r"a dict of configs, got \[\]"):
+        Optimizer({"w": np.zeros(4)}, "adam").load_state_dict({"rule": "adam", "configs": []})

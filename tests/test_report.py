@@ -40,7 +40,7 @@ def test_report_rebuilds_figures_and_page(demo_dir, capsys):
     assert base64.b64decode(b64) == png.read_bytes()
 
 
-def test_headline_is_computed_from_the_results(demo_dir, capsys):
+def test_report_shows_the_headline_the_experiment_computed(demo_dir, capsys):
     res = load_results(demo_dir)
     res["threshold"] = 0.99  # nobody reaches it in the quick demo
     for run in res["runs"].values():
@@ -111,6 +111,21 @@ def test_report_on_incomplete_results_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("normlab: error:") and "incomplete" in err and len(err.splitlines()) == 1
+
+
+def test_report_on_a_figure_without_its_data_is_one_line(tmp_path, capsys):
+    line = {"run": "none", "y": "val_acc", "label": "none", "color": None, "fmt": "o-",
+            "ms": 3, "first": 0, "diverged": None}  # fmt: skip
+    panel = {"kind": "curves", "title": "t", "xlabel": "x", "ylabel": "y", "legend": True,
+             "x": "epoch", "lines": [line]}  # fmt: skip
+    figure = {"name": "f", "panels": [panel], "width": 4, "height": 3, "sharey": False}
+    results = {"experiment": "bn-vs-baseline", "runs": {"none": {"train_acc": [0.5]}},
+               "config": {}, "figures": [figure], "headline": "h"}  # fmt: skip
+    save_results(results, tmp_path)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("normlab: error:") and "no 'val_acc' that a figure declares" in err
+    assert len(err.splitlines()) == 1
 
 
 def test_import_report_loads_no_training():

@@ -670,3 +670,50 @@ def test_progress_bar_and_builtin_callable_rule(capsys):
     captured = capsys.readouterr()
     assert "(Epoch 2 / 2) train acc:" in captured.out  # written through tqdm.write
     assert "6/6" in captured.err  # the bar
+
+
+def test_malformed_version_1_optimizer_state_is_not_a_checkpoint(tmp_path):
+    _, first = make_run(1, checkpoint_name=str(tmp_path / "run"))
+    first.train()
+    ckpt = load_checkpoint(tmp_path / "run.npz")
+    write_version_1(tmp_path / "v1.npz", ckpt, "flat")
+    bad = load_checkpoint(tmp_path / "v1.npz")  # read back as format 2: fine
+    assert sorted(bad.state["optimizer"]) == ["configs", "rule"]
+    for kind in ("flat", "per_param"):
+        write_version_1(tmp_path / "v1.npz", ckpt, kind)
+        import normlab.checkpoint as ck
+
+        with np.load(tmp_path / "v1.npz") as npz:
+            arrays = dict(npz)
+        doc = arrays[ck._DOC_KEY].tobytes().decode()
+        for old, new in (('"kind": "flat"', '"kind": "dense"'), ('"version": 1', '"version": 0')):
+            if old in doc:
+                arrays[ck._DOC_KEY] = np.frombuffer(doc.replace(old, new).encode(), np.uint8)
+                np.savez(tmp_path / "broken.npz", **arrays)
+                with pytest.raises(ValueError, match=r"is not a normlab checkpoint"):
+                    load_checkpoint(tmp_path / "broken.npz")
+
+
+def test_train_state_round_trip_and_refusal():
+    from normlab.train_state import TrainState
+
+    _, a = make_run(2)
+    a.train()
+    _, b = make_run(2, seed=3)
+    b.load_train_state(a.train_state())
+    assert (b.epoch, b.iteration, b.loss_history) == (a.epoch, a.iteration, a.loss_history)
+    assert b.rng.bit_generator.state == a.rng.bit_generator.state
+    with pytest.raises(ValueError, match=r"expected a checkpoint for N_train=60, got N_train=59"):
+        b.load_train_state(TrainState(num_train=59, rng_state=b.rng.bit_generator.state))
+
+
+def test_a_failing_update_leaves_the_running_statistics_as_they_were():
+    def broken(w, dw, config):
+        raise RuntimeError("bug in my rule")
+
+    model = TinyNet()
+    solver = Solver(model, make_data(), update_rule=broken, **QUIET)
+    before = model.buffers["running_mean"].copy()
+    with pytest.raises(RuntimeError, match="bug in my rule"):
+        solver.step()
+    np.testing.assert_array_equal(model.buffers["running_mean"], before)

@@ -59,7 +59,8 @@ class Experiment:
     summarize : callable
         ``summarize(config, outputs, seconds) -> dict`` with ``outputs`` the run outputs by run
         name, in ``runs`` order, and ``seconds`` their durations; returns the experiment-specific
-        part of the results (``table``, ``threshold``...).
+        part of the results: a ``table`` (``{"columns": [...], "rows": [[...], ...]}``, printed
+        by the command and the report) and any other keys (``threshold``...).
     quick : callable
         ``quick(config) -> config``: the reduced variant (``quick=True``).
     headline : callable

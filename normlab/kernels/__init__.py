@@ -1,6 +1,7 @@
 """Fused compiled kernels behind the normalization layers, and the switch that bypasses them.
 
-Only ``normlab.layers`` calls into this package. Set the environment variable
+Only ``normlab.layers`` calls into this package, and ``normlab.optimizer`` its update rules
+(:mod:`normlab.kernels.optim`). Set the environment variable
 ``NORMLAB_BACKEND=numpy`` (read at every call) to run the readable NumPy reference path instead
 of the numba kernels; ``NORMLAB_BACKEND=numba`` (the default) uses the kernels.
 

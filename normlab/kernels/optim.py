@@ -1,29 +1,27 @@
 """Fused update kernels: one compiled pass over a run of parameters for each built-in rule.
 
-:func:`update` is what :class:`normlab.optimizer.Optimizer` calls: it casts the hyperparameters
-to the parameters' dtype and runs the rule's kernel over 1-D arrays ``w`` (a contiguous run of
-the model's parameters, updated in place), ``g`` (their gradients, same layout) and the rule's
-state arrays (same layout, updated in place). The readable definitions are the CS231n rules in
-:mod:`normlab.optim`; each kernel line repeats their operations in the same order and dtype (no
-FMA contraction without fastmath), so the results are bit-identical -- except that optimizer
-state (velocity, cache, m, v) below the dtype's smallest normal number is flushed to zero. A
-parameter whose gradient stays zero (a dead ReLU, an always-black pixel) decays its state into
-subnormal numbers, on which x86 arithmetic is ~100x slower: a 784-32-32-10 net without
-normalization had 14129 of 26506 Adam first moments subnormal after two epochs, and its update
-took 0.40 ms instead of 0.03 ms. A flushed value changes the parameter by less than
-lr * 1e-38 / eps, below what the parameter can represent.
+``KERNELS[rule](w, g, state, hyper)`` is what :class:`normlab.optimizer.Optimizer` calls: it
+casts the hyperparameters to the parameters' dtype and runs the rule's kernel over 1-D arrays
+``w`` (a contiguous run of the model's parameters, updated in place), ``g`` (their gradients,
+same layout) and the rule's state arrays (same layout, updated in place). The readable
+definitions are the CS231n rules in :mod:`normlab.optim`; each kernel line repeats their
+operations in the same order and dtype (no FMA contraction without fastmath), flushing the
+same subnormal state to zero, so the results are bit-identical (tested). A rule without an
+entry here runs as its definition.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 
 import numpy as np
 from numba import njit
 
-__all__ = ["update"]
+__all__ = ["KERNELS"]
 
 # error_model="numpy": a zero denominator gives inf like NumPy instead of ZeroDivisionError.
+# Subnormal state is flushed as normlab.optim._flush_subnormals does; ``x - x`` is the zero of
+# the buffer dtype (a literal 0.0 would type it as float64).
 
 
 @njit(cache=True, error_model="numpy")
@@ -39,7 +37,7 @@ def _sgd_momentum_kernel(w, g, vel, lr, mu, tiny):  # pragma: no cover - compile
     for i in range(w.shape[0]):
         vi = mu * vel[i] - lr * g[i]
         if abs(vi) < tiny:
-            vi = vi - vi  # zero of the buffer dtype (a literal 0.0 would type vi as float64)
+            vi = vi - vi
         vel[i] = vi
         w[i] = w[i] + vi
 
@@ -51,7 +49,7 @@ def _rmsprop_kernel(w, g, cache, lr, rho, one_minus_rho, eps, tiny):  # pragma: 
         gi = g[i]
         ci = rho * cache[i] + one_minus_rho * (gi * gi)
         if ci < tiny:
-            ci = ci - ci  # zero of the buffer dtype (a literal 0.0 would type ci as float64)
+            ci = ci - ci
         cache[i] = ci
         w[i] = w[i] - (lr * gi) / (np.sqrt(ci) + eps)
 
@@ -65,7 +63,7 @@ def _adam_kernel(w, g, m, v, lr, b1, c1, b2, c2, bc1, bc2, eps, tiny):  # pragma
         mi = b1 * m[i] + c1 * gi
         vi = b2 * v[i] + c2 * (gi * gi)
         if abs(mi) < tiny:
-            mi = mi - mi  # zero of the buffer dtype (a literal 0.0 would type mi as float64)
+            mi = mi - mi
         if vi < tiny:
             vi = vi - vi
         m[i] = mi
@@ -73,37 +71,36 @@ def _adam_kernel(w, g, m, v, lr, b1, c1, b2, c2, bc1, bc2, eps, tiny):  # pragma
         w[i] = w[i] - (lr * (mi / bc1)) / (np.sqrt(vi / bc2) + eps)
 
 
-def update(
-    rule: str, w: np.ndarray, g: np.ndarray, state: tuple[np.ndarray, ...], hyper: Mapping
-) -> None:
-    """One fused step of a built-in rule, in place.
+def _sgd(w, g, state, hyper) -> None:
+    _sgd_kernel(w, g, w.dtype.type(hyper["learning_rate"]))
 
-    Parameters
-    ----------
-    rule : {"sgd", "sgd_momentum", "rmsprop", "adam"}
-    w : ndarray of shape (P,)
-        A contiguous run of parameters, updated in place.
-    g : ndarray of shape (P,)
-        Their gradients.
-    state : tuple of ndarrays of shape (P,)
-        The rule's state arrays in ``normlab.optim.STATE_KEYS[rule]`` order, updated in place.
-    hyper : mapping
-        The rule's hyperparameters; for Adam ``t`` already counts this step (the rule
-        increments it before the bias correction).
-    """
+
+def _sgd_momentum(w, g, state, hyper) -> None:
     s = w.dtype.type  # scalars in the buffer dtype, like NumPy's weak Python floats
-    lr = s(hyper["learning_rate"])
-    tiny = s(np.finfo(w.dtype).tiny)
-    if rule == "sgd":
-        _sgd_kernel(w, g, lr)
-    elif rule == "sgd_momentum":
-        _sgd_momentum_kernel(w, g, state[0], lr, s(hyper["momentum"]), tiny)
-    elif rule == "rmsprop":
-        rho = float(hyper["decay_rate"])
-        _rmsprop_kernel(w, g, state[0], lr, s(rho), s(1 - rho), s(hyper["epsilon"]), tiny)
-    else:
-        b1, b2, t = float(hyper["beta1"]), float(hyper["beta2"]), hyper["t"]
-        _adam_kernel(
-            w, g, state[0], state[1], lr, s(b1), s(1 - b1), s(b2), s(1 - b2),
-            s(1 - b1**t), s(1 - b2**t), s(hyper["epsilon"]), tiny,
-        )  # fmt: skip
+    lr, mu, tiny = s(hyper["learning_rate"]), s(hyper["momentum"]), s(np.finfo(w.dtype).tiny)
+    _sgd_momentum_kernel(w, g, state[0], lr, mu, tiny)
+
+
+def _rmsprop(w, g, state, hyper) -> None:
+    s, rho = w.dtype.type, float(hyper["decay_rate"])
+    lr, eps, tiny = s(hyper["learning_rate"]), s(hyper["epsilon"]), s(np.finfo(w.dtype).tiny)
+    _rmsprop_kernel(w, g, state[0], lr, s(rho), s(1 - rho), eps, tiny)
+
+
+def _adam(w, g, state, hyper) -> None:
+    s, b1, b2, t = w.dtype.type, float(hyper["beta1"]), float(hyper["beta2"]), hyper["t"]
+    lr, eps, tiny = s(hyper["learning_rate"]), s(hyper["epsilon"]), s(np.finfo(w.dtype).tiny)
+    _adam_kernel(
+        w, g, state[0], state[1], lr, s(b1), s(1 - b1), s(b2), s(1 - b2),
+        s(1 - b1**t), s(1 - b2**t), eps, tiny,
+    )  # fmt: skip
+
+
+# rule name -> fn(w (P,), g (P,), state: tuple of (P,) arrays in STATE_KEYS order, hyper), in
+# place; for Adam ``hyper["t"]`` already counts this step (the rule increments it first)
+KERNELS: dict[str, Callable[..., None]] = {
+    "sgd": _sgd,
+    "sgd_momentum": _sgd_momentum,
+    "rmsprop": _rmsprop,
+    "adam": _adam,
+}

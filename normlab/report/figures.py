@@ -42,9 +42,21 @@ __all__ = ["PANELS", "make_figures", "render_png"]
 
 
 def _get(tree, path):
-    """``tree[k1][k2]...`` for a path ``[k1, k2, ...]`` (a single key for ``"k"``)."""
+    """``tree[k1][k2]...`` for a path ``[k1, k2, ...]`` (a single key for ``"k"``).
+
+    Raises
+    ------
+    ValueError
+        If ``results.json`` lacks what a figure declares (a damaged or hand-edited file).
+    """
     for key in [path] if isinstance(path, str) else path:
-        tree = tree[key]
+        try:
+            tree = tree[key]
+        except (KeyError, IndexError, TypeError):
+            raise ValueError(
+                f"results.json has no {path!r} that a figure declares: the file is incomplete or "
+                "damaged; rerun the experiment"
+            ) from None
     return tree
 
 
@@ -74,10 +86,10 @@ def _plot(ax, x, y, line: dict) -> None:
 def _curves(ax, panel: dict, results: dict) -> None:
     """Runs' curves over the epochs (integer ticks) or over a key of each run."""
     for line in panel["lines"]:
-        run = results["runs"][line["run"]]
+        run = _get(results, ["runs", line["run"]])
         y = _arr(_get(run, line["y"]))
         epochs = np.arange(line["first"], line["first"] + len(y))
-        _plot(ax, epochs if panel["x"] == "epoch" else run[panel["x"]], y, line)
+        _plot(ax, epochs if panel["x"] == "epoch" else _get(run, panel["x"]), y, line)
     target = results.get(panel["target"]) if panel.get("target") else None
     if target is not None:
         ax.axhline(target, color="k", ls=":", lw=0.8, label=f"target {target:.2f}")
@@ -88,8 +100,8 @@ def _curves(ax, panel: dict, results: dict) -> None:
 def _loss(ax, panel: dict, results: dict) -> None:
     """Per-iteration training loss (faint) and its moving average over an epoch."""
     for line in panel["lines"]:
-        run = results["runs"][line["run"]]
-        loss = _arr(run["loss"])
+        run = _get(results, ["runs", line["run"]])
+        loss = _arr(_get(run, "loss"))
         ipe = max(run.get("iterations_per_epoch", 1), 1)
         epochs = np.arange(1, len(loss) + 1) / ipe
         ax.plot(epochs, loss, color=line["color"], alpha=0.25, lw=0.6)

@@ -69,8 +69,9 @@ def load_results(out_dir: str | Path) -> dict:
     FileNotFoundError
         If ``out_dir/results.json`` does not exist; the message says what to run.
     ValueError
-        If it is not a normlab results file, or one of another format version (older files,
-        without ``format_version``, are version 1); the message names the version.
+        If it is not a normlab results file, one of another format version (older files,
+        without ``format_version``, are version 1; the message names the version), or one
+        without the configuration, figures and headline a report needs.
     """
     out = Path(out_dir)
     path = out / "results.json"
@@ -86,6 +87,9 @@ def load_results(out_dir: str | Path) -> dict:
     if not isinstance(results, dict) or "experiment" not in results or "runs" not in results:
         raise ValueError(f"{path} is not a normlab results file (no 'experiment' and 'runs')")
     _check_version(path, results.get("format_version", 1))
+    missing = [k for k in ("config", "figures", "headline") if k not in results]
+    if missing:
+        raise ValueError(f"{path} is incomplete or damaged (no {missing}); rerun the experiment")
     cfg = out / "config.json"
     if cfg.is_file():
         saved = json.loads(cfg.read_text())
