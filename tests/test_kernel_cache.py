@@ -93,6 +93,10 @@ def test_every_kernel_is_cached_by_the_covering_locator():
         impl = getattr(d._cache, "_impl", None)  # numba's NullCache (cache=False) has none
         assert impl is not None, f"{d.py_func.__qualname__}: compile it with njit(cache=True)"
         assert isinstance(impl.locator, KernelCacheLocator), d.py_func.__qualname__
+        # never beside the sources: pip uninstall would leave it, hiding a later install
+        package = os.path.dirname(os.path.realpath(d.py_func.__code__.co_filename))
+        where = os.path.realpath(impl.locator.get_cache_path())
+        assert os.path.commonpath([package, where]) != package, (d.py_func.__qualname__, where)
 
 
 def test_a_numba_locator_override_fails_at_import():

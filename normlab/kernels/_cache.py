@@ -7,9 +7,12 @@ loads the old machine code, and an editable install silently runs stale kernels.
 
 How. :func:`cover` puts :class:`KernelCacheLocator` first in numba's list of cache locators. For a
 function whose source file lies in a covered directory it wraps the locator numba would have
-chosen (same cache folder, same file names) and adds to its stamp a hash of every ``.py`` file in
-that directory and below; for any other function it declines, and numba goes on as usual. An
-edit to any kernel file therefore recompiles every kernel of the package on its next use.
+chosen -- except that it prefers numba's user-wide cache (``NUMBA_CACHE_DIR``, else
+``~/.cache/numba``) to ``__pycache__`` beside the sources, so that nothing is written into an
+installed package that ``pip uninstall`` would leave behind -- and adds to its stamp a hash of
+every ``.py`` file in that directory and below; for any other function it declines, and numba goes
+on as usual. An edit to any kernel file therefore recompiles every kernel of the package on its
+next use.
 ``normlab/kernels/__init__.py`` covers its own directory, so every ``njit(cache=True)`` in
 ``normlab.kernels`` is covered, whatever module it is in, with nothing to add there.
 
@@ -57,6 +60,11 @@ if not isinstance(_LOCATORS, list) or not all(
 
 _COVERED: list[str] = []  # real paths of the covered directories
 _DEFAULTS = tuple(_LOCATORS)  # numba's own locators, which KernelCacheLocator wraps
+# ... the one that writes beside the sources last: a cache in site-packages/normlab/kernels/
+# __pycache__ outlives `pip uninstall` (pip removes only the files it installed), and the
+# leftover folder then hides a later (editable) install of normlab as an empty namespace package
+_IN_TREE = getattr(numba.core.caching, "InTreeCacheLocator", None)
+_PREFERRED = tuple(c for c in _DEFAULTS if c is not _IN_TREE) + ((_IN_TREE,) if _IN_TREE else ())
 
 
 def _sources(directory: str) -> tuple:
@@ -111,7 +119,7 @@ class KernelCacheLocator(_CacheLocator):
         directory = _covering(py_file)
         if directory is None:
             return None  # not a kernel: numba's next locator takes it
-        for locator in _DEFAULTS:
+        for locator in _PREFERRED:
             inner = locator.from_function(py_func, py_file)
             if inner is not None:
                 return cls(inner, directory)
