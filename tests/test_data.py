@@ -254,8 +254,95 @@ def test_discovery_order_explicit_then_env_then_cache(tmp_path, monkeypatch):
     assert len(load_mnist(download=False).y_train) == 4
     monkeypatch.delenv("NORMLAB_DATA")
     assert len(load_mnist(download=False).y_train) == 5
-    # An explicit directory without the files falls through to the next place.
-    assert len(load_mnist(tmp_path / "empty", download=False).y_train) == 5
+
+
+def test_explicit_data_dir_is_the_only_place_searched(tmp_path, monkeypatch):
+    # Complete copies everywhere else: $NORMLAB_DATA, the cache, a system folder.
+    make_mnist(tmp_path / "env" / "fashion-mnist", n_train=4)
+    make_mnist(tmp_path / "xdg" / "normlab" / "fashion-mnist", n_train=5)
+    make_mnist(tmp_path / "sys", n_train=6)
+    monkeypatch.setenv("NORMLAB_DATA", str(tmp_path / "env"))
+    monkeypatch.setattr(discovery, "SYSTEM_DIRS", {"fashion-mnist": (tmp_path / "sys",)})
+    given = tmp_path / "given"
+    given.mkdir()
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_dataset("fashion-mnist", given, download=False)
+    e = err.value
+    assert e.looked_in == (given,) and e.data_dir == given
+    assert e.missing == ("missing " + ", ".join(e.expected),)
+    assert e.expected == tuple(
+        f"{stem}-idx{d}-ubyte[.gz]"
+        for stem, d in (
+            ("train-images", 3),
+            ("train-labels", 1),
+            ("t10k-images", 3),
+            ("t10k-labels", 1),
+        )
+    )
+    assert e.download_disabled and e.download_dir is None and e.download_error is None
+    assert f"into {given}" in e.how_to_get and "NORMLAB_DATA" not in str(e)
+    for other in ("env", "xdg", "sys"):
+        assert str(tmp_path / other) not in str(e)
+    # The same folder once it holds the files: read from there, and said so.
+    make_mnist(given, n_train=7)
+    data = load_dataset("fashion-mnist", given, num_validation=2, download=False)
+    assert len(data["y_train"]) == 5 and data["data_dir"] == str(given)
+    assert load_dataset("fashion-mnist", num_validation=2, download=False)["data_dir"] == str(
+        tmp_path / "env" / "fashion-mnist"
+    )
+    assert load_dataset("digits")["data_dir"] is None  # bundled with scikit-learn
+
+
+def test_relative_data_dir_is_looked_in_and_recorded_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("rel").mkdir()
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_mnist("rel", download=False)
+    assert err.value.looked_in == (tmp_path / "rel",) and str(tmp_path / "rel") in str(err.value)
+    make_mnist(Path("rel"))
+    assert load_dataset("mnist", "rel", num_validation=2, download=False)["data_dir"] == str(
+        tmp_path / "rel"
+    )
+    make_cifar = tmp_path / "c"
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_cifar10("c")
+    assert err.value.looked_in == (make_cifar,) and err.value.missing == ("no such directory",)
+    assert "cifar-10-batches-py/" in err.value.expected[0]
+    assert f"extract it into {make_cifar}" in err.value.how_to_get
+
+
+def test_explicit_data_dir_downloads_into_it_and_nowhere_else(tmp_path, monkeypatch):
+    served = {}
+    for stem, arr in make_mnist(tmp_path / "src", gz=(False,) * 4).items():
+        served[stem + ".gz"] = gzip.compress(idx_bytes(arr))
+    remote = discovery.Remote(
+        mirrors=("https://up.example/",),
+        files=tuple((name, hashlib.md5(data).hexdigest()) for name, data in served.items()),
+    )
+    monkeypatch.setitem(discovery.REMOTES, "mnist", remote)
+    open_url, _ = fake_server(served)
+    monkeypatch.setattr(discovery, "_open_url", open_url)
+    given = tmp_path / "given"
+    data = load_dataset("mnist", given, num_validation=2, download=True)
+    assert data["data_dir"] == str(given) and len(data["y_train"]) == 10
+    assert sorted(p.name for p in given.iterdir()) == sorted(served)
+    assert not (tmp_path / "xdg").exists()  # the cache was never touched
+
+
+def test_failed_download_into_data_dir_says_why(tmp_path, monkeypatch):
+    open_url, _ = fake_server({}, fail=("http",))
+    monkeypatch.setattr(discovery, "_open_url", open_url)
+    given = tmp_path / "given"
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_mnist(given, download=True)
+    e = err.value
+    assert e.download_dir == given and e.looked_in == (given,) and not e.download_disabled
+    # the socket's reason, not urllib's '<urlopen error ...>' wrapper
+    assert e.download_error.endswith("train-images-idx3-ubyte.gz: mirror down")
+    assert f"download into {given} failed: " in str(e) and "mirror down" in str(e)
+    assert not (tmp_path / "xdg").exists()
+    again = pickle.loads(pickle.dumps(e))
+    assert (again.data_dir, again.expected, str(again)) == (e.data_dir, e.expected, str(e))
 
 
 def test_cache_defaults_to_home_dot_cache(tmp_path, monkeypatch):
@@ -283,18 +370,23 @@ def test_not_found_lists_every_place_and_how_to_get(tmp_path, monkeypatch):
     (partial / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(DatasetNotFoundError) as err:
         load_fashion_mnist(partial, download=False)
+    assert err.value.looked_in == (partial,)
+    assert err.value.missing == ("missing t10k-labels-idx1-ubyte[.gz]",)
+    monkeypatch.setenv("NORMLAB_DATA", str(partial.parent / "env"))
+    (tmp_path / "env").mkdir()
+    partial.rename(tmp_path / "env" / "fashion-mnist")
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_fashion_mnist(download=False)
     assert isinstance(err.value, FileNotFoundError)
     msg = str(err.value)
     for place in [
-        partial,
-        tmp_path / "env" / "fashion-mnist",
         tmp_path / "xdg" / "normlab" / "fashion-mnist",
         tmp_path / "sys",
     ]:
         assert str(place) in msg
     assert "missing t10k-labels-idx1-ubyte[.gz]" in msg
     assert "apt-get install dataset-fashion-mnist" in msg and "NORMLAB_DATA" in msg
-    assert msg.index(str(partial)) < msg.index(str(tmp_path / "env")) < msg.index("xdg")
+    assert msg.index(str(tmp_path / "env")) < msg.index("xdg") < msg.index(str(tmp_path / "sys"))
 
 
 def test_cifar_not_found_says_how_to_get(tmp_path):
@@ -306,17 +398,13 @@ def test_not_found_carries_its_fields(tmp_path, monkeypatch):
     monkeypatch.setenv("NORMLAB_DATA", str(tmp_path / "env"))
     monkeypatch.setattr(discovery, "SYSTEM_DIRS", {})
     with pytest.raises(DatasetNotFoundError) as err:
-        load_mnist(tmp_path / "given", download=False)
+        load_mnist(download=False)
     e = err.value
     assert e.name == "mnist" and e.downloadable and e.download_error is None
-    assert e.looked_in == (
-        tmp_path / "given",
-        tmp_path / "env" / "mnist",
-        tmp_path / "xdg" / "normlab" / "mnist",
-    )
-    assert e.missing == ("no such directory",) * 3
-    assert e.how_to_get == discovery.HOW_TO_GET["mnist"]
-    assert e.download_outcome == "download=False, so no download was tried"
+    assert e.looked_in == (tmp_path / "env" / "mnist", tmp_path / "xdg" / "normlab" / "mnist")
+    assert e.missing == ("no such directory",) * 2 and e.data_dir is None
+    assert e.how_to_get == discovery.HOW_TO_GET["mnist"].format(dir="$NORMLAB_DATA/mnist")
+    assert e.download_outcome == "downloading was turned off, so no download was tried"
     assert str(e).splitlines()[0] == "dataset 'mnist' not found. Looked in, in order:"
     again = pickle.loads(pickle.dumps(e))  # crosses worker processes intact
     assert type(again) is DatasetNotFoundError and str(again) == str(e)
@@ -621,7 +709,7 @@ def test_scale_and_no_mean(mnist_dir):
 
 def test_subsample_sizes_and_disjoint_splits(mnist_dir):
     data = load_dataset("mnist", mnist_dir, num_training=25, num_validation=10, num_test=4)
-    sizes = {k: v.shape[0] for k, v in data.items() if k != "class_names"}
+    sizes = {k: v.shape[0] for k, v in data.items() if isinstance(v, np.ndarray)}
     assert sizes == {
         "X_train": 25,
         "y_train": 25,

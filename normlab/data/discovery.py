@@ -1,21 +1,32 @@
 """Where dataset files are looked for, and how missing ones are downloaded and verified.
 
-Search order for a dataset ``name`` (the first directory that holds a complete copy wins):
+**An explicit** ``data_dir`` **is the only place searched.** A caller who names a folder gets
+the data from that folder or an error that says what it lacks -- never another copy found
+elsewhere, since results and configs record the folder given. If it lacks files and
+downloading is allowed, the missing files are downloaded *into that folder* (created if
+needed; as torchvision's ``root=..., download=True``), and nothing is written anywhere else.
 
-1. the ``data_dir`` the caller passed;
-2. ``$NORMLAB_DATA/<name>``;
-3. the user cache, ``$XDG_CACHE_HOME/normlab/<name>`` or ``~/.cache/normlab/<name>``;
-4. system directories from distribution packages, e.g. ``/usr/share/datasets/fashion-mnist``
-   (Debian's ``dataset-fashion-mnist``).
+Without a ``data_dir``, the search order for a dataset ``name`` (the first directory that
+holds a complete copy wins) is
 
-If none has the files and downloading is allowed, the files are fetched into the user
-cache from the official mirrors. Each download goes to a temporary file beside its target,
-its MD5 is checked against the published value below, and only then is it fsync'ed and renamed
-into place (:func:`normlab._io.atomic_write`), so an interrupted or corrupted download never
-leaves a file that looks complete.
-Files found on disk are not checksummed: distributions recompress them (Debian's
-Fashion-MNIST ``.gz`` files differ byte-for-byte from the upstream ones but decompress to
-the same data), and the format readers validate every file anyway.
+1. ``$NORMLAB_DATA/<name>``;
+2. the user cache, ``$XDG_CACHE_HOME/normlab/<name>`` or ``~/.cache/normlab/<name>``;
+3. system directories from distribution packages, e.g. ``/usr/share/datasets/fashion-mnist``
+   (Debian's ``dataset-fashion-mnist``);
+
+and if none has the files and downloading is allowed, they are fetched into the user cache.
+
+Places are searched, reported and returned as absolute paths (a relative ``data_dir`` is
+taken relative to the working directory), so an error and a recorded config say exactly
+which folder was meant.
+
+Files come from the official mirrors. Each download goes to a temporary file beside its
+target, its MD5 is checked against the published value below, and only then is it fsync'ed
+and renamed into place (:func:`normlab._io.atomic_write`), so an interrupted or corrupted
+download never leaves a file that looks complete. Files found on disk are not checksummed:
+distributions recompress them (Debian's Fashion-MNIST ``.gz`` files differ byte-for-byte from
+the upstream ones but decompress to the same data), and the format readers validate every
+file anyway.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,23 +88,31 @@ SYSTEM_DIRS: dict[str, tuple[Path, ...]] = {
     "fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),),
 }
 
-# How a person gets the files when nothing worked; shown in the not-found error.
+# How a person gets the files when nothing worked, ``{dir}`` being where they must go (the
+# explicit data_dir, else $NORMLAB_DATA/<name>); shown in the not-found error. Neutral wording:
+# no Python argument or command-line flag names, which the caller adds (see the CLI).
 HOW_TO_GET = {
     "mnist": (
         "download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
         "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz from "
-        "https://ossci-datasets.s3.amazonaws.com/mnist/ into $NORMLAB_DATA/mnist"
+        "https://ossci-datasets.s3.amazonaws.com/mnist/ into {dir}"
     ),
     "fashion-mnist": (
-        "run `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or download the four "
-        "*-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist "
-        "(data/fashion/) into $NORMLAB_DATA/fashion-mnist"
+        "download the four *-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist "
+        "(data/fashion/) into {dir}, or run `apt-get install dataset-fashion-mnist` "
+        "(Debian/Ubuntu) and use /usr/share/datasets/fashion-mnist"
     ),
     "cifar10": (
         "download cifar-10-python.tar.gz (or the binary version) from "
-        "https://www.cs.toronto.edu/~kriz/cifar.html and extract it into $NORMLAB_DATA/cifar10"
+        "https://www.cs.toronto.edu/~kriz/cifar.html and extract it into {dir}"
     ),
 }
+
+
+def how_to_get(name: str, directory: str | os.PathLike | None = None) -> str:
+    """How to get dataset ``name`` into ``directory`` (default ``$NORMLAB_DATA/<name>``)."""
+    where = f"${ENV_VAR}/{name}" if directory is None else str(directory)
+    return HOW_TO_GET.get(name, "see the normlab.data docs ({dir})").format(dir=where)
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -100,14 +120,15 @@ class DatasetNotFoundError(FileNotFoundError):
 
     The fields say what happened; ``str(err)`` is the full multi-line message (every place
     looked in with what it lacked, the download outcome and how to get the files), and a caller
-    such as the ``normlab`` command formats its own shorter line from the fields.
+    such as the ``normlab`` command formats its own shorter line from the fields, adding its own
+    names for ``data_dir`` and ``download`` (the library's wording names neither).
 
     Parameters
     ----------
     name : str
         The dataset, e.g. ``'mnist'``.
     looked_in : sequence of Path
-        Every directory searched, in search order.
+        Every directory searched, in search order, as absolute paths.
     missing : sequence of str
         What each directory of ``looked_in`` lacked, in the same order
         (e.g. ``'no such directory'``, ``'missing t10k-labels-idx1-ubyte[.gz]'``).
@@ -119,6 +140,11 @@ class DatasetNotFoundError(FileNotFoundError):
         Where a download was tried; None if none was.
     download_error : str, optional
         Why that download failed (every mirror's error); None if none was tried.
+    data_dir : Path, optional
+        The explicit directory the caller gave, absolute; when set it is the only place
+        searched (``looked_in == (data_dir,)``). None: the default places were searched.
+    expected : sequence of str, default ()
+        What a directory holding the dataset contains, e.g. the four IDX file names.
 
     Examples
     --------
@@ -136,23 +162,33 @@ class DatasetNotFoundError(FileNotFoundError):
         downloadable: bool = False,
         download_dir: Path | None = None,
         download_error: str | None = None,
+        data_dir: Path | None = None,
+        expected=(),
     ):
         self.name = name
         self.looked_in = tuple(Path(d) for d in looked_in)
         self.missing = tuple(missing)
         self.how_to_get = how_to_get
         self.downloadable = downloadable
-        self.download_dir = download_dir
+        self.download_dir = None if download_dir is None else Path(download_dir)
         self.download_error = download_error
+        self.data_dir = None if data_dir is None else Path(data_dir)
+        self.expected = tuple(expected)
         super().__init__(self._message())
 
     def __reduce__(self):
         # rebuilt from the fields when it crosses a process boundary (worker pools, Dask)
-        fields = (self.name, self.looked_in, self.missing, self.how_to_get)
-        return type(self), (*fields, self.downloadable, self.download_dir, self.download_error)
+        fields = (self.name, self.looked_in, self.missing, self.how_to_get, self.downloadable)
+        return type(self), (*fields, self.download_dir, self.download_error, self.data_dir,
+                            self.expected)  # fmt: skip
 
     def __str__(self) -> str:
         return self._message()
+
+    @property
+    def download_disabled(self) -> bool:
+        """True when the dataset could have been downloaded but downloading was turned off."""
+        return self.downloadable and self.download_dir is None and self.download_error is None
 
     @property
     def download_outcome(self) -> str:
@@ -160,17 +196,26 @@ class DatasetNotFoundError(FileNotFoundError):
         if self.download_error is not None:
             return f"download into {self.download_dir} failed: {self.download_error}"
         if self.downloadable:
-            return "download=False, so no download was tried"
+            return "downloading was turned off, so no download was tried"
         return f"{self.name} cannot be downloaded automatically"
 
     def _message(self) -> str:
         """The full message: one line per place looked in, the download, how to get it."""
         places = [f"  {d}: {why}" for d, why in zip(self.looked_in, self.missing, strict=True)]
+        if self.data_dir is not None:
+            head = (
+                f"dataset {self.name!r} not found in the directory given (the only one searched):\n"
+            )
+            tail = ""
+        else:
+            head = f"dataset {self.name!r} not found. Looked in, in order:\n"
+            tail = f"; or set ${ENV_VAR} to a directory holding {self.name}/"
+        expected = f"Expected there: {', '.join(self.expected)}\n" if self.expected else ""
         return (
-            f"dataset {self.name!r} not found. Looked in, in order:\n"
+            head
             + "".join(line + "\n" for line in places)
-            + f"{self.download_outcome}\nTo get it: {self.how_to_get}; or pass data_dir= or "
-            f"set ${ENV_VAR} to a directory holding {self.name}/."
+            + expected
+            + f"{self.download_outcome}\nTo get it: {self.how_to_get}{tail}."
         )
 
 
@@ -205,19 +250,27 @@ def candidate_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list
     name : str
         Dataset name.
     data_dir : str or path-like, optional
-        An explicit directory, searched first.
+        An explicit directory: then the only one searched.
 
     Returns
     -------
     list of Path
-        See the module docstring for the order.
+        Absolute paths: ``[data_dir]``, or the default places in the order of the module
+        docstring.
     """
-    dirs = [Path(data_dir).expanduser()] if data_dir is not None else []
+    if data_dir is not None:
+        return [_absolute(data_dir)]
+    dirs = []
     if os.environ.get(ENV_VAR):
-        dirs.append(Path(os.environ[ENV_VAR]).expanduser() / name)
+        dirs.append(_absolute(os.environ[ENV_VAR]) / name)
     dirs.append(cache_dir(name))
     dirs.extend(SYSTEM_DIRS.get(name, ()))
     return dirs
+
+
+def _absolute(directory: str | os.PathLike) -> Path:
+    """``directory`` with ``~`` expanded, made absolute against the working directory."""
+    return Path(directory).expanduser().absolute()
 
 
 def find_dataset(
@@ -225,8 +278,9 @@ def find_dataset(
     probe: Callable[[Path], T],
     data_dir: str | os.PathLike | None = None,
     download: bool = True,
+    expected: tuple[str, ...] = (),
 ) -> T:
-    """Find dataset ``name`` on disk, downloading it into the cache if allowed and needed.
+    """Find dataset ``name`` on disk, downloading it if allowed and needed.
 
     Parameters
     ----------
@@ -236,14 +290,18 @@ def find_dataset(
         ``probe(directory)`` returns what the loader needs (e.g. the file paths) or raises
         ``FileNotFoundError`` whose message says what is missing there.
     data_dir : str or path-like, optional
-        Searched first.
+        The only place searched, and where a download goes, when given; otherwise the
+        default places are searched and a download goes into the user cache.
     download : bool, default True
         Whether to try the mirrors when no directory has the files.
+    expected : tuple of str, default ()
+        What a complete directory holds, for the error message.
 
     Returns
     -------
     object
-        What ``probe`` returned for the first directory that had the files.
+        What ``probe`` returned for the first directory that had the files (called with
+        an absolute path).
 
     Raises
     ------
@@ -259,16 +317,19 @@ def find_dataset(
             looked.append(directory)
             missing.append(str(err))
 
+    explicit = None if data_dir is None else _absolute(data_dir)
     target = error = None
     if download and name in REMOTES:
-        target = cache_dir(name)
+        target = cache_dir(name) if explicit is None else explicit
         try:
             fetch(name, target)
             return probe(target)
         except (OSError, ValueError) as err:
-            error = str(err)
-    how = HOW_TO_GET.get(name, "see the normlab.data docs")
-    raise DatasetNotFoundError(name, looked, missing, how, name in REMOTES, target, error)
+            error = str(err) or type(err).__name__
+    how = how_to_get(name, explicit)
+    raise DatasetNotFoundError(
+        name, looked, missing, how, name in REMOTES, target, error, explicit, expected
+    )
 
 
 def fetch(name: str, target: str | os.PathLike, timeout: float = DOWNLOAD_TIMEOUT) -> Path:
@@ -304,10 +365,19 @@ def fetch(name: str, target: str | os.PathLike, timeout: float = DOWNLOAD_TIMEOU
                 download_file(mirror + filename, dest, md5, timeout)
                 break
             except (OSError, ValueError, http.client.HTTPException) as err:
-                errors.append(f"{mirror}{filename}: {err}")
+                errors.append(f"{mirror}{filename}: {_reason(err)}")
         else:
             raise OSError("; ".join(errors))
     return target
+
+
+def _reason(err: BaseException) -> str:
+    """Why a download failed, in words: the socket's reason rather than urllib's wrapper."""
+    if isinstance(err, urllib.error.HTTPError):
+        return f"HTTP {err.code} {err.reason}"
+    if isinstance(err, urllib.error.URLError):
+        return str(err.reason)  # e.g. '[Errno -2] Name or service not known'
+    return str(err) or type(err).__name__
 
 
 def download_file(

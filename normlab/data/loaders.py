@@ -7,6 +7,7 @@ own train/test parts); :func:`load_dataset` finds it, then splits and preprocess
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from . import discovery
 from .cifar import find_cifar10, load_cifar10_folder
 from .digits import load_digits
-from .idx import find_idx_files, load_idx_dataset
+from .idx import IDX_FILES, find_idx_files, load_idx_dataset
 from .raw import RawDataset
 from .splits import prepare
 
@@ -46,15 +47,16 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool = True)
     Parameters
     ----------
     data_dir : str or path-like, optional
-        Directory holding the four IDX files (raw or ``.gz``), searched first.
+        Directory holding the four IDX files (raw or ``.gz``): when given, the only place
+        searched (see :mod:`normlab.data.discovery`).
     download : bool, default True
-        Fetch the files into the user cache if no directory has them.
+        Fetch missing files: into ``data_dir`` when given, else into the user cache.
 
     Returns
     -------
     RawDataset
         X_train (60000, 1, 28, 28) uint8, y_train (60000,), X_test (10000, 1, 28, 28),
-        y_test (10000,), class names ``'0'``..``'9'``.
+        y_test (10000,), class names ``'0'``..``'9'``, ``source`` the directory read.
     """
     return _load_idx("mnist", data_dir, download)
 
@@ -84,7 +86,7 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Tru
     Parameters
     ----------
     data_dir : str or path-like, optional
-        A batch folder, or a directory containing one; searched first.
+        A batch folder, or a directory containing one; when given, the only place searched.
     download : bool, default True
         Accepted for symmetry; CIFAR-10 is not downloaded automatically (the error says how
         to get it).
@@ -95,14 +97,17 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Tru
         X_train (50000, 3, 32, 32) uint8, y_train (50000,), X_test (10000, 3, 32, 32),
         y_test (10000,), class names from ``batches.meta``.
     """
-    folder, fmt = discovery.find_dataset("cifar10", find_cifar10, data_dir, download)
-    return load_cifar10_folder(folder, fmt)
+    folder, fmt = discovery.find_dataset(
+        "cifar10", find_cifar10, data_dir, download, CIFAR10_LAYOUT
+    )
+    return dataclasses.replace(load_cifar10_folder(folder, fmt), source=folder)
 
 
 def _load_idx(name: str, data_dir, download: bool) -> RawDataset:
     """Find and read the IDX dataset ``name`` (a key of :data:`IDX_CLASSES`)."""
-    directory = discovery.find_dataset(name, _idx_dir, data_dir, download)
-    return load_idx_dataset(directory, IDX_CLASSES[name])
+    expected = tuple(f"{stem}[.gz]" for stem in IDX_FILES.values())
+    directory = discovery.find_dataset(name, _idx_dir, data_dir, download, expected)
+    return dataclasses.replace(load_idx_dataset(directory, IDX_CLASSES[name]), source=directory)
 
 
 def _idx_dir(directory):
@@ -110,6 +115,11 @@ def _idx_dir(directory):
     find_idx_files(directory)
     return directory
 
+
+# What a CIFAR-10 directory holds, for the not-found error.
+CIFAR10_LAYOUT = (
+    "cifar-10-batches-py/ (or cifar-10-batches-bin/) with data_batch_1..5 and test_batch",
+)
 
 _LOADERS = {
     "digits": lambda data_dir, download: load_digits(),
@@ -139,7 +149,10 @@ def load_dataset(
         One of :data:`DATASETS`: ``'digits'`` (bundled, offline), ``'mnist'``,
         ``'fashion-mnist'``, ``'cifar10'``. Case and ``_``/``-`` are ignored.
     data_dir : str or path-like, optional
-        Directory searched first for the files (ignored for ``'digits'``).
+        The directory holding the files (ignored for ``'digits'``). When given it is the only
+        place searched: a folder without the data is an error, never a silent fallback to
+        another copy. None searches ``$NORMLAB_DATA``, the user cache and system folders
+        (:mod:`normlab.data.discovery`).
     num_training : int, optional
         Training split size; default all that validation leaves.
     num_validation : int, optional
@@ -156,14 +169,17 @@ def load_dataset(
     dtype : floating dtype, default np.float32
         dtype of the images.
     download : bool, default True
-        Download missing MNIST / Fashion-MNIST files into the user cache.
+        Download missing MNIST / Fashion-MNIST files into ``data_dir`` when given, else into
+        the user cache.
 
     Returns
     -------
     dict
         ``X_train`` (N_tr, C, H, W), ``y_train`` (N_tr,) int64, ``X_val`` (N_val, C, H, W),
         ``y_val`` (N_val,), ``X_test`` (N_te, C, H, W), ``y_test`` (N_te,),
-        ``class_names`` list of str. C, H, W are 1, 8, 8 (digits), 1, 28, 28 (MNISTs) or
+        ``class_names`` list of str, ``data_dir`` the absolute directory the files were read
+        from as a str (None for the bundled digits) -- record it rather than the argument.
+        C, H, W are 1, 8, 8 (digits), 1, 28, 28 (MNISTs) or
         3, 32, 32 (CIFAR-10).
 
     Raises
@@ -193,4 +209,6 @@ def load_dataset(
     if num_validation is None:
         num_validation = min(DEFAULT_NUM_VALIDATION[key], len(raw.y_train) - 1)
     sizes = (num_training, num_validation, num_test)  # prepare's own order
-    return prepare(raw, *sizes, subtract_mean=subtract_mean, scale=scale, seed=seed, dtype=dtype)
+    out = prepare(raw, *sizes, subtract_mean=subtract_mean, scale=scale, seed=seed, dtype=dtype)
+    out["data_dir"] = None if raw.source is None else str(raw.source)
+    return out

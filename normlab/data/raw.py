@@ -7,6 +7,7 @@ Each format module (``idx``, ``cifar``, ``digits``) produces a :class:`RawDatase
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +31,8 @@ class RawDataset:
     pixel_max : int
         Largest possible pixel value (255 for 8-bit images, 16 for scikit-learn's digits);
         ``scale=True`` divides by it.
+    source : Path, optional
+        The directory the files were read from (absolute); None for bundled data.
     """
 
     X_train: np.ndarray
@@ -38,6 +41,7 @@ class RawDataset:
     y_test: np.ndarray
     class_names: list[str]
     pixel_max: int
+    source: Path | None = None
 
     def __post_init__(self):
         # Internal invariant: the format modules validate files and raise ValueError first.
