@@ -74,7 +74,23 @@ _TRAJECTORY = (
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the message names the iteration and epoch."""
+    """The training loss became NaN or infinite, or a layer refused non-finite statistics.
+
+    The message names the iteration and epoch and, when the model can tell
+    (``model.first_nonfinite(X_batch)``), the layer where non-finite values first appeared.
+
+    Attributes
+    ----------
+    where : str or None
+        That layer, in words (e.g. ``'layer 2 (affine output; W2 holds NaN or inf)'``).
+    """
+
+    def __init__(self, message: str, where: str | None = None):
+        super().__init__(message)
+        self.where = where
+
+    def __reduce__(self):
+        return type(self), (self.args[0], self.where)
 
 
 class Solver:
@@ -192,8 +208,12 @@ class Solver:
         Raises
         ------
         NonFiniteLossError
-            If the loss is NaN or infinite. Then, as after any exception from ``model.loss``,
-            parameters and buffers (running statistics) are as before the step.
+            If the loss is NaN or infinite, or ``model.loss`` raised a ``FloatingPointError``
+            (a normalization refusing non-finite batch statistics: its cause). The message
+            names the first layer whose output is not finite when the model has a
+            ``first_nonfinite(X)`` method (one diagnostic forward pass, run only then). As
+            after any exception from ``model.loss``, parameters and buffers (running
+            statistics) are as before the step.
         """
         it, ipe = self.iteration, self.iterations_per_epoch
         if self._perm is None or self._cursor >= ipe:  # a new epoch: a new permutation
@@ -206,14 +226,16 @@ class Solver:
             X_batch = augment_batch(self.augment, X_batch, self.rng)
         self._backup.save(getattr(self.model, "buffers", None))
         try:
-            loss, grads = self.model.loss(X_batch, y_batch)
+            try:
+                loss, grads = self.model.loss(X_batch, y_batch)
+            except NonFiniteLossError:
+                raise
+            except FloatingPointError as err:  # e.g. batch norm refusing NaN statistics
+                what = f"{getattr(err, 'function', 'model.loss')} refused non-finite values"
+                raise self._non_finite(what, it, batch, X_batch) from err
             loss = float(loss)
             if not math.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"non-finite loss {loss} at iteration {it + 1} of {self.total_iterations} "
-                    f"(epoch {it // ipe + 1} of {self.num_epochs}, batch {batch + 1} of {ipe}); "
-                    "try a smaller learning_rate or check the data for NaN"
-                )
+                raise self._non_finite(f"non-finite loss {loss}", it, batch, X_batch)
             if not self._grads_checked and set(grads) != set(self.model.params):
                 raise ValueError(
                     f"expected grads for {sorted(self.model.params)}, got {sorted(grads)}"
@@ -232,6 +254,19 @@ class Solver:
         for fn in self.callbacks:
             fn(self, info)
         return loss
+
+    def _non_finite(self, what: str, it: int, batch: int, X_batch) -> NonFiniteLossError:
+        """The error for a step that met NaN or inf: where, in the run and in the model."""
+        ipe = self.iterations_per_epoch
+        locate = getattr(self.model, "first_nonfinite", None)
+        where = locate(X_batch) if callable(locate) else None
+        first = f"; first non-finite: {where}" if where else ""
+        return NonFiniteLossError(
+            f"{what} at iteration {it + 1} of {self.total_iterations} "
+            f"(epoch {it // ipe + 1} of {self.num_epochs}, batch {batch + 1} of {ipe}){first}; "
+            "try a smaller learning_rate or check the data for NaN",
+            where,
+        )
 
     # -- evaluation and training ---------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 Names and signatures follow the Stanford CS231n assignments 1 and 2.
 """
 
+from normlab.layers._checks import NonFiniteStatisticsError
 from normlab.layers.basic import (
     ACTIVATIONS,
     affine_backward,
@@ -40,6 +41,7 @@ from normlab.layers.norm_core import NormCache
 
 __all__ = [
     "ACTIVATIONS",
+    "NonFiniteStatisticsError",
     "NormCache",
     "affine_backward",
     "affine_forward",

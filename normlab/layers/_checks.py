@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import math
 import numbers
 
 import numpy as np
@@ -68,3 +70,68 @@ def check_mode(param: dict, fn: str, key: str = "mode", required: bool = True) -
     if mode not in ("train", "test"):
         raise ValueError(f"{fn}: expected mode 'train' or 'test', got {mode!r}")
     return mode
+
+
+def check_keys(param: dict, known: frozenset, fn: str, name: str) -> None:
+    """Every key of ``param`` must be one of ``known``; a misspelling names the likely key."""
+    if param.keys() <= known:  # the common case, fast
+        return
+    key = sorted(set(param) - known, key=str)[0]
+    close = difflib.get_close_matches(str(key), sorted(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"{fn}: unknown {name} key {key!r}{hint}; known keys are {sorted(known)}")
+
+
+class NonFiniteStatisticsError(FloatingPointError):
+    """A normalization's batch statistics hold NaN or inf: its input does, or overflowed.
+
+    Raised by the train-mode forwards before any running statistic is updated.
+
+    Attributes
+    ----------
+    function : str
+        The layer function, e.g. ``'batchnorm_forward'``.
+    what : str
+        What the statistics are of: ``'channels'``, ``'samples'`` or ``'(sample, group) pairs'``.
+    indices : list
+        The first few affected indices (ints, or (sample, group) pairs).
+    count, total : int
+        How many statistics are non-finite, of how many.
+    running : bool
+        The layer keeps running statistics (left unchanged).
+    """
+
+    def __init__(
+        self, function: str, what: str, indices: list, count: int, total: int, running=False
+    ):
+        more = ", ..." if count > len(indices) else ""
+        listed = ", ".join(map(str, indices))
+        super().__init__(
+            f"{function}: non-finite batch statistics in {count} of {total} {what} "
+            f"({listed}{more}): the input holds NaN or inf there, or its values overflow"
+            + ("; the running statistics were not updated" if running else "")
+        )
+        self.function, self.what, self.indices = function, what, indices
+        self.count, self.total, self.running = count, total, running
+
+    def __reduce__(self):
+        args = (self.function, self.what, self.indices, self.count, self.total, self.running)
+        return type(self), args
+
+
+def check_finite_stats(mean, var, fn: str, what: str, running: bool = False) -> None:
+    """Raise NonFiniteStatisticsError unless every batch statistic is finite.
+
+    ``mean``, ``var`` of shape (C,) or (N, G): a pass over the statistics, not over the data;
+    ``running``: the caller keeps running statistics (the message says they were not updated).
+    """
+    # sum(mean * var) is finite whenever they all are (one dot, ~1 us); a NaN or an inf makes
+    # it NaN or inf (inf * 0 is NaN), and only then, or on overflow, is each element looked at
+    if math.isfinite(np.dot(mean.reshape(-1), var.reshape(-1))):
+        return
+    bad = ~(np.isfinite(mean) & np.isfinite(var))  # (C,) or (N, G)
+    if not bad.any():
+        return  # finite statistics whose sum overflowed
+    idx = np.argwhere(bad) if bad.ndim > 1 else np.flatnonzero(bad)
+    first = [tuple(int(i) for i in r) if bad.ndim > 1 else int(r) for r in idx[:5]]
+    raise NonFiniteStatisticsError(fn, what, first, int(bad.sum()), bad.size, running)

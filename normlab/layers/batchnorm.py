@@ -11,6 +11,9 @@ Conventions (see ``docs/conventions.md`` for the mapping to PyTorch, Keras and d
 * ``eps = 1e-5``; running mean starts at zeros and running variance at zeros (CS231n) when the
   caller does not pass them (PyTorch starts the variance at ones: pass
   ``running_var=np.ones(D)`` to reproduce it).
+* A train-mode batch whose statistics are not finite (a NaN or inf in a column, or an
+  overflow) is refused with a ``NonFiniteStatisticsError`` before the running statistics are
+  touched: one bad batch cannot poison them for good. Unknown ``bn_param`` keys are refused.
 """
 
 from __future__ import annotations
@@ -22,11 +25,17 @@ from normlab.layers._checks import (
     as_float_array,
     check_channel_param,
     check_eps,
+    check_finite_stats,
+    check_keys,
     check_mode,
     check_momentum,
     check_ndim,
 )
 from normlab.layers.norm_core import BATCH, NormCache, check_dout, norm_backward, norm_forward
+
+BN_KEYS = frozenset(
+    ("mode", "eps", "momentum", "running_mean", "running_var", "running_var_unbiased")
+)
 
 
 def _bn_forward(x, gamma, beta, bn_param, fn, ndim, layout):
@@ -36,6 +45,7 @@ def _bn_forward(x, gamma, beta, bn_param, fn, ndim, layout):
     gamma = check_channel_param(gamma, C, fn, "gamma")
     beta = check_channel_param(beta, C, fn, "beta")
     mode = check_mode(bn_param, fn)
+    check_keys(bn_param, BN_KEYS, fn, "bn_param")
     eps = check_eps(bn_param.get("eps", 1e-5), fn)
     momentum = check_momentum(bn_param.get("momentum", 0.9), fn)
     running = {}
@@ -61,6 +71,9 @@ def _bn_forward(x, gamma, beta, bn_param, fn, ndim, layout):
             f"{tuple(x.shape)}; use a batch of at least 2 samples or mode='test'"
         )
     out, cache = norm_forward(x, gamma, beta, BATCH, eps)
+    check_finite_stats(
+        cache.mean, cache.var, fn, "channels", running=True
+    )  # before the running update
     factor = m / (m - 1) if bn_param.get("running_var_unbiased", False) else 1.0
     ema_update(
         running["running_mean"], running["running_var"], cache.mean, cache.var, momentum, factor
@@ -92,6 +105,17 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     out : ndarray of shape (N, D), dtype of x
     cache : NormCache
         For :func:`batchnorm_backward` and :func:`batchnorm_backward_alt`.
+
+    Raises
+    ------
+    NonFiniteStatisticsError
+        A ``FloatingPointError``: in train mode, when a feature's batch mean or variance is NaN
+        or inf (its column holds NaN or inf, or overflows). The message names the features;
+        ``running_mean`` and ``running_var`` are left unchanged, bit for bit. Test mode does
+        not check (NaN in, NaN out).
+    ValueError
+        Bad shapes, dtypes or ``bn_param`` values, or a key of ``bn_param`` not listed above
+        (the message names it and the known keys).
 
     Notes
     -----
@@ -196,6 +220,15 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     -------
     out : ndarray of shape (N, C, H, W)
     cache : NormCache
+
+    Raises
+    ------
+    NonFiniteStatisticsError
+        In train mode, when a channel's batch mean or variance is NaN or inf; the message
+        names the channels and the running statistics are left unchanged (as for
+        :func:`batchnorm_forward`).
+    ValueError
+        Bad shapes, dtypes or ``bn_param`` values, or an unknown ``bn_param`` key.
     """
     return _bn_forward(x, gamma, beta, bn_param, "spatial_batchnorm_forward", 4, "(N, C, H, W)")
 

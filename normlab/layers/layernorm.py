@@ -3,22 +3,41 @@
 Both are the normalization core of ``norm_core`` reducing over features instead of over the
 batch, so they behave identically in train and test mode and keep no running statistics.
 Layer norm is group norm with one group over (N, D) input.
+
+They have no running statistics to protect, but fail the same way as batch norm: in train mode
+(``mode`` absent or ``'train'``), a sample or group whose statistics are NaN or inf raises a
+``NonFiniteStatisticsError`` naming it, so that the first normalization a NaN reaches reports
+it. ``mode='test'`` (what the models pass when evaluating) computes the same numbers without
+the check: a diverged model then scores at chance instead of raising mid-evaluation.
 """
 
 from __future__ import annotations
 
 import numbers
 
-from normlab.layers._checks import as_float_array, check_channel_param, check_eps, check_ndim
+from normlab.layers._checks import (
+    as_float_array,
+    check_channel_param,
+    check_eps,
+    check_finite_stats,
+    check_keys,
+    check_mode,
+    check_ndim,
+)
 from normlab.layers.norm_core import GROUP, norm_backward, norm_forward
 
+LN_KEYS = frozenset(("mode", "eps"))
+GN_KEYS = frozenset(("mode", "eps", "groups"))  # 'groups': what the models pass, == G
 
-def _param_dict(p, fn, name):
+
+def _param_dict(p, fn, name, known):
+    """The parameter dict (None is {}), its keys checked; whether it asks for train mode."""
     if p is None:
-        return {}
+        return {}, True
     if not isinstance(p, dict):
         raise ValueError(f"{fn}: expected {name} to be a dict, got {type(p).__name__}")
-    return p
+    check_keys(p, known, fn, name)
+    return p, check_mode(p, fn, required=False) == "train"
 
 
 def layernorm_forward(x, gamma, beta, ln_param):
@@ -29,12 +48,23 @@ def layernorm_forward(x, gamma, beta, ln_param):
     x : ndarray of shape (N, D)
     gamma, beta : ndarray of shape (D,)
     ln_param : dict
-        ``eps`` : float, default 1e-5. Any ``mode`` key is ignored: train and test are the same.
+        ``eps`` : float, default 1e-5;
+        ``mode`` : 'train' | 'test', default 'train' -- the same computation; only train mode
+        checks that the statistics are finite.
 
     Returns
     -------
     out : ndarray of shape (N, D)
     cache : NormCache
+
+    Raises
+    ------
+    NonFiniteStatisticsError
+        A ``FloatingPointError``: in train mode, when a sample's mean or variance is NaN or inf
+        (its row holds NaN or inf, or overflows); the message names the samples.
+    ValueError
+        Bad shapes or dtypes, bad ``eps`` or ``mode``, or a key of ``ln_param`` other than
+        ``eps`` and ``mode`` (the message names it and the known keys).
 
     Notes
     -----
@@ -42,7 +72,7 @@ def layernorm_forward(x, gamma, beta, ln_param):
     ``out[n, d] = gamma[d] * (x[n, d] - mu_n) / sqrt(var_n + eps) + beta[d]``.
     """
     fn = "layernorm_forward"
-    ln_param = _param_dict(ln_param, fn, "ln_param")
+    ln_param, train = _param_dict(ln_param, fn, "ln_param", LN_KEYS)
     x = as_float_array(x, fn)
     check_ndim(x, 2, fn, "(N, D)")
     D = x.shape[1]
@@ -53,7 +83,10 @@ def layernorm_forward(x, gamma, beta, ln_param):
         raise ValueError(
             f"{fn}: expected at least one feature (D > 0), got input of shape {x.shape}"
         )
-    return norm_forward(x, gamma, beta, GROUP, eps, groups=1)
+    out, cache = norm_forward(x, gamma, beta, GROUP, eps, groups=1)
+    if train:
+        check_finite_stats(cache.mean[:, 0], cache.var[:, 0], fn, "samples")  # (N,)
+    return out, cache
 
 
 layernorm_backward = norm_backward  # closed form, as for every normalization
@@ -70,20 +103,32 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     G : int
         Number of groups; must divide C. G=1 is layer norm over (C, H, W); G=C is instance norm.
     gn_param : dict
-        ``eps`` : float, default 1e-5.
+        ``eps`` : float, default 1e-5;
+        ``mode`` : 'train' | 'test', default 'train' -- as for :func:`layernorm_forward`;
+        ``groups`` : int, optional -- when present (the models pass it), it must equal ``G``.
 
     Returns
     -------
     out : ndarray of shape (N, C, H, W)
     cache : NormCache
+
+    Raises
+    ------
+    NonFiniteStatisticsError
+        A ``FloatingPointError``: in train mode, when a (sample, group)'s mean or variance is
+        NaN or inf; the message names the (sample, group) pairs.
+    ValueError
+        Bad shapes, dtypes or ``G``, bad ``eps`` or ``mode``, or an unknown ``gn_param`` key.
     """
     fn = "spatial_groupnorm_forward"
-    gn_param = _param_dict(gn_param, fn, "gn_param")
+    gn_param, train = _param_dict(gn_param, fn, "gn_param", GN_KEYS)
     x = as_float_array(x, fn)
     check_ndim(x, 4, fn, "(N, C, H, W)")
     C = x.shape[1]
     if not isinstance(G, numbers.Integral) or G <= 0 or C % G:
         raise ValueError(f"{fn}: expected a number of groups G that divides C={C}, got G={G!r}")
+    if gn_param.get("groups", G) != G:
+        raise ValueError(f"{fn}: gn_param['groups']={gn_param['groups']!r} contradicts G={G!r}")
     gamma = check_channel_param(gamma, C, fn, "gamma", allow_4d=True)
     beta = check_channel_param(beta, C, fn, "beta", allow_4d=True)
     if beta.shape != gamma.shape:
@@ -96,7 +141,10 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
             f"{fn}: expected at least one value per group (C, H, W > 0), got input of shape "
             f"{tuple(x.shape)}"
         )
-    return norm_forward(x, gamma, beta, GROUP, eps, groups=int(G))
+    out, cache = norm_forward(x, gamma, beta, GROUP, eps, groups=int(G))
+    if train:
+        check_finite_stats(cache.mean, cache.var, fn, "(sample, group) pairs")  # (N, G)
+    return out, cache
 
 
 spatial_groupnorm_backward = norm_backward

@@ -286,13 +286,19 @@ class Network:
 
     # -- forward / backward --------------------------------------------------------------------
 
-    def _forward(self, X, mode: str, stop: Block | None = None):
-        """Run the blocks; return ``(scores, caches)``, or the linear output of block ``stop``."""
+    def _forward(self, X, mode: str, stop: Block | None = None, probe=None):
+        """Run the blocks; return ``(scores, caches)``, or the linear output of block ``stop``.
+
+        ``probe(stage, blk, h)``, when given, sees each stage's output (``stage`` one of
+        'input', 'linear', 'norm', 'act', 'pool', 'dropout'); :meth:`first_nonfinite` uses it.
+        """
         params, buffers = self.params, self.buffers
         record = self.record
         h = np.asarray(X).astype(self.dtype, copy=False)
         if h.shape[1:] != self._input_shape:  # one tuple comparison in the common case
             self._check_input(h.shape)
+        if probe:
+            probe("input", None, h)
         caches = []
         for blk in self.blocks:
             W, b = params[blk.W], params[blk.b]
@@ -300,6 +306,8 @@ class Network:
                 h, c_lin = affine_forward_unchecked(h, W, b)
             else:
                 h, c_lin = conv_forward(h, W, b, blk.conv_param)
+            if probe:
+                probe("linear", blk, h)
             if blk is stop:
                 return h, None
             c_norm = c_act = c_pool = c_drop = None
@@ -309,18 +317,85 @@ class Network:
                 for key, name in blk.norm_buffers:
                     p[key] = buffers[name]  # the model's array: updated in place in train mode
                 h, c_norm = blk.norm.forward(h, *[params[k] for k in blk.norm_params], p)
+                if probe:
+                    probe("norm", blk, h)
             if record and blk.index in record:
                 self.activations[blk.index] = h
             if blk.act is not None:
                 h, c_act = blk.act[0](h)
+                if probe:
+                    probe("act", blk, h)
             if blk.pool is not None:
                 h, c_pool = max_pool_forward(h, blk.pool)
             if blk.dropout is not None:
                 d = blk.dropout
                 d["mode"], d["rng"] = mode, self.rng
                 h, c_drop = dropout_forward(h, d)
+                if probe:
+                    probe("dropout", blk, h)
             caches.append((c_lin, c_norm, c_act, c_pool, c_drop))
         return h, caches
+
+    def first_nonfinite(self, X) -> str | None:
+        """Where a train-mode forward pass of ``X`` first holds NaN or inf, in words.
+
+        For error messages after a non-finite loss: one more forward pass, checked stage by
+        stage, that leaves the model as it was (its ``rng`` and ``buffers`` are restored).
+
+        Parameters
+        ----------
+        X : ndarray of shape (N, ...)
+            The batch whose loss was not finite.
+
+        Returns
+        -------
+        where : str or None
+            E.g. ``'layer 2 (affine output; W2 holds NaN or inf)'``, ``'layer 1 batchnorm
+            (batchnorm_forward: non-finite batch statistics in ...)'`` or ``'the input (3
+            values, the first at index (5, 2))'``; None when every stage is finite (the loss
+            itself overflowed).
+        """
+
+        class Found(Exception):
+            pass
+
+        at = [None]  # the block being run: a normalization that raises is its
+
+        def probe(stage, blk, h):
+            at[0] = blk
+            if np.isfinite(h).all():
+                return
+            if blk is None:
+                bad = ~np.isfinite(h)
+                first = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise Found(f"the input ({int(bad.sum())} values, the first at index {first})")
+            what = {"linear": "conv" if blk.conv_param else "affine"}.get(stage, stage)
+            what = blk.norm.name if stage == "norm" else what
+            names = (blk.W, blk.b, *blk.norm_params)
+            bad = [k for k in names if not np.isfinite(self.params[k]).all()]
+            held = (
+                f"; {', '.join(bad)} {'holds' if len(bad) == 1 else 'hold'} NaN or inf"
+                if bad
+                else ""
+            )
+            raise Found(f"layer {blk.index} ({what} output{held})")
+
+        rng_state = self.rng.bit_generator.state
+        saved = {k: v.copy() for k, v in self.buffers.items()}
+        record, self.record = self.record, set()
+        try:
+            with np.errstate(all="ignore"):
+                self._forward(X, "train", probe=probe)
+        except Found as found:
+            return str(found)
+        except FloatingPointError as err:  # a normalization refused its statistics
+            return f"layer {at[0].index} {at[0].norm.name} ({err})"
+        finally:
+            self.rng.bit_generator.state = rng_state
+            for k, v in saved.items():
+                np.copyto(self.buffers[k], v)
+            self.record = record
+        return None
 
     def _check_input(self, shape: tuple) -> None:
         """Raise ValueError unless an X of ``shape`` fits the first layer.
