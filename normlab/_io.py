@@ -1,13 +1,17 @@
 """Atomic file writes: a temporary file beside the target, synced, then renamed over it.
 
-Used by the checkpoints (:mod:`normlab.checkpoint`) and the dataset downloads
-(:mod:`normlab.data.discovery`), so that a process killed mid-write leaves either the previous
-file or the new one, never a torn one (at worst a stray hidden ``.<name>.tmp-*`` file).
+Used by the checkpoints (:mod:`normlab.checkpoint`), the dataset downloads
+(:mod:`normlab.data.discovery`) and the files of an output folder (:mod:`normlab.report`), so
+that a process killed mid-write leaves either the previous file or the new one, never a torn one
+(at worst a stray hidden ``.<name>.tmp-*`` file). Also the strict-JSON form of results
+(:func:`json_safe`) and the error of a run that would replace an earlier one
+(:class:`OutputExistsError`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 from collections.abc import Iterator
@@ -79,3 +83,38 @@ def fsync_dir(directory: str | os.PathLike) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_write`."""
+    with atomic_write(path) as f:
+        f.write(text.encode("utf-8"))
+
+
+def json_safe(obj):
+    """``obj`` with NaN and infinities replaced by None and tuples by lists (strict JSON)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+class OutputExistsError(FileExistsError):
+    """A run would replace what an earlier run wrote at ``path`` (a checkpoint, a results folder).
+
+    Attributes
+    ----------
+    path : str
+        The existing checkpoint file or output folder.
+    what : str
+        ``"checkpoint"`` or ``"output folder"``, for the message.
+    """
+
+    def __init__(self, path: str | os.PathLike, what: str) -> None:
+        self.path, self.what = os.fspath(path), what
+        super().__init__(
+            f"{what} {self.path} already holds a previous run; resume it or overwrite it"
+        )

@@ -392,3 +392,66 @@ def test_a_report_bug_is_not_called_damaged_results(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "write_report", key_bug)
     with pytest.raises(KeyError, match="table code"):
         main(["report", str(tmp_path)])
+
+
+def test_a_second_train_on_a_checkpoint_is_refused_and_the_file_kept(tmp_path, capsys):
+    run = tmp_path / "run.npz"
+    argv = ["train", "--checkpoint", str(run), "--num-epochs", "1", "--hidden-dims", "8",
+            "--num-training", "100", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    before, sidecar = run.read_bytes(), (tmp_path / "run.json").read_text()
+    capsys.readouterr()
+    assert _run([*argv, "--seed", "5"]) == 2
+    _one_error_line(capsys, f"checkpoint {run} already holds a previous run", "--resume",
+                    "--overwrite")  # fmt: skip
+    assert run.read_bytes() == before and (tmp_path / "run.json").read_text() == sidecar
+    assert _run([*argv, "--resume", "--overwrite"]) == 2
+    _one_error_line(capsys, "expected --resume or --overwrite, not both")
+    assert main([*argv, "--seed", "5", "--overwrite"]) == 0
+    assert run.read_bytes() != before
+    assert json.loads((tmp_path / "run.json").read_text())["seed"] == 5
+
+
+def test_an_output_folder_with_results_is_refused_and_overwrite_removes_only_ours(tmp_path, capsys):
+    from normlab.report import save_results
+
+    out = tmp_path / "out"
+    old = {"experiment": "bn-vs-baseline", "runs": {}, "config": {}, "figures": [],
+           "headline": "old"}  # fmt: skip
+    save_results(old, out)
+    (out / "curves.png").write_bytes(b"a stale figure of another experiment")
+    (out / "notes.txt").write_text("mine")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    argv = ["experiment", "mlp-adam", "--quick", "--out", str(out), "--set", "num_epochs=1",
+            "--set", "normalizations=none"]  # fmt: skip
+    assert _run(argv) == 2
+    _one_error_line(capsys, f"output folder {out} already holds a previous run",
+                    "pass --resume to continue it or --overwrite to replace it")  # fmt: skip
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert main([*argv, "--overwrite"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert names == {"results.json", "config.json", "report.html", "loss_accuracy.png",
+                     "runs", "notes.txt"}  # fmt: skip
+    assert (out / "notes.txt").read_text() == "mine"
+    assert [p.name for p in (out / "runs").iterdir()] == ["none.json"]
+
+
+def test_an_unwritable_output_folder_fails_before_training(tmp_path, capsys):
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    assert _run(["demo", "--quick", "--out", str(f / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write to --out {f / 'sub'}" in err and "runs on" not in err
+
+
+def test_resume_refuses_another_config_and_needs_a_run(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["experiment", "mlp-adam", "--quick", "--out", str(out), "--set",
+            "normalizations=none"]  # fmt: skip
+    assert _run([*argv, "--resume"]) == 2
+    _one_error_line(capsys, f"nothing to resume in {out}", "run without --resume")
+    from normlab.report.results import save_config
+
+    save_config("mlp-adam", {"num_epochs": 9}, out)
+    assert _run([*argv, "--resume"]) == 2
+    _one_error_line(capsys, f"cannot resume {out} with other settings", "num_epochs (saved 9,")

@@ -142,3 +142,25 @@ def test_run_tasks_rejects_bad_input():
 def test_run_experiment_checks_the_config_type():
     with pytest.raises(ValueError, match="expected a WeightScaleConfig"):
         run_experiment(get_experiment("weight-scale"), get_experiment("demo").config_cls())
+
+
+def test_progress_lines_show_the_swept_values_not_run_indices(tmp_path, capsys):
+    argv = ["experiment", "weight-scale", "--quick", "--set", "num_scales=2", "--out"]
+    assert main([*argv, str(tmp_path / "ws")]) == 0
+    err = capsys.readouterr().err
+    for line in ("none weight_scale=1e-04", "batchnorm weight_scale=1 "):
+        assert line in err, err
+    assert "scale=0" not in err and "scale=1 " not in err.replace("weight_scale=1 ", "")
+
+
+def test_run_tasks_skips_done_runs_and_reports_each_new_one():
+    from normlab.experiments.runner import RunResult
+
+    specs = [RunSpec(f"r{i}", {"x": i}) for i in range(3)]
+    kept = {"r1": RunResult("r1", {"x": "kept"}, 0.0)}
+    seen, progress = [], []
+    out = run_tasks(_echo_task, 10, specs, seed=7, done=kept, on_result=seen.append,
+                    progress=lambda d, t, r: progress.append((d, t, r.name)))  # fmt: skip
+    assert [r.output["x"] for r in out.values()] == [0, "kept", 20]
+    assert [r.name for r in seen] == ["r0", "r2"]
+    assert progress == [(2, 3, "r0"), (3, 3, "r2")]

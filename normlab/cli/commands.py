@@ -16,12 +16,48 @@ import time
 from pathlib import Path
 
 from .errors import UsageError
-from .options import DATA_FIELDS, check_data_dir, check_run_options, given
+from .options import DATA_FIELDS, check_data_dir, check_resume_options, check_run_options, given
+from .outputs import (
+    INTERRUPTED,
+    interrupts_raise,
+    prepare_out_dir,
+    resume_command,
+    stop_requested,
+)
 
 EXPERIMENT_FIELDS = ("seed", *DATA_FIELDS)  # the ExperimentConfig fields given as flags
 
 
-def _progress(done: int, total: int, result) -> None:
+def _shown(value) -> str:
+    """A swept value as a reader wants it: ``1e-04`` for a scale, ``5`` for a batch size."""
+    if isinstance(value, float) and value != 0 and not 1e-2 <= abs(value) < 1e4:
+        mantissa, exponent = f"{value:.2e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+
+def describe(spec) -> str:
+    """A run as its progress line names it: its normalization, then the values it sweeps
+    (``batchnorm weight_scale=1e-04``), not the index in its name."""
+    params = dict(spec.params)
+    norm = params.pop("normalization", None)
+    words = [] if norm is None else [str(norm)]
+    words += [f"{k}={_shown(v)}" for k, v in params.items()]
+    return " ".join(words) or spec.name
+
+
+def _progress(labels: dict[str, str]):
+    """The progress callback: one line per finished run, on stderr, naming it by ``labels``."""
+
+    def progress(done: int, total: int, result) -> None:
+        _progress_line(done, total, result, labels.get(result.name, result.name))
+
+    return progress
+
+
+def _progress_line(done: int, total: int, result, label: str) -> None:
     """One line per finished run, on stderr."""
     out = result.output
     score = ""
@@ -32,17 +68,24 @@ def _progress(done: int, total: int, result) -> None:
     flag = "  (diverged)" if out.get("diverged") else ""
     width = len(str(total))
     print(
-        f"[{done:>{width}}/{total}] {result.name:<24} {result.seconds:6.1f}s{score}{flag}",
+        f"[{done:>{width}}/{total}] {label:<30} {result.seconds:6.1f}s{score}{flag}",
         file=sys.stderr,
         flush=True,
     )
 
 
 def _run_and_report(exp, config, args, out_dir: Path) -> int:
-    """Run ``exp`` with ``config``, print the table and headline, write every output."""
+    """Run ``exp`` with ``config``, print the table and headline, write every output.
+
+    Each run is saved to ``out_dir/runs`` as it finishes; ``--resume`` runs only the missing
+    ones. Ctrl-C or SIGTERM stops the workers and says how many runs are kept.
+    """
     from normlab.experiments import run_experiment
+    from normlab.experiments.config import config_to_dict
+    from normlab.experiments.runner import RunResult
     from normlab.experiments.training import preload_data
     from normlab.report import headline, save_results, text_table, write_outputs
+    from normlab.report.results import save_run
 
     scheduler = getattr(args, "scheduler", None)
     where = (
@@ -50,24 +93,52 @@ def _run_and_report(exp, config, args, out_dir: Path) -> int:
         if scheduler
         else f"{args.jobs} process{'es' if args.jobs > 1 else ''}"
     )
+    specs = exp.runs(config)
+    params = {s.name: s.params for s in specs}
+    records = prepare_out_dir(
+        out_dir, exp.name, config_to_dict(config), args.resume, args.overwrite
+    )  # refuses an earlier run's folder; writes config.json: a folder we cannot write fails now
+    done = {
+        name: RunResult(name, r["output"], r.get("seconds", 0.0))
+        for name, r in records.items()
+        if name in params and r.get("params") == json.loads(json.dumps(params[name]))
+    }
     # fail on a missing dataset before announcing anything (cached: the runs reuse it)
     preload_data(config, scheduler or None)
-    n = len(exp.runs(config))
+    n = len(specs)
+    kept = f"; {len(done)} kept from {out_dir}/runs" if args.resume else ""
     print(
         f"normlab {exp.name}: {n} runs on {config.dataset}"
-        f"{' (quick)' if config.quick else ''}, {where}, seed {config.seed}",
+        f"{' (quick)' if config.quick else ''}, {where}, seed {config.seed}{kept}",
         file=sys.stderr,
         flush=True,
     )
+
+    def keep(result) -> None:  # as each run finishes, before anything can lose it
+        record = {"params": params[result.name], "output": result.output}
+        save_run(out_dir, result.name, {**record, "seconds": round(result.seconds, 3)})
+        done[result.name] = result
+
     t0 = time.perf_counter()
-    results = run_experiment(
-        exp,
-        config,
-        jobs=args.jobs,
-        scheduler=scheduler,
-        progress=_progress,
-        on_runs=lambda raw: save_results(raw, out_dir),  # the training survives a report bug
-    )
+    try:
+        with interrupts_raise():
+            results = run_experiment(
+                exp,
+                config,
+                jobs=args.jobs,
+                scheduler=scheduler,
+                progress=_progress({s.name: describe(s) for s in specs}),
+                on_runs=lambda raw: save_results(raw, out_dir),  # training survives a report bug
+                done=dict(done),
+                on_result=keep,
+            )
+    except KeyboardInterrupt:
+        print(
+            f"normlab: interrupted; {len(done)} of {n} runs kept in {out_dir}/runs; "
+            f"resume with: {resume_command(args.argv)}",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
     report = write_outputs(results, out_dir)
     print()
     print(text_table(results["table"]))
@@ -116,7 +187,9 @@ def experiment(args) -> int:
 
     Run one experiment: every run is an independent task, executed here, in --jobs local
     processes or on a Dask cluster (--scheduler); same seed, same numbers. Writes
-    results.json, config.json, one PNG per figure and report.html into --out.
+    results.json, config.json, one PNG per figure and report.html into --out, and each run
+    into --out/runs as it finishes: after Ctrl-C, --resume runs only the missing runs. A
+    folder holding an earlier run is refused without --resume or --overwrite.
     """
     from normlab.experiments import get_experiment, list_experiments
 
@@ -181,17 +254,46 @@ def train(args) -> int:
     Train one model from a TrainConfig: --config FILE.json and/or the options below (options
     win). With --checkpoint PATH the Solver writes PATH at every epoch end and the config
     beside it (PATH with .json); --resume continues that run up to --num-epochs, exactly as if
-    it had never stopped.
+    it had never stopped; an existing PATH is refused without --resume or --overwrite. Ctrl-C
+    (or SIGTERM) stops after the current step, writes PATH and prints the command that
+    resumes; a second Ctrl-C abandons the step (the last epoch's checkpoint stays).
     """
+    from normlab.experiments.train import TrainingInterrupted, checkpoint_paths
     from normlab.experiments.train import train as run_training
 
+    check_resume_options(args)
     if args.resume and args.checkpoint is None:
         raise UsageError("--resume needs --checkpoint PATH")
     config = _train_config(args)
     check_data_dir(config.data_dir, "given by --data-dir" if args.data_dir else "in the config")
-    out = run_training(
-        config, checkpoint=args.checkpoint, resume=args.resume, verbose=not args.quiet
-    )
+    resume = f"resume with: {resume_command(args.argv)}"
+    try:
+        with stop_requested() as stop:
+            out = run_training(
+                config,
+                checkpoint=args.checkpoint,
+                resume=args.resume,
+                verbose=not args.quiet,
+                overwrite=args.overwrite,
+                stop=stop,
+            )
+    except TrainingInterrupted as err:
+        kept = (
+            f"checkpoint saved to {err.checkpoint}; {resume}"
+            if err.checkpoint
+            else "nothing saved (train with --checkpoint PATH to be able to resume)"
+        )
+        print(f"\nnormlab: interrupted: {err}; {kept}", file=sys.stderr)
+        return INTERRUPTED
+    except KeyboardInterrupt:  # a second signal: the step in flight is abandoned
+        path = None if args.checkpoint is None else checkpoint_paths(args.checkpoint)[0]
+        kept = (
+            f"the last epoch's checkpoint {path} is kept; {resume}"
+            if path is not None and path.is_file()
+            else "nothing saved"
+        )
+        print(f"\nnormlab: interrupted during a step; {kept}", file=sys.stderr)
+        return INTERRUPTED
     print(
         f"epochs {out['epochs']}; best val acc {out['best_val_acc']:.4f}; with the best "
         f"parameters: train acc {out['train_acc']:.4f}, val acc {out['val_acc']:.4f}, "

@@ -13,7 +13,8 @@ run is never dressed up as a bad argument. The user's errors (:data:`USER_ERRORS
 - :class:`~normlab.data.DatasetNotFoundError`, printed from its fields (:func:`one_line`);
 - the errors of a path the user named: ``FileNotFoundError`` (no checkpoint, no
   ``results.json``), ``FileExistsError``, ``IsADirectoryError``, ``NotADirectoryError``,
-  ``PermissionError``;
+  ``PermissionError``; :class:`~normlab._io.OutputExistsError` (a checkpoint or output folder
+  of an earlier run) is printed with the flags that resume or replace it;
 - ``ConnectionError``: the Dask scheduler of ``--scheduler`` cannot be reached;
 - :class:`~normlab.data.RefusedGlobalError`: a CIFAR pickle that tries to load code;
 - ``FloatingPointError`` (the Solver's ``NonFiniteLossError``): the loss diverged, printed
@@ -22,6 +23,7 @@ run is never dressed up as a bad argument. The user's errors (:data:`USER_ERRORS
 
 from __future__ import annotations
 
+from normlab._io import OutputExistsError
 from normlab.data import DatasetNotFoundError, RefusedGlobalError
 from normlab.data.discovery import ENV_VAR
 
@@ -51,6 +53,11 @@ def one_line(err: BaseException) -> str:
     """The line printed after ``normlab: error:`` for a user error ``err``."""
     if isinstance(err, DatasetNotFoundError):
         return _not_found(err)
+    if isinstance(err, OutputExistsError):
+        return (
+            f"{err.what} {err.path} already holds a previous run; pass --resume to continue "
+            "it or --overwrite to replace it"
+        )
     if isinstance(err, FloatingPointError):
         return f"training diverged: {_flat(str(err))}; try a smaller learning rate"
     return _flat(str(err)) or type(err).__name__

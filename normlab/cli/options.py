@@ -110,6 +110,7 @@ def add_run_options(
         f"(default {out_default or 'normlab-NAME'})",
     )
     add_config_options(parser, config_cls, ["seed"])
+    add_resume_options(parser, "--out DIR", "the runs saved in --out (same settings)")
     parser.add_argument(
         "--jobs",
         type=int,
@@ -128,8 +129,26 @@ def add_run_options(
     parser.add_argument("--quick", action="store_true", help=quick_help)
 
 
+def add_resume_options(parser, where: str, what: str) -> None:
+    """``--resume`` (continue ``what``) and ``--overwrite`` (replace what ``where`` holds)."""
+    parser.add_argument("--resume", action="store_true", help=f"continue {what}")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace the earlier run in {where} (without it, or --resume, it is refused)",
+    )
+
+
+def check_resume_options(args: argparse.Namespace) -> None:
+    """``--resume`` and ``--overwrite`` exclude each other."""
+    if args.resume and args.overwrite:
+        raise UsageError("expected --resume or --overwrite, not both")
+
+
 def check_run_options(args: argparse.Namespace) -> None:
-    """Validate ``--jobs``, ``--out`` and ``--scheduler`` before anything runs."""
+    """Validate ``--jobs``, ``--out``, ``--scheduler``, ``--resume``, ``--overwrite`` before
+    anything runs."""
+    check_resume_options(args)
     if args.jobs < 1:
         raise UsageError(f"expected --jobs >= 1, got {args.jobs}")
     out = args.out

@@ -10,7 +10,7 @@ import sys
 from normlab import __version__
 
 from . import commands
-from .options import DATA_FIELDS, add_config_options, add_run_options
+from .options import DATA_FIELDS, add_config_options, add_resume_options, add_run_options
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,12 +50,12 @@ def _train(p) -> None:
 
     p.add_argument("--config", metavar="FILE.json", help="a JSON object of TrainConfig fields")
     p.add_argument(
-        "--checkpoint", metavar="PATH", help="checkpoint file (.npz), written at every epoch end"
+        "--checkpoint",
+        metavar="PATH",
+        help="checkpoint file (.npz), written at every epoch end and on Ctrl-C",
     )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run saved in --checkpoint (its config unless --config)",
+    add_resume_options(
+        p, "--checkpoint", "the run saved in --checkpoint (its config unless --config)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     fields = p.add_argument_group("model and training (TrainConfig fields; override --config)")

@@ -11,14 +11,22 @@ a Dask distributed scheduler (``distributed.Client(address)``); the workers must
 import normlab and to find the dataset. Whenever tasks can run side by side (``jobs > 1`` or a
 cluster) each task limits numba and BLAS to one thread, so that N tasks use N cores rather than
 N times all of them; the normalization kernels give the same bits for any thread count.
+
+Interrupts: runs given as ``done`` are not run again, and ``on_result`` sees each run as it
+finishes (the command line writes it to the output folder), so an interrupted sweep resumes
+where it stopped. On Ctrl-C (``KeyboardInterrupt``) the local workers are terminated at once
+(they ignore SIGINT themselves, so a terminal's Ctrl-C reaches only this process's handling)
+and the runs queued on a Dask cluster are cancelled.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import platform
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from normlab._io import json_safe
 from normlab.experiments.base import Experiment, RunSpec
 from normlab.experiments.config import config_help, config_to_dict
 
@@ -115,10 +124,12 @@ def _execute(fn: Callable, config: Any, name: str, params: dict, seed: int, sing
 
 
 def _worker_init() -> None:
-    """Initializer of the local worker processes: numba and BLAS on one thread each."""
+    """Initializer of the local worker processes: numba and BLAS on one thread each; SIGINT
+    ignored (the parent process handles Ctrl-C and terminates the workers)."""
     import numba
     from threadpoolctl import threadpool_limits
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     numba.set_num_threads(1)
     threadpool_limits(limits=1)
 
@@ -131,6 +142,8 @@ def run_tasks(
     jobs: int = 1,
     scheduler: str | None = None,
     progress: Callable[[int, int, RunResult], None] | None = None,
+    done: dict[str, RunResult] | None = None,
+    on_result: Callable[[RunResult], None] | None = None,
 ) -> dict[str, RunResult]:
     """Execute one task per run spec and collect the results by run name.
 
@@ -150,6 +163,10 @@ def run_tasks(
         Address of a Dask distributed scheduler (``"tcp://host:8786"``) to submit the tasks to.
     progress : callable, optional
         ``progress(done, total, result)`` in this process as each run finishes.
+    done : dict of str to RunResult, optional
+        Runs finished before (e.g. by an interrupted sweep): not run again, counted as done.
+    on_result : callable, optional
+        ``on_result(result)`` in this process as each run finishes, before ``progress``.
 
     Returns
     -------
@@ -161,28 +178,34 @@ def run_tasks(
         raise ValueError(f"expected unique run names, got {names}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"expected jobs to be an integer >= 1, got {jobs!r}")
-    seeds = [derive_seed(seed, s.seed_key or s.name) for s in specs]
-    total, done = len(specs), {}
+    total = len(specs)
+    done = {n: r for n, r in (done or {}).items() if n in names}
+    left = [(s, derive_seed(seed, s.seed_key or s.name)) for s in specs if s.name not in done]
+    specs, seeds = [s for s, _ in left], [sd for _, sd in left]
 
     def finished(result: RunResult) -> None:
         done[result.name] = result
+        if on_result is not None:
+            on_result(result)
         if progress is not None:
             progress(len(done), total, result)
 
     if scheduler is not None:
         _run_dask(fn, config, specs, seeds, scheduler, finished)
-    elif jobs == 1 or total <= 1:
+    elif jobs == 1 or len(specs) <= 1:
         for s, sd in zip(specs, seeds, strict=True):
             finished(_execute(fn, config, s.name, s.params, sd, False))
     else:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
-        workers = min(jobs, total)
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+        workers = min(jobs, len(specs))
+        with _stopped_on_interrupt(
+            ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
+        ) as pool:
             # At most `workers` runs are in the pool at a time, the next submitted as one ends:
-            # a failed run (or Ctrl-C) then ends the sweep with no queued run left to start,
-            # and leaving the block waits only for the runs still going.
+            # a failed run then ends the sweep with no queued run left to start, and leaving
+            # the block waits only for the runs still going (Ctrl-C terminates them).
             todo = iter(zip(specs, seeds, strict=True))
             running = set()
 
@@ -205,6 +228,26 @@ def run_tasks(
                     finished(result)
                     submit_next()
     return {n: done[n] for n in names}
+
+
+@contextmanager
+def _stopped_on_interrupt(pool: ProcessPoolExecutor):
+    """``with pool``, except that an interrupt terminates the workers instead of waiting for
+    the runs in flight (whose results would be lost anyway)."""
+    try:
+        yield pool
+    except (KeyboardInterrupt, SystemExit):
+        if hasattr(pool, "terminate_workers"):  # Python >= 3.14
+            pool.terminate_workers()
+        else:
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.join()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_dask(fn, config, specs, seeds, address, finished) -> None:
@@ -289,6 +332,8 @@ def run_experiment(
     scheduler: str | None = None,
     progress: Callable[[int, int, RunResult], None] | None = None,
     on_runs: Callable[[dict], None] | None = None,
+    done: dict[str, RunResult] | None = None,
+    on_result: Callable[[RunResult], None] | None = None,
 ) -> dict:
     """Run every task of ``experiment`` and summarize them into the results dict.
 
@@ -297,8 +342,9 @@ def run_experiment(
     experiment : Experiment
     config : dataclass
         An instance of ``experiment.config_cls``.
-    jobs, scheduler, progress
-        As in :func:`run_tasks`.
+    jobs, scheduler, progress, done, on_result
+        As in :func:`run_tasks`: ``done`` holds the runs of an interrupted sweep (their outputs
+        as read back from JSON), ``on_result`` saves each run as it finishes.
     on_runs : callable, optional
         ``on_runs(raw)`` with the results before summarizing (no summary keys), e.g. to save
         the training before anything that reads it can fail.
@@ -310,7 +356,9 @@ def run_experiment(
         comment), ``seed``, ``runs`` (every run's output by name), ``run_seconds``, the
         experiment's summary keys (``table``, curves...), ``headline`` (one sentence),
         ``figures`` (their declarations), ``environment``, ``jobs``, ``scheduler`` and
-        ``wall_time_s``: everything a report needs (:mod:`normlab.report`).
+        ``wall_time_s``: everything a report needs (:mod:`normlab.report`). Run outputs are
+        summarized in their strict-JSON form (NaN as None, lists for tuples), the form they are
+        saved and resumed in, so a resumed sweep summarizes exactly what a whole one does.
     """
     if not isinstance(config, experiment.config_cls):
         raise ValueError(
@@ -322,8 +370,10 @@ def run_experiment(
 
     preload_data(config, scheduler)  # a missing dataset fails here, not in every worker
     specs = experiment.runs(config)
-    done = run_tasks(experiment.run_task, config, specs, config.seed, jobs, scheduler, progress)
-    outputs = {name: r.output for name, r in done.items()}
+    done = run_tasks(
+        experiment.run_task, config, specs, config.seed, jobs, scheduler, progress, done, on_result
+    )
+    outputs = {name: json.loads(json.dumps(json_safe(r.output))) for name, r in done.items()}
     seconds = {name: round(r.seconds, 3) for name, r in done.items()}
     raw = {
         "experiment": experiment.name,

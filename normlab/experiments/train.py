@@ -3,6 +3,11 @@
 The functions behind ``normlab train`` and ``normlab evaluate``. A checkpoint ``run.npz`` (the
 Solver's, written at every epoch end) gets its ``TrainConfig`` beside it as ``run.json``, so
 that ``--resume`` and ``evaluate`` rebuild the same data split and model without being told.
+
+Nothing is replaced silently: an existing checkpoint is continued (``resume=True``) or replaced
+(``overwrite=True``), otherwise refused (:class:`~normlab._io.OutputExistsError`). A ``stop``
+callable, checked after every step, ends the run early with a checkpoint of the last step
+(:class:`TrainingInterrupted`): the command line sets it on SIGINT and SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,16 +15,47 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from normlab._io import OutputExistsError, atomic_write_text
 from normlab.experiments import training
 from normlab.experiments.config import TrainConfig, config_from_dict, config_to_dict
 from normlab.experiments.training import accuracy
 
-__all__ = ["build_model", "checkpoint_paths", "evaluate", "load_train_data", "train"]
+__all__ = [
+    "TrainingInterrupted",
+    "build_model",
+    "checkpoint_paths",
+    "evaluate",
+    "load_train_data",
+    "train",
+]
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped early, as asked by ``stop``, between two steps.
+
+    Attributes
+    ----------
+    iteration, total : int
+        Steps taken and the steps of the whole run.
+    epoch, num_epochs : int
+        The epoch it stopped in (1-based) and the run's epochs.
+    checkpoint : str or None
+        Where the state after the last step was written (None: no checkpoint was asked for).
+    """
+
+    def __init__(self, iteration, total, epoch, num_epochs, checkpoint) -> None:
+        self.iteration, self.total = iteration, total
+        self.epoch, self.num_epochs = epoch, num_epochs
+        self.checkpoint = checkpoint
+        super().__init__(
+            f"stopped in epoch {epoch} of {num_epochs} after iteration {iteration} of {total}"
+        )
 
 
 def checkpoint_paths(checkpoint: str | os.PathLike) -> tuple[Path, Path]:
@@ -74,6 +110,8 @@ def train(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     verbose: bool = True,
+    overwrite: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> dict:
     """Train one model as ``config`` says, optionally checkpointing and resuming.
 
@@ -88,6 +126,14 @@ def train(
         may differ from the config saved beside the checkpoint.
     verbose : bool, default True
         The Solver's progress bar and per-epoch accuracies.
+    overwrite : bool, default False
+        Replace an existing ``checkpoint`` (and its config) with a new run; without it (or
+        ``resume``) an existing checkpoint is refused before anything is loaded.
+    stop : callable, optional
+        ``stop() -> bool``, checked after every step; when true, the state after that step is
+        written to ``checkpoint`` (a resume continues it exactly) and
+        :class:`TrainingInterrupted` is raised. It is not honoured on an epoch's last step
+        (the epoch end comes first, with its own checkpoint) or the run's last.
 
     Returns
     -------
@@ -102,6 +148,10 @@ def train(
     ValueError
         On resume, a setting other than those above differs from the saved config (it would
         silently change the run: another data split, another model, another batch order).
+    OutputExistsError
+        ``checkpoint`` exists and neither ``resume`` nor ``overwrite`` is set.
+    TrainingInterrupted
+        ``stop()`` returned true.
     """
     from normlab.data import Augment
     from normlab.solver import Solver
@@ -109,25 +159,35 @@ def train(
     augment = Augment.from_spec(config.augment)
     config = dataclasses.replace(config, augment=augment.spec)  # "shift1,flip" -> "flip,shift1"
     augment = augment if augment.active else None
-    if resume and checkpoint is not None:
-        _check_resume_config(config, load_sidecar(checkpoint))
-    data = load_train_data(config)
-    model, solver_seed = build_model(config, data)
+    if resume and checkpoint is None:
+        raise ValueError("expected a checkpoint to resume from, got checkpoint=None")
     ckpt = cfg_path = None
     if checkpoint is not None:
         ckpt, cfg_path = checkpoint_paths(checkpoint)
+        if resume:
+            if not ckpt.is_file():
+                raise FileNotFoundError(
+                    f"cannot resume: no checkpoint at {ckpt}; train without --resume"
+                )
+            _check_resume_config(config, load_sidecar(checkpoint))
+        elif ckpt.exists() and not overwrite:
+            raise OutputExistsError(ckpt, "checkpoint")
+        elif overwrite:
+            ckpt.unlink(missing_ok=True)
+            cfg_path.unlink(missing_ok=True)
         ckpt.parent.mkdir(parents=True, exist_ok=True)
+        # the config beside it, before any data is loaded: a folder we cannot write fails now
+        atomic_write_text(cfg_path, json.dumps(config_to_dict(config), indent=2) + "\n")
+    data = load_train_data(config)
+    model, solver_seed = build_model(config, data)
     options = dict(
         num_epochs=config.num_epochs,
         checkpoint_name=None if ckpt is None else str(ckpt),
         verbose=verbose,
         print_every=max(1, (len(data["X_train"]) // config.batch_size) // 4),
+        callbacks=[] if stop is None else [_stopper(stop, ckpt)],
     )
     if resume:
-        if ckpt is None or not ckpt.is_file():
-            raise FileNotFoundError(
-                f"cannot resume: no checkpoint at {ckpt}; train without --resume"
-            )
         solver = Solver.from_checkpoint(model, data, ckpt, **options)
     else:
         solver = Solver(
@@ -141,8 +201,6 @@ def train(
             augment=augment,
             **options,
         )
-    if cfg_path is not None:
-        cfg_path.write_text(json.dumps(config_to_dict(config), indent=2) + "\n")
     solver.train()
     return {
         "config": config_to_dict(config),
@@ -152,6 +210,26 @@ def train(
         **_scores(model, data),
         "checkpoint": None if ckpt is None else str(ckpt),
     }
+
+
+def _stopper(stop: Callable[[], bool], ckpt: Path | None) -> Callable:
+    """A Solver callback: when ``stop()``, checkpoint the state after this step and raise."""
+
+    def callback(solver, info) -> None:
+        it, ipe = solver.iteration, solver.iterations_per_epoch
+        if it % ipe == 0 or it >= solver.total_iterations or not stop():
+            return  # an epoch end (or the run's end) comes next: let it come
+        if ckpt is not None:
+            solver.save_checkpoint(ckpt)  # atomic; between steps the state is consistent
+        raise TrainingInterrupted(
+            it,
+            solver.total_iterations,
+            it // ipe + 1,
+            solver.num_epochs,
+            None if ckpt is None else str(ckpt),
+        )
+
+    return callback
 
 
 _RESUME_MAY_CHANGE = ("num_epochs", "data_dir", "download")

@@ -12,6 +12,7 @@ import html
 import json
 from pathlib import Path
 
+from normlab._io import atomic_write, atomic_write_text
 from normlab.report.figures import make_figures, render_png
 from normlab.report.results import headline
 from normlab.report.tables import html_table
@@ -119,7 +120,7 @@ def render_html(results: dict, pngs: dict[str, bytes]) -> str:
 
 
 def write_report(results: dict, out_dir: str | Path) -> Path:
-    """Draw the figures into ``out_dir/<name>.png`` and write ``out_dir/report.html``.
+    """Draw the figures into ``out_dir/<name>.png`` and write ``out_dir/report.html`` (atomically).
 
     Parameters
     ----------
@@ -138,7 +139,8 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     pngs = {}
     for stem, fig in make_figures(results).items():
         pngs[stem] = render_png(fig)
-        (out / f"{stem}.png").write_bytes(pngs[stem])
+        with atomic_write(out / f"{stem}.png") as f:
+            f.write(pngs[stem])
     path = out / "report.html"
-    path.write_text(render_html(results, pngs), encoding="utf-8")
+    atomic_write_text(path, render_html(results, pngs))
     return path

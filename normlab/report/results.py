@@ -17,23 +17,32 @@ Versions
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
+from urllib.parse import quote
 
-__all__ = ["FORMAT_VERSION", "headline", "load_results", "save_results"]
+from normlab._io import atomic_write_text, json_safe
+
+__all__ = [
+    "FORMAT_VERSION",
+    "RUNS_DIR",
+    "headline",
+    "load_results",
+    "load_runs",
+    "output_files",
+    "remove_outputs",
+    "save_config",
+    "save_results",
+    "save_run",
+]
 
 FORMAT_VERSION = 2
+RUNS_DIR = "runs"  # one <run name>.json per finished run, written as the run ends
+_FILES = ("results.json", "config.json", "report.html")  # besides the runs and the figures
 
 
-def _json_safe(obj):
-    """``obj`` with NaN and infinities replaced by None (strict JSON has neither)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
+def _dump(obj, indent: int) -> str:
+    """Strict JSON text of ``obj`` (NaN and infinities as null)."""
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False) + "\n"
 
 
 def save_results(results: dict, out_dir: str | Path) -> tuple[Path, Path]:
@@ -53,12 +62,83 @@ def save_results(results: dict, out_dir: str | Path) -> tuple[Path, Path]:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    res_path, cfg_path = out / "results.json", out / "config.json"
-    versioned = {"format_version": FORMAT_VERSION, **results}
-    res_path.write_text(json.dumps(_json_safe(versioned), indent=1, allow_nan=False) + "\n")
-    config = {"experiment": results.get("experiment"), "config": results.get("config", {})}
-    cfg_path.write_text(json.dumps(_json_safe(config), indent=2, allow_nan=False) + "\n")
+    res_path = out / "results.json"
+    atomic_write_text(res_path, _dump({"format_version": FORMAT_VERSION, **results}, 1))
+    cfg_path = save_config(results.get("experiment"), results.get("config", {}), out)
     return res_path, cfg_path
+
+
+def save_config(experiment: str | None, config: dict, out_dir: str | Path) -> Path:
+    """Write ``config.json`` (``{"experiment": ..., "config": {...}}``) into ``out_dir``.
+
+    Written before the first run, it says what the runs in ``out_dir/runs`` belong to (a resume
+    compares it with its own config) and proves the folder writable before anything trains.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "config.json"
+    atomic_write_text(path, _dump({"experiment": experiment, "config": config}, 2))
+    return path
+
+
+def _run_path(out: Path, name: str) -> Path:
+    """``out/runs/<name>.json``, the run name escaped into one file name (``/`` is ``%2F``)."""
+    return out / RUNS_DIR / f"{quote(name, safe='=,+-_.')}.json"
+
+
+def save_run(out_dir: str | Path, name: str, record: dict) -> Path:
+    """Write one finished run's ``record`` (``name``, ``params``, ``output``, ``seconds``)
+    atomically to ``out_dir/runs/<name>.json``."""
+    path = _run_path(Path(out_dir), name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, _dump({**record, "name": name}, 1))
+    return path
+
+
+def load_runs(out_dir: str | Path) -> dict[str, dict]:
+    """The run records saved in ``out_dir/runs``, by run name (unreadable files are skipped)."""
+    records = {}
+    for path in sorted((Path(out_dir) / RUNS_DIR).glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # not one of ours, or not whole: the run is done again
+        if isinstance(record, dict) and path == _run_path(Path(out_dir), record.get("name", "")):
+            records[record["name"]] = record
+    return records
+
+
+def output_files(out_dir: str | Path, figure_names=()) -> list[Path]:
+    """The files an experiment wrote into ``out_dir`` that exist there, nothing else.
+
+    ``results.json``, ``config.json``, ``report.html``, the runs in ``runs/`` and the PNG of
+    every figure named in ``figure_names`` or declared by the ``results.json`` there.
+    """
+    out = Path(out_dir)
+    names = set(figure_names)
+    try:
+        declared = json.loads((out / "results.json").read_text()).get("figures", [])
+        names |= {f["name"] for f in declared if isinstance(f, dict) and "name" in f}
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass  # no results or not ours: only the names given
+    found = [out / n for n in (*_FILES, *(f"{n}.png" for n in sorted(names)))]
+    return [p for p in found if p.is_file()] + _run_files(out)
+
+
+def _run_files(out: Path) -> list[Path]:
+    """The run records of ``out/runs`` (files whose content names them)."""
+    return [_run_path(out, name) for name in load_runs(out)]
+
+
+def remove_outputs(out_dir: str | Path, figure_names=()) -> list[Path]:
+    """Delete :func:`output_files` (and ``runs/`` if that leaves it empty); the paths removed."""
+    gone = output_files(out_dir, figure_names)
+    for path in gone:
+        path.unlink(missing_ok=True)
+    runs = Path(out_dir) / RUNS_DIR
+    if runs.is_dir() and not any(runs.iterdir()):
+        runs.rmdir()
+    return gone
 
 
 def load_results(out_dir: str | Path) -> dict:
