@@ -19,9 +19,10 @@ from .errors import UsageError
 from .options import DATA_FIELDS, check_data_dir, check_resume_options, check_run_options, given
 from .outputs import (
     INTERRUPTED,
+    check_out_dir,
     interrupts_raise,
-    prepare_out_dir,
     resume_command,
+    start_out_dir,
     stop_requested,
 )
 
@@ -95,9 +96,8 @@ def _run_and_report(exp, config, args, out_dir: Path) -> int:
     )
     specs = exp.runs(config)
     params = {s.name: s.params for s in specs}
-    records = prepare_out_dir(
-        out_dir, exp.name, config_to_dict(config), args.resume, args.overwrite
-    )  # refuses an earlier run's folder; writes config.json: a folder we cannot write fails now
+    saved = config_to_dict(config)
+    records = check_out_dir(out_dir, exp.name, saved, args.resume, args.overwrite)
     done = {
         name: RunResult(name, r["output"], r.get("seconds", 0.0))
         for name, r in records.items()
@@ -105,6 +105,7 @@ def _run_and_report(exp, config, args, out_dir: Path) -> int:
     }
     # fail on a missing dataset before announcing anything (cached: the runs reuse it)
     preload_data(config, scheduler or None)
+    start_out_dir(out_dir, exp.name, saved, args.overwrite)  # unwritable: fails before training
     n = len(specs)
     kept = f"; {len(done)} kept from {out_dir}/runs" if args.resume else ""
     print(

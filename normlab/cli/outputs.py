@@ -22,7 +22,14 @@ from normlab._io import OutputExistsError, json_safe
 
 from .errors import UsageError
 
-__all__ = ["INTERRUPTED", "interrupts_raise", "prepare_out_dir", "resume_command", "stop_requested"]
+__all__ = [
+    "INTERRUPTED",
+    "check_out_dir",
+    "interrupts_raise",
+    "start_out_dir",
+    "resume_command",
+    "stop_requested",
+]
 
 INTERRUPTED = 130  # the shell's exit status for a process ended by SIGINT
 _RESUME_MAY_CHANGE = ("data_dir", "download")  # where the data is read from, not what it is
@@ -46,8 +53,8 @@ def _figure_names() -> set[str]:
     return names
 
 
-def prepare_out_dir(out: Path, experiment: str, config: dict, resume: bool, overwrite: bool):
-    """Check ``out`` against ``--resume`` / ``--overwrite``, then write its ``config.json``.
+def check_out_dir(out: Path, experiment: str, config: dict, resume: bool, overwrite: bool):
+    """Check ``out`` against ``--resume`` / ``--overwrite``; writes nothing.
 
     Parameters
     ----------
@@ -73,26 +80,28 @@ def prepare_out_dir(out: Path, experiment: str, config: dict, resume: bool, over
         ``--resume`` and ``out`` holds no run.
     ValueError
         ``--resume`` with another experiment or other settings than the saved run's.
-    UsageError
-        ``out`` cannot be created or written (before anything trains).
     """
-    from normlab.report.results import load_runs, output_files, remove_outputs, save_config
+    from normlab.report.results import load_runs, output_files
 
-    config = json_safe(config)
     if resume:
-        _check_same_run(out, experiment, config)
-        records = load_runs(out)
-    else:
-        records = {}
-        if overwrite:
-            remove_outputs(out, _figure_names())
-        elif output_files(out, _figure_names()):
-            raise OutputExistsError(out, "output folder")
+        _check_same_run(out, experiment, json_safe(config))
+        return load_runs(out)
+    if not overwrite and output_files(out, _figure_names()):
+        raise OutputExistsError(out, "output folder")
+    return {}
+
+
+def start_out_dir(out: Path, experiment: str, config: dict, overwrite: bool) -> None:
+    """Remove the earlier run's files (``overwrite``) and write ``config.json``, which proves
+    ``out`` writable before anything trains (a :class:`UsageError` if it is not)."""
+    from normlab.report.results import remove_outputs, save_config
+
+    if overwrite:
+        remove_outputs(out, _figure_names())
     try:
-        save_config(experiment, config, out)  # proves the folder writable, before training
+        save_config(experiment, json_safe(config), out)
     except OSError as err:
         raise UsageError(f"cannot write to --out {out}: {err.strerror or err}") from None
-    return records
 
 
 def _check_same_run(out: Path, experiment: str, config: dict) -> None:
