@@ -42,8 +42,37 @@ def _like_impl(value, arr):
     return impl
 
 
+def _tiny(arr):
+    """The smallest normal number of the dtype of ``arr``, as a float (jitted code only)."""
+    raise NotImplementedError("only callable from numba-compiled code")
+
+
+@overload(_tiny, inline="always")
+def _tiny_impl(arr):
+    tiny = float(np.finfo(nb.np.numpy_support.as_dtype(arr.dtype)).tiny)
+
+    def impl(arr):
+        return tiny
+
+    return impl
+
+
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
-def _block_stats(a):
+def _squares_ok(q, n, eps, tiny):
+    """Whether ``q``, a sum of n squared deviations in a dtype whose smallest normal number is
+    ``tiny``, gives ``var + eps`` to rounding.
+
+    It must be finite (float32 squares overflow at |x - m| > ~1e19), and ``q / n + eps`` at
+    least ``tiny``: a square below ``tiny`` (|x - m| < ~1e-19 in float32) is rounded to a
+    subnormal, up to ``tiny * 2^-24`` off, which is within rounding of ``var + eps`` only then.
+    With the usual eps (1e-5) every finite ``q`` passes; with ``eps = 1e-45`` and |x - m| ~
+    1e-20 it does not.
+    """
+    return np.isfinite(q) and q + n * eps >= n * tiny
+
+
+@nb.njit(cache=True, fastmath=_FAST, inline="always")
+def _block_stats(a, eps):
     """Mean and M2 (float64) of a 1-D block by the corrected two-pass algorithm.
 
     The passes run in the block's dtype: ``m0 = sum(a)/n``, then ``s = sum(a - m0)`` and
@@ -55,7 +84,8 @@ def _block_stats(a):
         t += a[i]
     m0 = _like(t / n, a)
     s, q = _shifted_sums(a, m0)  # one block: its dtype's sums, as float64
-    if not (np.isfinite(t) and np.isfinite(q)):  # float32 overflow (|x| > ~1e19), or NaN/inf
+    # float32 overflow (|x| > ~1e19), underflow (|x - m| < ~1e-19), or NaN/inf
+    if not (np.isfinite(t) and _squares_ok(q, n, eps, _tiny(a))):
         return _block_stats64(a)
     return m0 + s / n, max(q - s * s / n, 0.0)
 
@@ -95,13 +125,13 @@ def _merge(mean, m2, cnt, bm, bq, k):
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
-def _seg_stats(a):
+def _seg_stats(a, eps):
     """Mean and M2 (float64) of a 1-D array: corrected two-pass per block, blocks merged."""
     n = a.shape[0]
     mean, m2, cnt = 0.0, 0.0, 0
     for b in range(0, n, _BLOCK):
         blk = a[b : min(b + _BLOCK, n)]
-        bm, bq = _block_stats(blk)
+        bm, bq = _block_stats(blk, eps)
         mean, m2, cnt = _merge(mean, m2, cnt, bm, bq, blk.shape[0])
     return mean, m2
 
@@ -171,16 +201,18 @@ def _shifted_sums(a, m0):
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
-def _shifted_stats(m0, t1, t2, n):
-    """(ok, mean, M2) from the shifted sums of n values about m0.
+def _shifted_stats(m0, t1, t2, n, eps=0.0, tiny=0.0):
+    """(ok, mean, M2) from the shifted sums of n values about m0, summed in a dtype whose
+    smallest normal number is ``tiny`` (0: no underflow test); ``eps`` is the layer's.
 
-    ``ok`` when the sums are finite and the shift lies within one standard deviation of the
-    mean: then ``t2 <= 2 * M2`` and ``M2 = t2 - t1^2 / n`` loses at most one bit to the
-    subtraction, the corrected two-pass bound. Otherwise the caller recomputes by blocks.
+    ``ok`` when the squares neither overflowed nor underflowed (:func:`_squares_ok`) and the
+    shift lies within one standard deviation of the mean: then ``t2 <= 2 * M2`` and ``M2 = t2 -
+    t1^2 / n`` loses at most one bit to the subtraction, the corrected two-pass bound.
+    Otherwise the caller recomputes by blocks.
     """
     d = t1 / n
     m2 = t2 - t1 * d
-    ok = np.isfinite(t2) and d * d * n <= m2
+    ok = _squares_ok(t2, n, eps, tiny) and d * d * n <= m2
     return ok, m0 + d, max(m2, 0.0)
 
 
@@ -255,7 +287,7 @@ def _tile_shifted_sums(x, b0, b1, c0, c1, mu, s, q):
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
-def _cols_stats(x, m, m2, m0, s, q):
+def _cols_stats(x, m, m2, m0, s, q, eps):
     """Column means and M2 of x (N, D) into ``m, m2`` (D,) float64, zero on entry.
 
     Blocks of ``_ROWS`` rows, in tiles of ``_TILE`` columns (in L1 for both passes of the
@@ -263,6 +295,7 @@ def _cols_stats(x, m, m2, m0, s, q):
     ``m0, s, q`` are scratch (_TILE,) arrays of x's dtype.
     """
     N, D = x.shape
+    tiny = _tiny(x)
     cnt = 0
     for b0 in range(0, N, _ROWS):
         b1 = min(b0 + _ROWS, N)
@@ -290,18 +323,18 @@ def _cols_stats(x, m, m2, m0, s, q):
             _tile_shifted_sums(x, b0, b1, c0, c1, m0, s, q)
             mm = m[c0:c1]
             mq = m2[c0:c1]
-            check = 0.0  # float64 sum of q: not finite iff some q (or m0) overflowed or is NaN
+            good = 0  # columns whose q neither overflowed nor underflowed, nor is NaN
             for j in range(k):
-                check += q[j]
-            if np.isfinite(check):  # the fast path, no branch in the loop: vectorises
+                good += _squares_ok(q[j], nb_, eps, tiny)
+            if good == k:  # the fast path, no branch in the loop: vectorises
                 for j in range(k):
                     sj = np.float64(s[j])
                     delta = m0[j] + sj * inb - mm[j]
                     mm[j] += delta * f1
                     mq[j] += max(q[j] - sj * sj * inb, 0.0) + delta * delta * f2
-            else:  # overflow in x's dtype (|x| > ~1e19 in float32), or NaN/inf
+            else:  # over- or underflow in x's dtype (|x - m| > ~1e19 or < ~1e-19), NaN/inf
                 for j in range(k):
-                    if np.isfinite(q[j]):
+                    if _squares_ok(q[j], nb_, eps, tiny):
                         sj = np.float64(s[j])
                         bm = m0[j] + sj * inb
                         bq = max(q[j] - sj * sj * inb, 0.0)
@@ -424,23 +457,60 @@ def _chunk_totals(p1, p2, j):
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
 def _backward_coef(x, mean, rstd, gamma, dgamma, dbeta, M):
-    """One channel's ``dx = A * dy + B * (x - mh) + Cc`` in x's dtype (closed form, M values)."""
+    """One channel's closed-form backward over M values in x's dtype: (mh, R, A, B, Cc) with
+    ``dx = A * dy + B * ((x - mh) * R) + Cc``.
+
+    ``dx = gamma * rstd * (dy - dbeta/M - xhat * dgamma/M)`` and ``xhat = (x - mh) * rstd -
+    (mean - mh) * rstd``. ``rstd`` is applied twice, never as ``rstd^2``: every coefficient is
+    of the order of ``rstd`` or of dx, so none leaves float32 while x and dx are in it (a
+    coefficient ``gamma * rstd^2 * dgamma / M`` of ``x - mh`` underflows at |x| ~ 1e20 and
+    overflows at |x| ~ 1e-20).
+    """
     m = _like(mean, x)
     a = gamma * rstd
-    b = -a * rstd * dgamma / M
-    return m, _like(a, x), _like(b, x), _like(-a * dbeta / M - b * (mean - m), x)
+    b = -a * dgamma / M  # the coefficient of xhat
+    c = -a * dbeta / M - b * ((mean - m) * rstd)
+    return m, _like(rstd, x), _like(a, x), _like(b, x), _like(c, x)
+
+
+# The dx loops are compiled without reassociation, which would fold ``b * r`` (of order rstd^2,
+# out of float32 range for |x| ~ 1e20 or ~1e-20) into one loop-invariant coefficient; they
+# vectorise without it. Called, not inlined into the kernels, so that they keep these flags.
+_NO_REASSOC = {"contract"}
+
+
+@nb.njit(cache=True, fastmath=_NO_REASSOC, nogil=True)
+def _dx_seg(dy, x, m, r, a, b, c, dx):
+    """``dx = a * dy + b * ((x - m) * r) + c`` over 1-D segments, scalar coefficients."""
+    for i in range(dx.shape[0]):
+        dx[i] = a * dy[i] + b * ((x[i] - m) * r) + c
+
+
+@nb.njit(cache=True, fastmath=_NO_REASSOC, nogil=True)
+def _dx_cols(dy, x, mh, r, a, b, c, dx):
+    """``dx = a * dy + b * ((x - mh) * r) + c`` over 1-D rows, per-column coefficients."""
+    for j in range(dx.shape[0]):
+        dx[j] = a[j] * dy[j] + b[j] * ((x[j] - mh[j]) * r[j]) + c[j]
+
+
+@nb.njit(cache=True, fastmath=_NO_REASSOC, nogil=True)
+def _dx_gamma(dy, x, gamma, m, r, b, c, dx):
+    """``dx = dy * (gamma * r) + b * ((x - m) * r) + c`` over 1-D rows, gamma per element."""
+    for i in range(dx.shape[0]):
+        dx[i] = dy[i] * (gamma[i] * r) + b * ((x[i] - m) * r) + c
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
 def _backward_coefs(x, mean, rstd, gamma, dgamma, dbeta, M):
-    """:func:`_backward_coef` of every channel: mh, A, B, Cc (C,) in x's dtype."""
+    """:func:`_backward_coef` of every channel: mh, R, A, B, Cc (C,) in x's dtype."""
     C = mean.shape[0]
     mh = np.empty(C, x.dtype)
+    R = np.empty(C, x.dtype)
     A = np.empty(C, x.dtype)
     B = np.empty(C, x.dtype)
     Cc = np.empty(C, x.dtype)
     for c in range(C):
-        mh[c], A[c], B[c], Cc[c] = _backward_coef(
+        mh[c], R[c], A[c], B[c], Cc[c] = _backward_coef(
             x, mean[c], rstd[c], gamma[c], dgamma[c], dbeta[c], M
         )
-    return mh, A, B, Cc
+    return mh, R, A, B, Cc

@@ -61,6 +61,9 @@ from normlab.kernels._blocks import (
     _cols_sample_mean,
     _cols_shifted_sums,
     _cols_stats,
+    _dx_cols,
+    _dx_gamma,
+    _dx_seg,
     _like,
     _merge,
     _sample_mean,
@@ -68,6 +71,7 @@ from normlab.kernels._blocks import (
     _seg_stats,
     _shifted_stats,
     _shifted_sums,
+    _tiny,
 )
 
 _FLUSH = 64  # rows of layer-norm parameter gradients summed in x's dtype before a float64 add
@@ -152,7 +156,7 @@ def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nchunks):
         redo = 0
         for j in prange(D):
             t1, t2 = _chunk_totals(p1, p2, j)
-            ok, mean[j], m2[j] = _shifted_stats(m0[j], t1, t2, N)
+            ok, mean[j], m2[j] = _shifted_stats(m0[j], t1, t2, N, eps, _tiny(x))
             if not ok:
                 m0[j] = _like(mean[j], x)
                 redo += 1
@@ -164,7 +168,7 @@ def cols_forward(x, gamma, beta, eps, out, mean, var, rstd, nchunks):
         b0 = np.empty(_TILE, x.dtype)
         b1 = np.empty(_TILE, x.dtype)
         b2 = np.empty(_TILE, x.dtype)
-        _cols_stats(x, mean, m2, b0, b1, b2)
+        _cols_stats(x, mean, m2, b0, b1, b2, eps)
     var[:] = m2 / N
     rstd[:] = 1.0 / np.sqrt(var + eps)
     mh, a, b = _affine_coefs(x, mean, rstd, gamma, beta)
@@ -181,7 +185,7 @@ def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nchunks):
 
     Pass 1, ``nchunks`` chunks of rows in parallel: ``sum(dy)`` and ``sum(dy * (x - mh))``
     per column by :func:`_cols_grad_sums`, into float64 per-chunk totals. Pass 2, parallel over
-    rows: ``dx = A * dy + B * (x - mh) + Cc`` per column.
+    rows: ``dx = A * dy + B * ((x - mh) * R) + Cc`` per column (:func:`_backward_coef`).
     """
     N, D = x.shape
     mh = np.empty(D, x.dtype)
@@ -199,13 +203,9 @@ def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nchunks):
         # sum(dy * (x - mean)) = sum(dy * (x - mh)) - (mean - mh) * sum(dy)
         dgamma[j] = (sdx - (mean[j] - mh[j]) * sdy) * rstd[j]
         dbeta[j] = sdy
-    _, A, B, Cc = _backward_coefs(x, mean, rstd, gamma, dgamma, dbeta, N)
-    for n in prange(N):
-        g = dy[n]
-        xr = x[n]
-        o = dx[n]
-        for j in range(D):
-            o[j] = A[j] * g[j] + B[j] * (xr[j] - mh[j]) + Cc[j]
+    _, R, A, B, Cc = _backward_coefs(x, mean, rstd, gamma, dgamma, dbeta, N)
+    for n in prange(N):  # dx = A dy + B xhat + Cc, xhat up to a shift folded into Cc
+        _dx_cols(dy[n], x[n], mh, R, A, B, Cc, dx[n])
 
 
 @_jit
@@ -225,11 +225,11 @@ def spatial_forward(x, gamma, beta, eps, out, mean, var, rstd):
             a1, a2 = _shifted_sums(x[n, ch], m0)
             t1 += a1
             t2 += a2
-        ok, mu, m2 = _shifted_stats(m0, t1, t2, M)
-        if not ok:  # the sample mean is off, or float32 overflowed: corrected two-pass
+        ok, mu, m2 = _shifted_stats(m0, t1, t2, M, eps, _tiny(x))
+        if not ok:  # the sample mean is off, or float32 over/underflowed: corrected two-pass
             mu, m2, cnt = 0.0, 0.0, 0
             for n in range(N):
-                bm, bq = _seg_stats(x[n, ch])
+                bm, bq = _seg_stats(x[n, ch], eps)
                 mu, m2, cnt = _merge(mu, m2, cnt, bm, bq, S)
         v = m2 / M
         rs = 1.0 / np.sqrt(v + eps)
@@ -264,13 +264,9 @@ def spatial_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta):
         dg = (sdx - (mean[ch] - m) * sdy) * rstd[ch]
         dgamma[ch] = dg
         dbeta[ch] = sdy
-        m, ac, bc, cc = _backward_coef(x, mean[ch], rstd[ch], gamma[ch], dg, sdy, M)
-        for n in range(N):
-            g = dy[n, ch]
-            xr = x[n, ch]
-            o = dx[n, ch]
-            for s in range(S):
-                o[s] = ac * g[s] + bc * (xr[s] - m) + cc
+        m, r, ac, bc, cc = _backward_coef(x, mean[ch], rstd[ch], gamma[ch], dg, sdy, M)
+        for n in range(N):  # dx = A dy + B xhat + Cc, xhat up to a shift folded into Cc
+            _dx_seg(dy[n, ch], x[n, ch], m, r, ac, bc, cc, dx[n, ch])
 
 
 @_jit
@@ -282,9 +278,9 @@ def rows_forward(x, gamma, beta, G, K, S, eps, out, mean, var, rstd):
         o = out[r]
         m0 = _sample_mean(row)
         t1, t2 = _shifted_sums(row, m0)
-        ok, mu, m2 = _shifted_stats(m0, t1, t2, L)
-        if not ok:  # the sample mean is off, or float32 overflowed: corrected two-pass
-            mu, m2 = _seg_stats(row)
+        ok, mu, m2 = _shifted_stats(m0, t1, t2, L, eps, _tiny(x))
+        if not ok:  # the sample mean is off, or float32 over/underflowed: corrected two-pass
+            mu, m2 = _seg_stats(row, eps)
         v = m2 / L
         mean[r] = mu
         var[r] = v
@@ -373,10 +369,11 @@ def rows_backward(dy, x, mean, rstd, gamma, G, K, S, dx, dgamma_part, dbeta_part
                             t2 += gg64 * (np.float64(xb[i]) - m)
                 m1 = t1 / L  # mean(dy * gamma)
                 m2 = (t2 - ml * t1) * rs / L  # mean(dy * gamma * xhat)
-                P = _like(-rs * rs * m2, x)  # dx = rs*gamma*dy + P*(x - m) + Q
-                Q = _like(-rs * m1 + rs * rs * m2 * ml, x)
-                for i in range(L):  # element-wise: dx
-                    o[i] = g[i] * (gs[i] * rs_) + P * (xr[i] - m) + Q
+                # dx = rs*gamma*dy + P*((x - m)*rs) + Q: rs applied twice, never rs^2 (which
+                # leaves float32 for |x| ~ 1e20 or ~1e-20 while dx stays in it)
+                P = _like(-rs * m2, x)
+                Q = _like(-rs * (m1 - m2 * (ml * rs)), x)
+                _dx_gamma(g, xr, gs, m, rs_, P, Q, o)  # element-wise: dx
                 pending += 1
                 if pending == _FLUSH or r == r1 - 1:
                     pending = 0
@@ -394,14 +391,12 @@ def rows_backward(dy, x, mean, rstd, gamma, G, K, S, dx, dgamma_part, dbeta_part
                     s2 += gamma[base + k] * a2
                     dgp[base + k] += a2
                     dbp[base + k] += a1
-                m1 = s1 / L
-                m2 = s2 / L
-                P = _like(-rs * rs * m2, x)
-                Q = _like(-rs * m1 + rs * rs * m2 * ml, x)
+                m1 = s1 / L  # mean(dy * gamma)
+                m2 = s2 / L  # mean(dy * gamma * xhat)
+                rs_ = _like(rs, x)
+                P = _like(-rs * m2, x)  # dx = rs*gamma*dy + P*((x - m)*rs) + Q, as for S == 1
+                Q = _like(-rs * (m1 - m2 * (ml * rs)), x)
                 for k in range(K):
                     gk = _like(rs * gamma[base + k], x)
-                    gs = g[k * S : (k + 1) * S]
-                    xs = xr[k * S : (k + 1) * S]
-                    os_ = o[k * S : (k + 1) * S]
-                    for s in range(S):
-                        os_[s] = gs[s] * gk + P * (xs[s] - m) + Q
+                    ks = slice(k * S, (k + 1) * S)
+                    _dx_seg(g[ks], xr[ks], m, rs_, gk, P, Q, o[ks])
