@@ -328,7 +328,30 @@ def test_dataset_not_found_line_is_built_from_the_fields(monkeypatch, capsys):
     assert capsys.readouterr().err == (
         "normlab: error: dataset 'mnist' not found (looked in /a, /b/mnist); download into "
         "/b/mnist failed: https://m/x.gz: mirror down. To get it: fetch the files; or pass "
-        "--data-dir DIR or set $NORMLAB_DATA to a directory holding mnist/.\n"
+        "--data-dir DIR (the folder holding the files) or set $NORMLAB_DATA to a directory "
+        "holding mnist/.\n"
+    )
+
+
+def test_dataset_not_found_in_the_data_dir_given_says_what_it_must_hold(monkeypatch, capsys):
+    from normlab.data import DatasetNotFoundError
+    from normlab.experiments import train as train_mod
+
+    err = DatasetNotFoundError(
+        "mnist", looked_in=["/d"], missing=["missing train-images-idx3-ubyte[.gz]"],
+        how_to_get="put the four files into /d", downloadable=True, data_dir="/d",
+        expected=["train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"],
+    )  # fmt: skip
+
+    def not_found(*args, **kwargs):
+        raise err
+
+    monkeypatch.setattr(train_mod, "train", not_found)
+    assert main(["train", "--dataset", "mnist", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        "normlab: error: dataset 'mnist' not found in --data-dir /d (the only folder searched; "
+        "it must hold train-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz); --no-download was "
+        "given, so nothing was downloaded. To get it: put the four files into /d.\n"
     )
 
 

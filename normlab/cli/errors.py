@@ -66,10 +66,18 @@ def one_line(err: BaseException) -> str:
 def _not_found(err: DatasetNotFoundError) -> str:
     """Where the dataset was looked for, why a download failed, how to get it: one line."""
     download = f"; {_flat(err.download_outcome)}" if err.download_error is not None else ""
+    if err.download_disabled:
+        download = "; --no-download was given, so nothing was downloaded"
+    if err.data_dir is not None:  # the only folder searched: say what it must hold
+        return (
+            f"dataset {err.name!r} not found in --data-dir {err.data_dir} (the only folder "
+            f"searched; it must hold {', '.join(err.expected)}){download}. To get it: "
+            f"{err.how_to_get}."
+        )
     return (
         f"dataset {err.name!r} not found (looked in {', '.join(map(str, err.looked_in))})"
-        f"{download}. To get it: {err.how_to_get}; or pass --data-dir DIR or set ${ENV_VAR} to "
-        f"a directory holding {err.name}/."
+        f"{download}. To get it: {err.how_to_get}; or pass --data-dir DIR (the folder holding "
+        f"the files) or set ${ENV_VAR} to a directory holding {err.name}/."
     )
 
 

@@ -69,8 +69,8 @@ class ExperimentConfig:
     """
 
     dataset: str = opt("digits", "digits | mnist | fashion-mnist | cifar10")
-    data_dir: str | None = opt(None, "directory searched first for the dataset files")
-    download: bool = opt(True, "download MNIST / Fashion-MNIST into the cache if missing")
+    data_dir: str | None = opt(None, "the only folder searched for the dataset files")
+    download: bool = opt(True, "download MNIST / Fashion-MNIST if missing (into data_dir or cache)")
     seed: int = opt(0, "root seed: data split, and every run's seed derived from it", False)
     quick: bool = opt(False, "the reduced variant that finishes in seconds")
     normalizations: tuple[str, ...] = opt(("none", "batchnorm"), "normalizations compared")
