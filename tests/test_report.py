@@ -193,3 +193,18 @@ def test_results_of_another_format_version_are_refused(
     assert main(["report", str(tmp_path)]) == 2
     line = capsys.readouterr().err
     assert line.startswith("normlab: error:") and needles[0] in line and line.count("\n") == 1
+
+
+def test_swept_values_label_a_log_axis_alone(tmp_path):
+    """batch-size's axis read '3x10^1 4x10^1 50' when the log axis kept its minor labels."""
+    from normlab.experiments import get_experiment, run_experiment
+    from normlab.report import make_figures
+
+    exp = get_experiment("batch-size")
+    results = run_experiment(exp, exp.quick(exp.config_cls(dataset="digits")))
+    fig = make_figures(results)["best_val_acc_vs_batch_size"]
+    fig.canvas.draw()  # tick labels are set when drawn
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels(minor=True)]
+    assert not any(labels), labels
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["5", "10", "50"]

@@ -36,7 +36,7 @@ import io
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 __all__ = ["PANELS", "make_figures", "render_png"]
 
@@ -123,8 +123,9 @@ def _sweep(ax, panel: dict, results: dict) -> None:
                 x[diverged], np.full(diverged.sum(), top), "x", color=line["color"], label=label
             )
     ax.set_xscale("log", base=panel["log_base"])
-    if panel["ticks"]:
+    if panel["ticks"]:  # the swept values alone: a log axis's minor labels would overlap them
         ax.set_xticks(x, [str(v) for v in x])
+        ax.xaxis.set_minor_formatter(NullFormatter())
     if panel["ylog"]:
         ax.set_yscale("log")
 
