@@ -61,9 +61,6 @@ from normlab.kernels._blocks import (
     _cols_sample_mean,
     _cols_shifted_sums,
     _cols_stats,
-    _dx_cols,
-    _dx_gamma,
-    _dx_seg,
     _like,
     _merge,
     _sample_mean,
@@ -73,6 +70,7 @@ from normlab.kernels._blocks import (
     _shifted_sums,
     _tiny,
 )
+from normlab.kernels._dx import _dx_cols, _dx_gamma, _dx_seg
 
 _FLUSH = 64  # rows of layer-norm parameter gradients summed in x's dtype before a float64 add
 # Below this many elements (4 MiB of float32) a kernel runs on the calling thread. Waking the
