@@ -33,6 +33,7 @@ from normlab.checkpoint import (
     restore_model,
     save_checkpoint,
 )
+from normlab.divergence import BufferBackup, NonFiniteLossError
 from normlab.optim import UPDATE_RULES
 from normlab.optimizer import Optimizer
 from normlab.train_state import TrainState
@@ -71,26 +72,6 @@ _SHARED = (
 _TRAJECTORY = (
     "update_rule", "lr_decay", "batch_size", "num_train_samples", "num_val_samples", "augment",
 )  # fmt: skip
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite, or a layer refused non-finite statistics.
-
-    The message names the iteration and epoch and, when the model can tell
-    (``model.first_nonfinite(X_batch)``), the layer where non-finite values first appeared.
-
-    Attributes
-    ----------
-    where : str or None
-        That layer, in words (e.g. ``'layer 2 (affine output; W2 holds NaN or inf)'``).
-    """
-
-    def __init__(self, message: str, where: str | None = None):
-        super().__init__(message)
-        self.where = where
-
-    def __reduce__(self):
-        return type(self), (self.args[0], self.where)
 
 
 class Solver:
@@ -175,13 +156,13 @@ class Solver:
         self._apply(TrainState(num_train=len(self.X_train), rng_state=self.rng.bit_generator.state))
         self._bar = None  # the tqdm bar while train() shows one
         self._grads_checked = False  # grads' names are checked on the first step
-        self._backup = _BufferBackup()  # the buffers before the step (see step)
+        self._backup = BufferBackup()  # the buffers before the step (see step)
         if opts["resume_from"] is not None:
             self.resume(opts["resume_from"])
 
     @property
     def optim_configs(self) -> dict[str, dict]:
-        """The CS231n per-parameter optimizer configs (the optimizer's, not copies)."""
+        """The CS231n per-parameter configs (the optimizer's own)."""
         return self.optimizer.optim_configs
 
     @property
@@ -192,9 +173,8 @@ class Solver:
     @property
     def total_iterations(self) -> int:
         """Where :meth:`train` stops: ``num_iterations``, else ``num_epochs`` epochs."""
-        if self.num_iterations is not None:
-            return self.num_iterations
-        return self.num_epochs * self.iterations_per_epoch
+        n = self.num_iterations
+        return self.num_epochs * self.iterations_per_epoch if n is None else n
 
     # -- one iteration -------------------------------------------------------------------------
 
@@ -209,11 +189,8 @@ class Solver:
         ------
         NonFiniteLossError
             If the loss is NaN or infinite, or ``model.loss`` raised a ``FloatingPointError``
-            (a normalization refusing non-finite batch statistics: its cause). The message
-            names the first layer whose output is not finite when the model has a
-            ``first_nonfinite(X)`` method (one diagnostic forward pass, run only then). As
-            after any exception from ``model.loss``, parameters and buffers (running
-            statistics) are as before the step.
+            (its cause), naming the layer where it began (:mod:`normlab.divergence`). Then, as
+            after any exception, parameters and buffers are as before the step.
         """
         it, ipe = self.iteration, self.iterations_per_epoch
         if self._perm is None or self._cursor >= ipe:  # a new epoch: a new permutation
@@ -228,14 +205,14 @@ class Solver:
         try:
             try:
                 loss, grads = self.model.loss(X_batch, y_batch)
-            except NonFiniteLossError:
-                raise
             except FloatingPointError as err:  # e.g. batch norm refusing NaN statistics
+                if isinstance(err, NonFiniteLossError):
+                    raise
                 what = f"{getattr(err, 'function', 'model.loss')} refused non-finite values"
-                raise self._non_finite(what, it, batch, X_batch) from err
+                raise NonFiniteLossError.at(self, what, batch, X_batch) from err
             loss = float(loss)
             if not math.isfinite(loss):
-                raise self._non_finite(f"non-finite loss {loss}", it, batch, X_batch)
+                raise NonFiniteLossError.at(self, f"non-finite loss {loss}", batch, X_batch)
             if not self._grads_checked and set(grads) != set(self.model.params):
                 raise ValueError(
                     f"expected grads for {sorted(self.model.params)}, got {sorted(grads)}"
@@ -254,19 +231,6 @@ class Solver:
         for fn in self.callbacks:
             fn(self, info)
         return loss
-
-    def _non_finite(self, what: str, it: int, batch: int, X_batch) -> NonFiniteLossError:
-        """The error for a step that met NaN or inf: where, in the run and in the model."""
-        ipe = self.iterations_per_epoch
-        locate = getattr(self.model, "first_nonfinite", None)
-        where = locate(X_batch) if callable(locate) else None
-        first = f"; first non-finite: {where}" if where else ""
-        return NonFiniteLossError(
-            f"{what} at iteration {it + 1} of {self.total_iterations} "
-            f"(epoch {it // ipe + 1} of {self.num_epochs}, batch {batch + 1} of {ipe}){first}; "
-            "try a smaller learning_rate or check the data for NaN",
-            where,
-        )
 
     # -- evaluation and training ---------------------------------------------------------------
 
@@ -492,35 +456,6 @@ def _check_data(data: dict) -> tuple[np.ndarray, ...]:
             )
         out += [X, y]
     return tuple(out)
-
-
-class _BufferBackup:
-    """The model's buffers at the start of a step, in one preallocated array, to undo it."""
-
-    def __init__(self) -> None:
-        self.flat = np.empty(0)  # (B,) all buffers
-        self.buffers: dict | None = None
-        self.names: list[str] = []
-        self.arrays: list[np.ndarray] = []
-
-    def save(self, buffers: dict | None) -> None:
-        """Copy all ``buffers`` (None or empty: nothing to save)."""
-        self.buffers = buffers
-        self.names, self.arrays = list(buffers or {}), list((buffers or {}).values())
-        if not self.arrays:
-            return
-        try:  # one NumPy call for all buffers, ~1 us (a copyto per buffer costs more)
-            np.concatenate(self.arrays, axis=None, out=self.flat)
-        except ValueError:  # the first step, or the buffers changed size: allocate
-            self.flat = np.concatenate(self.arrays, axis=None)  # (B,)
-
-    def restore(self) -> None:
-        """Put the saved values back, in place (and rebound, in case the model rebound one)."""
-        lo = 0
-        for name, a in zip(self.names, self.arrays, strict=True):
-            np.copyto(a, self.flat[lo : lo + a.size].reshape(a.shape))
-            self.buffers[name] = a
-            lo += a.size
 
 
 def _seed_json(seed: Any) -> int | str | None:
