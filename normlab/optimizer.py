@@ -11,6 +11,7 @@ rule runs parameter by parameter.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 from collections.abc import Callable, Mapping
@@ -108,19 +109,19 @@ class Optimizer:
         self.fused = bool(fused)
         self.names = list(params)
         # (shape, dtype) of every parameter: what its state arrays must be
-        self._layout = {k: (np.shape(p), np.asarray(p).dtype) for k, p in params.items()}
+        self._layout = _layout(params)
         self.optim_configs = {k: dict(config) for k in self.names}
         self._arrays: list[np.ndarray] = []  # the parameter arrays the chunks were built on
         if self.fused:
-            total = sum(np.size(params[k]) for k in self.names)
-            dtype = np.asarray(params[self.names[0]]).dtype
+            total = sum(math.prod(shape) for shape, _ in self._layout.values())
+            dtype = self._layout[self.names[0]][1]
             self._grad = np.empty(total, dtype)  # (P,) all gradients, in names order
             self._state = {key: np.zeros(total, dtype) for key in STATE_KEYS[self.rule_name]}
             lo = 0
-            for k in self.names:
-                hi = lo + np.size(params[k])
+            for k, (shape, _) in self._layout.items():
+                hi = lo + math.prod(shape)
                 for key, flat in self._state.items():  # per-parameter views of the state
-                    self.optim_configs[k][key] = flat[lo:hi].reshape(np.shape(params[k]))
+                    self.optim_configs[k][key] = flat[lo:hi].reshape(shape)
                 lo = hi
             self._chunk(params)
 
@@ -166,7 +167,7 @@ class Optimizer:
         each run's 1-D view and its slices of the gradient and state buffers.
         """
         why_not = _why_not_fused(params)
-        layout = {k: (np.shape(params[k]), np.asarray(params[k]).dtype) for k in self.names}
+        layout = _layout(params)
         if why_not is not None or layout != self._layout:
             raise ValueError(
                 f"expected the parameters the optimizer was built for, C-contiguous, of shapes "
@@ -341,6 +342,11 @@ def _why_not_fused(params: Mapping[str, Any]) -> str | None:
     if not all(a.flags.c_contiguous and a.flags.writeable for a in arrays):
         return "a non-contiguous or read-only parameter"
     return None
+
+
+def _layout(params: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """``(shape, dtype)`` of every parameter, in ``params`` order."""
+    return {k: (np.shape(p), np.asarray(p).dtype) for k, p in params.items()}
 
 
 def _address(a: np.ndarray) -> int:
