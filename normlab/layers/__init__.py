@@ -30,19 +30,29 @@ from normlab.layers.conv import (
     max_pool_backward,
     max_pool_forward,
 )
+from normlab.layers.instancenorm import (
+    spatial_instancenorm_backward,
+    spatial_instancenorm_forward,
+)
 from normlab.layers.layernorm import (
+    SpatialLayerNormCache,
     layernorm_backward,
     layernorm_forward,
     spatial_groupnorm_backward,
     spatial_groupnorm_forward,
+    spatial_layernorm_backward,
+    spatial_layernorm_forward,
 )
 from normlab.layers.losses import softmax_loss, svm_loss
 from normlab.layers.norm_core import NormCache
+from normlab.layers.rmsnorm import RMSCache, rmsnorm_backward, rmsnorm_forward
 
 __all__ = [
     "ACTIVATIONS",
     "NonFiniteStatisticsError",
     "NormCache",
+    "RMSCache",
+    "SpatialLayerNormCache",
     "affine_backward",
     "affine_forward",
     "batchnorm_backward",
@@ -58,6 +68,8 @@ __all__ = [
     "max_pool_forward",
     "relu_backward",
     "relu_forward",
+    "rmsnorm_backward",
+    "rmsnorm_forward",
     "sigmoid_backward",
     "sigmoid_forward",
     "softmax_loss",
@@ -65,6 +77,10 @@ __all__ = [
     "spatial_batchnorm_forward",
     "spatial_groupnorm_backward",
     "spatial_groupnorm_forward",
+    "spatial_instancenorm_backward",
+    "spatial_instancenorm_forward",
+    "spatial_layernorm_backward",
+    "spatial_layernorm_forward",
     "svm_loss",
     "tanh_backward",
     "tanh_forward",

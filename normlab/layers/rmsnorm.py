@@ -1,0 +1,156 @@
+"""Root-mean-square layer normalization (Zhang & Sennrich, 2019) for (N, D) input.
+
+RMSNorm rescales each sample by the root mean square of its features and never centres it, so it
+is *not* the mean-and-variance core of ``norm_core``: the statistic is ``mean(x^2)``, not a
+variance, and the backward has one projection (along ``xhat``) instead of two. It is written
+plainly here; ``docs/derivations.md`` derives its backward.
+
+Conventions are PyTorch's ``torch.nn.RMSNorm`` / ``F.rms_norm``: no shift, ``eps`` added to the
+mean square, and ``eps=None`` meaning ``np.finfo(x.dtype).eps``. As for layer norm, train mode
+(``mode`` absent or ``'train'``) refuses samples whose statistic is NaN or inf with a
+``NonFiniteStatisticsError``; ``mode='test'`` computes the same numbers unchecked.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from normlab.layers._checks import (
+    as_float_array,
+    check_channel_param,
+    check_eps,
+    check_finite_stats,
+    check_ndim,
+)
+from normlab.layers.layernorm import _param_dict
+from normlab.layers.norm_core import check_dout
+
+RMS_KEYS = frozenset(("mode", "eps"))
+
+
+class RMSCache(NamedTuple):
+    """What :func:`rmsnorm_backward` needs.
+
+    Attributes
+    ----------
+    x : ndarray of shape (N, D)
+        The input, in its dtype.
+    gamma : ndarray of shape (D,)
+        The scale as given.
+    rrms : ndarray of shape (N,), float64
+        ``1 / sqrt(mean(x^2, axis=1) + eps)``, eps already inside.
+    """
+
+    x: np.ndarray
+    gamma: np.ndarray
+    rrms: np.ndarray
+
+
+def rmsnorm_forward(x, gamma, rms_param):
+    """RMS normalization of (N, D) input: each sample divided by the root mean square of its row.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, D), float32 or float64 (integers become float64)
+    gamma : ndarray of shape (D,)
+        Scale, initialised to ones (PyTorch's ``RMSNorm.weight``). There is no shift.
+    rms_param : dict or None
+        ``eps`` : float or None, default None -- added to the mean square; None is
+        ``np.finfo(x.dtype).eps`` (1.19e-7 for float32, 2.22e-16 for float64), PyTorch's default;
+        ``mode`` : 'train' | 'test', default 'train' -- the same computation; only train mode
+        checks that the statistics are finite.
+
+    Returns
+    -------
+    out : ndarray of shape (N, D), dtype of x
+    cache : RMSCache
+        For :func:`rmsnorm_backward`.
+
+    Raises
+    ------
+    NonFiniteStatisticsError
+        A ``FloatingPointError``: in train mode, when a sample's mean square is NaN or inf (its
+        row holds NaN or inf, or its squares overflow float64); the message names the samples.
+    ValueError
+        Bad shapes or dtypes, ``D = 0``, bad ``eps`` or ``mode``, or a key of ``rms_param``
+        other than ``eps`` and ``mode`` (the message names it and the known keys).
+
+    Notes
+    -----
+    Zhang & Sennrich 2019, eq. 4, with PyTorch's ``eps`` (statistics in float64)::
+
+        ms_n = mean_d x[n, d]^2,   rrms_n = 1 / sqrt(ms_n + eps),
+        out[n, d] = gamma[d] * x[n, d] * rrms_n
+
+    ``out`` does not change when a row of ``x`` is scaled by ``a > 0`` (up to ``eps``).
+    Equals ``torch.nn.functional.rms_norm(x, (D,), gamma, eps)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(3, 2, size=(4, 8))
+    >>> out, _ = rmsnorm_forward(x, np.ones(8), {})
+    >>> bool(np.allclose((out**2).mean(axis=1), 1))
+    True
+    """
+    fn = "rmsnorm_forward"
+    rms_param, train = _param_dict(rms_param, fn, "rms_param", RMS_KEYS)
+    x = as_float_array(x, fn)
+    check_ndim(x, 2, fn, "(N, D)")
+    D = x.shape[1]
+    gamma = check_channel_param(gamma, D, fn, "gamma")
+    eps = rms_param.get("eps")
+    eps = float(np.finfo(x.dtype).eps) if eps is None else check_eps(eps, fn)
+    if D == 0:
+        raise ValueError(
+            f"{fn}: expected at least one feature (D > 0), got input of shape {x.shape}"
+        )
+    x64 = x.astype(np.float64)  # (N, D)
+    ms = np.einsum("nd,nd->n", x64, x64) / D  # (N,) mean square
+    if train:
+        check_finite_stats(ms, ms, fn, "samples")
+    rrms = 1.0 / np.sqrt(ms + eps)  # (N,)
+    out = (x64 * rrms[:, None] * gamma).astype(x.dtype)  # (N, D)
+    return out, RMSCache(x, gamma, rrms)
+
+
+def rmsnorm_backward(dout, cache: RMSCache):
+    """Backward of :func:`rmsnorm_forward`.
+
+    Parameters
+    ----------
+    dout : ndarray of shape (N, D)
+        Upstream gradient.
+    cache : RMSCache
+        From the forward.
+
+    Returns
+    -------
+    dx : ndarray of shape (N, D), dtype of x
+    dgamma : ndarray of shape (D,), dtype of gamma
+
+    Notes
+    -----
+    With ``xhat = x * rrms`` and ``g = dout * gamma`` (the gradient reaching ``xhat``)::
+
+        dx = rrms * (g - xhat * mean_d(g * xhat)),   dgamma = sum_n dout * xhat
+
+    the gradient with its component along ``xhat`` removed (the layer is invariant to a scale of
+    the row), divided by the RMS; exact with ``eps`` (docs/derivations.md, section 5).
+    """
+    if not isinstance(cache, RMSCache):
+        raise ValueError(
+            f"rmsnorm_backward: expected the cache of rmsnorm_forward (an RMSCache), got "
+            f"{type(cache).__name__}"
+        )
+    check_dout(dout, cache.x.shape)
+    dy = np.asarray(dout, dtype=np.float64)  # (N, D)
+    rrms = cache.rrms[:, None]  # (N, 1)
+    xhat = cache.x.astype(np.float64) * rrms  # (N, D)
+    dgamma = np.einsum("nd,nd->d", dy, xhat)  # (D,)
+    g = dy * cache.gamma  # (N, D), dL/dxhat
+    proj = np.einsum("nd,nd->n", g, xhat)[:, None] / xhat.shape[1]  # (N, 1), mean(g * xhat)
+    dx = rrms * (g - xhat * proj)  # (N, D)
+    return dx.astype(cache.x.dtype), dgamma.astype(cache.gamma.dtype)
