@@ -46,9 +46,9 @@ def weight_standardize_forward(w, ws_param=None):
     Parameters
     ----------
     w : ndarray of shape (F, C, HH, WW) or (F, D)
-        Convolution filters (normlab's ``conv_forward`` layout) or affine weights stored with
-        one row per output unit. Each of the F rows is standardized over its ``K = C*HH*WW``
-        (or D) values.
+        Convolution filters (normlab's ``conv_forward`` layout) or weights stored with one row
+        per output unit. Each of the F rows is standardized over its ``K = C*HH*WW`` (or D)
+        values. ``affine_forward``'s ``w`` is (D, M), one *column* per output: pass ``w.T``.
     ws_param : dict, optional
         ``eps`` : float > 0, default 1e-5, added to the variance.
 
