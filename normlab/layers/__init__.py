@@ -30,6 +30,7 @@ from normlab.layers.conv import (
     max_pool_backward,
     max_pool_forward,
 )
+from normlab.layers.darknet import darknet_batchnorm_backward, darknet_batchnorm_forward
 from normlab.layers.instancenorm import (
     spatial_instancenorm_backward,
     spatial_instancenorm_forward,
@@ -46,6 +47,10 @@ from normlab.layers.layernorm import (
 from normlab.layers.losses import softmax_loss, svm_loss
 from normlab.layers.norm_core import NormCache
 from normlab.layers.rmsnorm import RMSCache, rmsnorm_backward, rmsnorm_forward
+from normlab.layers.weight_standardization import (
+    weight_standardize_backward,
+    weight_standardize_forward,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -60,6 +65,8 @@ __all__ = [
     "batchnorm_forward",
     "conv_backward",
     "conv_forward",
+    "darknet_batchnorm_backward",
+    "darknet_batchnorm_forward",
     "dropout_backward",
     "dropout_forward",
     "layernorm_backward",
@@ -84,4 +91,6 @@ __all__ = [
     "svm_loss",
     "tanh_backward",
     "tanh_forward",
+    "weight_standardize_backward",
+    "weight_standardize_forward",
 ]
