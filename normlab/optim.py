@@ -9,6 +9,14 @@ State values (velocity, cache, m, v) below the dtype's smallest normal number ar
 (:func:`_flush_subnormals`): the one departure from the textbook update, invisible in the
 parameters and ~100x faster on x86.
 
+The mean squares of RMSProp (``cache``) and Adam (``v``) can leave the dtype's range while the
+update stays in it (in float32, ``dw**2`` overflows for ``|dw| > 1.8e19``, but the step is about
+``lr``). Where the mean square would exceed the dtype's largest number, or the element already
+holds one that does, the rule redoes that element in float64 without squaring anything large
+(:func:`_root_mean_square`), and stores minus the root, ``-sqrt(cache)``, in place of the mean
+square: a negative ``cache`` or ``v`` is such a root. Every other element takes the textbook
+path unchanged, bit for bit.
+
 A training run uses them through :class:`normlab.optimizer.Optimizer`, which owns the state of
 all parameters and runs either these rules or their fused kernels (``normlab/kernels/optim.py``,
 tested bit for bit against the rules).
@@ -58,6 +66,27 @@ def _flush_subnormals(a: np.ndarray) -> np.ndarray:
     """
     a = np.asarray(a)
     return np.where(np.abs(a) < np.finfo(a.dtype).tiny, a.dtype.type(0), a)
+
+
+def _root_mean_square(prev: np.ndarray, dw: np.ndarray, decay: float) -> np.ndarray:
+    """``sqrt(decay * prev + (1 - decay) * dw**2)`` in float64, without squaring a large number.
+
+    ``prev`` is a stored mean square, or minus its root where negative; everything is scaled by
+    ``k = max(sqrt(prev), |dw|)`` first. The kernels compute the same operations in the same
+    order.
+    """
+    prev, a = prev.astype(np.float64), np.abs(dw.astype(np.float64))
+    s = np.where(prev >= 0, np.sqrt(np.abs(prev)), -prev)  # root of the previous mean square
+    k = np.where(s >= a, s, a)  # > 0: an element here has a non-zero root or gradient
+    p, q = s / k, a / k
+    return k * np.sqrt(decay * (p * p) + (1 - decay) * (q * q))
+
+
+def _stored_mean_square(root: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The state stored for a mean square ``root**2``: itself if in range, else ``-root``."""
+    with np.errstate(over="ignore"):  # an overflow is stored as -root
+        ms = root * root
+    return np.where(ms <= np.finfo(dtype).max, ms, -root).astype(dtype)
 
 
 def _with_defaults(name: str, config: dict | None) -> dict:
@@ -166,7 +195,8 @@ def rmsprop(w: np.ndarray, dw: np.ndarray, config: dict | None = None) -> tuple[
         ``learning_rate`` : float, default 1e-2.
         ``decay_rate`` : float in [0, 1), default 0.99.
         ``epsilon`` : float, default 1e-8 (added to the root, not inside it).
-        ``cache`` : ndarray shaped like ``w``, default zeros (state).
+        ``cache`` : ndarray shaped like ``w``, default zeros (state): the mean square ``c``, or
+        ``-sqrt(c)`` where ``c`` exceeds the dtype's largest number.
 
     Returns
     -------
@@ -184,6 +214,18 @@ def rmsprop(w: np.ndarray, dw: np.ndarray, config: dict | None = None) -> tuple[
     Tieleman & Hinton, Lecture 6.5, COURSERA: Neural Networks for Machine Learning (2012).
     Matches ``torch.optim.RMSprop(alpha=decay_rate, eps=epsilon)``.
 
+    Range: an element whose :math:`c` would exceed the dtype's largest number, or whose
+    ``dw**2`` does (float32: ``|dw|`` above about ``1.8e19``), or whose cache is stored as a root,
+    is computed in float64: :math:`r = \\sqrt{\\rho c + (1 - \\rho) dw^2}`, scaled by
+    :math:`\\max(\\sqrt{c}, |dw|)` so that nothing is squared out of range, and
+    :math:`w - \\eta\\, dw / (r + \\epsilon)`, rounded to the dtype at the end; the cache
+    stores :math:`r^2` when in range, else :math:`-r`. The step then equals the float64 rule's
+    to the dtype's precision. Tiny gradients need nothing: a mean square below the smallest
+    normal number is flushed to zero, which changes the step by a relative
+    :math:`\\sqrt{c} / \\epsilon \\le 1.1 \\cdot 10^{-11}` in float32 with the default
+    ``epsilon``; with ``epsilon`` below about ``2e-12`` (e.g. 0) a gradient under ``1e-19`` is
+    divided by ``epsilon`` alone.
+
     Examples
     --------
     >>> cfg = {"learning_rate": 0.1, "decay_rate": 0.75, "epsilon": 0.0}
@@ -196,9 +238,16 @@ def rmsprop(w: np.ndarray, dw: np.ndarray, config: dict | None = None) -> tuple[
     eps = float(config["epsilon"])
     cache = config.get("cache")
     cache = np.zeros_like(w) if cache is None else cache  # shape of w
-    cache = _flush_subnormals(rho * cache + (1 - rho) * (dw**2))  # shape of w
-    next_w = w - lr * dw / (np.sqrt(cache) + eps)
-    config["cache"] = cache
+    with np.errstate(over="ignore", invalid="ignore"):  # the elements redone below
+        new = rho * cache + (1 - rho) * (dw**2)  # shape of w
+        wide = (new > np.finfo(new.dtype).max) | (cache < 0)  # out of range, or held as a root
+        new = _flush_subnormals(new)
+        next_w = np.asarray(w - lr * dw / (np.sqrt(new) + eps))
+    if wide.any():
+        r = _root_mean_square(cache[wide], dw[wide], rho)  # (n_wide,) float64
+        next_w[wide] = w[wide] - lr * (dw[wide] / (r + eps))
+        new[wide] = _stored_mean_square(r, new.dtype)
+    config["cache"] = new
     return next_w, config
 
 
@@ -216,7 +265,8 @@ def adam(w: np.ndarray, dw: np.ndarray, config: dict | None = None) -> tuple[np.
         ``beta1`` : float, default 0.9 (decay of the first moment).
         ``beta2`` : float, default 0.999 (decay of the second moment).
         ``epsilon`` : float, default 1e-8 (added to the root, not inside it).
-        ``m``, ``v`` : ndarrays shaped like ``w``, default zeros (state).
+        ``m``, ``v`` : ndarrays shaped like ``w``, default zeros (state); ``v`` holds
+        ``-sqrt(v)`` where ``v`` exceeds the dtype's largest number.
         ``t`` : int, default 0 (number of steps taken, state).
 
     Returns
@@ -242,6 +292,14 @@ def adam(w: np.ndarray, dw: np.ndarray, config: dict | None = None) -> tuple[np.
     Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, Algorithm 1.
     Matches ``torch.optim.Adam(betas=(beta1, beta2), eps=epsilon)``.
 
+    Range: as in :func:`rmsprop`, an element whose :math:`v / (1 - \\beta_2^t)` would exceed
+    the dtype's largest number (float32: ``|dw|`` from about ``1.8e19``), or whose :math:`v` is
+    stored as a root, is computed in float64 from
+    :math:`r = \\sqrt{\\beta_2 v + (1 - \\beta_2) dw^2}` (scaled, never squared out of range)
+    as :math:`w - \\eta\\, \\hat m / (r / \\sqrt{1 - \\beta_2^t} + \\epsilon)`; ``v`` stores
+    :math:`r^2` when in range, else :math:`-r`. ``m`` never leaves the range of ``dw``. A
+    gradient below about ``1e-37`` gives a subnormal ``m``, flushed to zero.
+
     Examples
     --------
     >>> w, cfg = adam(np.array([1.0]), np.array([2.0]), {"learning_rate": 0.1, "epsilon": 0.0})
@@ -257,10 +315,17 @@ def adam(w: np.ndarray, dw: np.ndarray, config: dict | None = None) -> tuple[np.
     t = int(config["t"]) + 1
     m = _flush_subnormals(beta1 * m + (1 - beta1) * dw)
     mt = m / (1 - beta1**t)
-    v = _flush_subnormals(beta2 * v + (1 - beta2) * (dw**2))
-    vt = v / (1 - beta2**t)
-    next_w = w - lr * mt / (np.sqrt(vt) + eps)
-    config["m"], config["v"], config["t"] = m, v, t
+    with np.errstate(over="ignore", invalid="ignore"):  # the elements redone below
+        new = _flush_subnormals(beta2 * v + (1 - beta2) * (dw**2))  # shape of w
+        vt = new / (1 - beta2**t)
+        wide = (vt > np.finfo(vt.dtype).max) | (v < 0)  # out of range, or held as a root
+        next_w = np.asarray(w - lr * mt / (np.sqrt(vt) + eps))
+    if wide.any():
+        r = _root_mean_square(v[wide], dw[wide], beta2)  # (n_wide,) float64
+        mt_wide = m[wide].astype(np.float64) / (1 - beta1**t)
+        next_w[wide] = w[wide] - lr * mt_wide / (r / np.sqrt(1 - beta2**t) + eps)
+        new[wide] = _stored_mean_square(r, new.dtype)
+    config["m"], config["v"], config["t"] = m, new, t
     return next_w, config
 
 

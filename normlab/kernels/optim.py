@@ -8,6 +8,11 @@ definitions are the CS231n rules in :mod:`normlab.optim`; each kernel line repea
 operations in the same order and dtype (no FMA contraction without fastmath), flushing the
 same subnormal state to zero, so the results are bit-identical (tested). A rule without an
 entry here runs as its definition.
+
+RMSProp and Adam first count the elements whose mean square would leave the dtype's range (or
+is stored as minus its root, see :mod:`normlab.optim`): a training step has none and runs the
+one-pass loop; otherwise every element is checked and those are redone in float64 as the rules
+do (:func:`_root_mean_square`, :func:`_stored_mean_square`).
 """
 
 from __future__ import annotations
@@ -43,11 +48,57 @@ def _sgd_momentum_kernel(w, g, vel, lr, mu, tiny):  # pragma: no cover - compile
 
 
 @njit(cache=True, error_model="numpy")
-def _rmsprop_kernel(w, g, cache, lr, rho, one_minus_rho, eps, tiny):  # pragma: no cover
+def _n_wide(g, ms, decay, one_minus_decay, bc, big):  # pragma: no cover - compiled
+    # elements whose bias-corrected mean square (decay ms + (1 - decay) g^2) / bc exceeds big,
+    # or whose ms is held as a root; one read of g and ms
+    n = 0
+    for i in range(g.shape[0]):
+        gi, mi = g[i], ms[i]
+        n += ((decay * mi + one_minus_decay * (gi * gi)) / bc > big) | (mi < 0)
+    return n
+
+
+@njit(cache=True)
+def _root_mean_square(prev, gi, decay, one_minus_decay):  # pragma: no cover - compiled
+    # float64 sqrt(decay prev + (1 - decay) g^2), scaled by k = max(sqrt(prev), |g|) > 0;
+    # prev < 0 holds minus the root (normlab.optim._root_mean_square)
+    prev, a = np.float64(prev), abs(np.float64(gi))
+    s = np.sqrt(prev) if prev >= 0 else -prev
+    k = s if s >= a else a
+    p, q = s / k, a / k
+    return k * np.sqrt(decay * (p * p) + one_minus_decay * (q * q))
+
+
+@njit(cache=True)
+def _stored_mean_square(r, big):  # pragma: no cover - compiled
+    # r^2 when at most big (the dtype's largest number, as float64), else -r
+    ms = r * r
+    return ms if ms <= big else -r
+
+
+@njit(cache=True, error_model="numpy")
+def _rmsprop_kernel(
+    w, g, cache, lr, rho, one_minus_rho, eps, tiny, big, one, wide
+):  # pragma: no cover
     # c <- rho c + (1 - rho) g^2; w <- w - lr g / (sqrt(c) + eps); one pass
+    if _n_wide(g, cache, rho, one_minus_rho, one, big) == 0:  # no bias correction
+        for i in range(w.shape[0]):
+            gi = g[i]
+            ci = rho * cache[i] + one_minus_rho * (gi * gi)
+            if ci < tiny:
+                ci = ci - ci
+            cache[i] = ci
+            w[i] = w[i] - (lr * gi) / (np.sqrt(ci) + eps)
+        return
+    rho64, omr64, lr64, eps64, big64 = wide
     for i in range(w.shape[0]):
-        gi = g[i]
-        ci = rho * cache[i] + one_minus_rho * (gi * gi)
+        gi, cp = g[i], cache[i]
+        ci = rho * cp + one_minus_rho * (gi * gi)
+        if ci > big or cp < 0:  # in float64, as normlab.optim.rmsprop
+            r = _root_mean_square(cp, gi, rho64, omr64)
+            w[i] = w[i] - lr64 * (np.float64(gi) / (r + eps64))
+            cache[i] = _stored_mean_square(r, big64)
+            continue
         if ci < tiny:
             ci = ci - ci
         cache[i] = ci
@@ -55,18 +106,40 @@ def _rmsprop_kernel(w, g, cache, lr, rho, one_minus_rho, eps, tiny):  # pragma: 
 
 
 @njit(cache=True, error_model="numpy")
-def _adam_kernel(w, g, m, v, lr, b1, c1, b2, c2, bc1, bc2, eps, tiny):  # pragma: no cover
+def _adam_kernel(
+    w, g, m, v, lr, b1, c1, b2, c2, bc1, bc2, eps, tiny, big, wide
+):  # pragma: no cover
     # m <- b1 m + c1 g; v <- b2 v + c2 g^2; w <- w - lr (m/bc1) / (sqrt(v/bc2) + eps)
     # with c = 1 - beta, bc = 1 - beta^t; one pass over w, g, m, v
+    if _n_wide(g, v, b2, c2, bc2, big) == 0:
+        for i in range(w.shape[0]):
+            gi = g[i]
+            mi = b1 * m[i] + c1 * gi
+            vi = b2 * v[i] + c2 * (gi * gi)
+            if abs(mi) < tiny:
+                mi = mi - mi
+            if vi < tiny:
+                vi = vi - vi
+            m[i] = mi
+            v[i] = vi
+            w[i] = w[i] - (lr * (mi / bc1)) / (np.sqrt(vi / bc2) + eps)
+        return
+    b2_64, c2_64, lr64, bc1_64, sqrt_bc2_64, eps64, big64 = wide
     for i in range(w.shape[0]):
-        gi = g[i]
+        gi, vp = g[i], v[i]
         mi = b1 * m[i] + c1 * gi
-        vi = b2 * v[i] + c2 * (gi * gi)
+        vi = b2 * vp + c2 * (gi * gi)
         if abs(mi) < tiny:
             mi = mi - mi
+        m[i] = mi
+        if vi / bc2 > big or vp < 0:  # in float64, as normlab.optim.adam
+            r = _root_mean_square(vp, gi, b2_64, c2_64)
+            mt = np.float64(mi) / bc1_64
+            w[i] = w[i] - lr64 * mt / (r / sqrt_bc2_64 + eps64)
+            v[i] = _stored_mean_square(r, big64)
+            continue
         if vi < tiny:
             vi = vi - vi
-        m[i] = mi
         v[i] = vi
         w[i] = w[i] - (lr * (mi / bc1)) / (np.sqrt(vi / bc2) + eps)
 
@@ -82,17 +155,22 @@ def _sgd_momentum(w, g, state, hyper) -> None:
 
 
 def _rmsprop(w, g, state, hyper) -> None:
-    s, rho = w.dtype.type, float(hyper["decay_rate"])
-    lr, eps, tiny = s(hyper["learning_rate"]), s(hyper["epsilon"]), s(np.finfo(w.dtype).tiny)
-    _rmsprop_kernel(w, g, state[0], lr, s(rho), s(1 - rho), eps, tiny)
+    s, rho, fi = w.dtype.type, float(hyper["decay_rate"]), np.finfo(w.dtype)
+    lr, eps = float(hyper["learning_rate"]), float(hyper["epsilon"])
+    wide = (rho, 1 - rho, lr, eps, float(fi.max))  # float64, for the out-of-range elements
+    _rmsprop_kernel(
+        w, g, state[0], s(lr), s(rho), s(1 - rho), s(eps), s(fi.tiny), s(fi.max), s(1), wide
+    )
 
 
 def _adam(w, g, state, hyper) -> None:
     s, b1, b2, t = w.dtype.type, float(hyper["beta1"]), float(hyper["beta2"]), hyper["t"]
-    lr, eps, tiny = s(hyper["learning_rate"]), s(hyper["epsilon"]), s(np.finfo(w.dtype).tiny)
+    lr, eps, fi = float(hyper["learning_rate"]), float(hyper["epsilon"]), np.finfo(w.dtype)
+    # float64, for the out-of-range elements
+    wide = (b2, 1 - b2, lr, 1 - b1**t, float(np.sqrt(1 - b2**t)), eps, float(fi.max))
     _adam_kernel(
-        w, g, state[0], state[1], lr, s(b1), s(1 - b1), s(b2), s(1 - b2),
-        s(1 - b1**t), s(1 - b2**t), eps, tiny,
+        w, g, state[0], state[1], s(lr), s(b1), s(1 - b1), s(b2), s(1 - b2),
+        s(1 - b1**t), s(1 - b2**t), s(eps), s(fi.tiny), s(fi.max), wide,
     )  # fmt: skip
 
 
