@@ -10,11 +10,22 @@ Examples
 ('batch norm', 'no normalization', 'none')
 >>> run_name("groupnorm", bs=8)
 'groupnorm/bs=8'
+>>> seed_run_name("groupnorm/bs=8", 2, seeds=5)
+'groupnorm/bs=8/seed=2'
 """
 
 from __future__ import annotations
 
-__all__ = ["COLORS", "LABELS", "color", "label", "run_name", "short_label"]
+__all__ = [
+    "COLORS",
+    "LABELS",
+    "color",
+    "label",
+    "run_name",
+    "seed_outputs",
+    "seed_run_name",
+    "short_label",
+]
 
 # How figures and sentences name a normalization ("none": no normalization).
 LABELS = {
@@ -51,3 +62,29 @@ def color(norm: str) -> str | None:
 def run_name(norm: str, **swept) -> str:
     """The name of a run: its normalization, then each swept value, e.g. ``'none/bs=5'``."""
     return "/".join([norm, *(f"{k}={v}" for k, v in swept.items())])
+
+
+def seed_run_name(name: str, seed_index: int, seeds: int) -> str:
+    """The task name of seed ``seed_index`` (0-based) of run ``name`` in an experiment run
+    with ``seeds`` seeds: ``name`` itself with one seed, else ``'name/seed=k'``."""
+    return name if seeds == 1 else f"{name}/seed={seed_index}"
+
+
+def seed_outputs(results: dict, name: str) -> list[dict]:
+    """The outputs of run ``name`` in ``results``, one per seed (``results["seeds"]``, 1 when
+    absent), in seed order.
+
+    Raises
+    ------
+    ValueError
+        If a seed's output is missing (an incomplete or damaged ``results.json``).
+    """
+    seeds = results.get("seeds", 1)
+    names = [seed_run_name(name, k, seeds) for k in range(seeds)]
+    missing = [n for n in names if n not in results.get("runs", {})]
+    if missing:
+        raise ValueError(
+            f"results.json has no run {missing[0]!r}: the file is incomplete or damaged; "
+            "rerun the experiment"
+        )
+    return [results["runs"][n] for n in names]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import pickle
 import stat
@@ -792,3 +793,22 @@ def test_real_fashion_mnist_from_debian_package(monkeypatch):
     assert raw.X_train.shape == (60000, 1, 28, 28) and raw.X_test.shape == (10000, 1, 28, 28)
     np.testing.assert_array_equal(np.bincount(raw.y_train), [6000] * 10)
     np.testing.assert_array_equal(np.bincount(raw.y_test), [1000] * 10)
+
+
+def test_results_and_config_record_the_folder_the_data_came_from(tmp_path):
+    """Issue 10, item 4: config.json and the report name the folder actually read."""
+    from normlab.experiments import get_experiment, run_experiment
+    from normlab.report import save_results
+
+    folder = tmp_path / "fm"
+    make_mnist(folder, n_train=5010, n_test=20)
+    exp = get_experiment("bn-vs-baseline")
+    config = exp.config_cls(
+        dataset="fashion-mnist", data_dir=str(folder), download=False, num_training=20,
+        num_epochs=1, batch_size=10, hidden_dims=(8,),
+    )  # fmt: skip
+    results = run_experiment(exp, config)
+    assert results["data_dir_used"] == str(folder)
+    save_results(results, tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert saved["data_dir_used"] == str(folder) and saved["config"]["data_dir"] == str(folder)

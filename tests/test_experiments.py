@@ -257,25 +257,35 @@ def test_curves_headline_wording():
     )
 
 
+MEASURED_ON_MANY = {"run": {"num_val": 10**9, "num_test": 10**9}}  # noise far below 0.01
+
+
 def test_batch_size_and_small_batch_headlines():
     r = {
         "experiment": "batch-size",
+        "config": {},
+        "runs": MEASURED_ON_MANY,
         "batch_sizes": [5, 10, 50],
         "best_val_acc": {"batchnorm": [0.6, 0.7, 0.8], "layernorm": [0.801, 0.79, 0.797]},
     }
     assert headline(r) == (
         "From batch size 50 to 5, best validation accuracy fell from 0.80 to 0.60 with batch "
-        "norm and stayed at 0.80 with layer norm."
+        "norm (±0.00) and stayed at 0.80 with layer norm (±0.00) (noise: 2 binomial standard "
+        "errors, one seed)."
     )
     r = {
         "experiment": "small-batch",
+        "config": {},
+        "runs": MEASURED_ON_MANY,
         "batch_sizes": [2, 64],
         "best_epoch_test_acc": {"none": [0.5, 0.6], "groupnorm": [0.9, 0.91]},
     }
     assert headline(r).startswith(
         "From 64 images per batch to 2, test accuracy at the best validation epoch fell from "
-        "0.60 to 0.50 without normalization and fell from 0.91 to 0.90 with group norm"
+        "0.60 to 0.50 without normalization (±0.00) and fell from 0.91 to 0.90 with group norm"
     )
+    r["runs"] = {"none": {"num_test": 300}}  # a 1-point fall on 300 images is noise
+    assert "went from 0.91 to 0.90, within noise with group norm" in headline(r)
 
 
 def test_weight_scale_headline_counts_scales():
@@ -287,10 +297,16 @@ def test_weight_scale_headline_counts_scales():
             "batchnorm": {"best_val_acc": [0.85, 0.95, 0.8]},
         },
     }
-    assert headline(r) == (
+    assert headline(r).startswith(
         "Best validation accuracy was at least 0.75 at 1 of 3 weight scales without "
         "normalization (scale 1.0e-02) and 3 of 3 weight scales with batch norm "
         "(scales 1.0e-04 to 1.0e+00)."
+    )
+    r.update(config={}, runs=MEASURED_ON_MANY)
+    assert headline(r).endswith(
+        "Batch norm's was higher beyond noise at 3, lower beyond noise at 0 and within noise at "
+        "0 of the 3 scales than without normalization (noise: 2 binomial standard errors, one "
+        "seed)."
     )
 
 
@@ -308,6 +324,8 @@ def test_curves_headline_names_divergence_and_ignores_epoch_0():
 def test_headlines_when_a_value_stays_or_diverges():
     r = {
         "experiment": "small-batch",
+        "config": {},
+        "runs": MEASURED_ON_MANY,
         "batch_sizes": [2, 64],
         "best_epoch_test_acc": {
             "none": [0.8, 0.8],
@@ -315,10 +333,10 @@ def test_headlines_when_a_value_stays_or_diverges():
             "groupnorm": [0.9, 0.7],
         },
     }
-    assert headline(r) == (
+    assert headline(r).startswith(
         "From 64 images per batch to 2, test accuracy at the best validation epoch stayed at "
-        "0.80 without normalization, fell from 0.90 to n/a (diverged) with batch norm and "
-        "rose from 0.70 to 0.90 with group norm."
+        "0.80 without normalization (±0.00), fell from 0.90 to n/a (diverged) with batch norm "
+        "and rose from 0.70 to 0.90 with group norm (±0.00)"
     )
 
 
@@ -334,7 +352,7 @@ def test_weight_scale_headline_lists_scales_that_are_not_contiguous():
 def test_diverged_mlp_adam_and_paper_mnist_headlines():
     r = {
         "experiment": "mlp-adam",
-        "config": {"num_epochs": 3},
+        "config": {"num_epochs": 3, "normalizations": ["none", "batchnorm"]},
         "runs": {
             "none": {"val_loss": [], "val_acc": [0.1], "diverged": True},
             "batchnorm": {"val_loss": [0.5, 0.4], "val_acc": [0.1, 0.8, 0.9], "diverged": False},
@@ -346,6 +364,7 @@ def test_diverged_mlp_adam_and_paper_mnist_headlines():
     )
     r = {
         "experiment": "paper-mnist",
+        "config": {"normalizations": ["none"]},
         "runs": {"none": {"steps": [10, 20], "final_test_acc": 0.1, "diverged": True}},
     }
     assert headline(r) == "The run without normalization diverged."

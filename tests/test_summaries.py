@@ -17,10 +17,12 @@ import pytest
 
 from normlab.experiments import EXPERIMENTS
 from normlab.experiments.config import config_to_dict
+from normlab.experiments.runner import summarize_runs
 from normlab.experiments.wording import change, num, with_norm
 from normlab.vocab import label, short_label
 
 EPOCHS = 4
+NUM_EVAL = 10**7  # images behind each accuracy: a noise bound far below the curves' differences
 
 
 def fc_output(rng, params: dict, epochs: int, ipe: int = 3) -> dict:
@@ -42,6 +44,8 @@ def fc_output(rng, params: dict, epochs: int, ipe: int = 3) -> dict:
         "test_acc": round(float(rng.uniform(0.15, 0.25)), 3),  # lower than any val
         "iterations_per_epoch": ipe,
         "diverged": False,
+        "num_val": NUM_EVAL,
+        "num_test": NUM_EVAL,
     }
     return {**out, **{k: v for k, v in params.items() if k != "normalization"}}
 
@@ -69,6 +73,7 @@ def paper_output(rng, params: dict, config) -> dict:
         "loss": list(np.round(rng.uniform(0.1, 2.0, T), 3)),
         "percentiles": pct,
         "final_test_acc": acc[-1],
+        "num_test": NUM_EVAL,
         "diverged": False,
     }
 
@@ -91,7 +96,7 @@ def synthetic(experiment, config, seed=0):
 def results_of(experiment, config, seed=0):
     """What the runner builds: the runs, the summary, then the headline from both."""
     outputs, seconds = synthetic(experiment, config, seed)
-    summary = experiment.summarize(config, outputs, seconds)
+    summary = summarize_runs(experiment, config, outputs, seconds)
     results = {
         "experiment": experiment.name,
         "config": config_to_dict(config),

@@ -26,7 +26,7 @@ from .outputs import (
     stop_requested,
 )
 
-EXPERIMENT_FIELDS = ("seed", *DATA_FIELDS)  # the ExperimentConfig fields given as flags
+EXPERIMENT_FIELDS = ("seed", "seeds", *DATA_FIELDS)  # the ExperimentConfig fields given as flags
 
 
 def _shown(value) -> str:
@@ -46,6 +46,8 @@ def describe(spec) -> str:
     norm = params.pop("normalization", None)
     words = [] if norm is None else [str(norm)]
     words += [f"{k}={_shown(v)}" for k, v in params.items()]
+    seed = spec.name.rpartition("/")[2]  # "seed=k" of an experiment run with several seeds
+    words += [seed] if seed.startswith("seed=") else []
     return " ".join(words) or spec.name
 
 
@@ -83,7 +85,7 @@ def _run_and_report(exp, config, args, out_dir: Path) -> int:
     """
     from normlab.experiments import run_experiment
     from normlab.experiments.config import config_to_dict
-    from normlab.experiments.runner import RunResult
+    from normlab.experiments.runner import RunResult, task_specs
     from normlab.experiments.training import preload_data
     from normlab.report import headline, save_results, text_table, write_outputs
     from normlab.report.results import save_run
@@ -94,7 +96,7 @@ def _run_and_report(exp, config, args, out_dir: Path) -> int:
         if scheduler
         else f"{args.jobs} process{'es' if args.jobs > 1 else ''}"
     )
-    specs = exp.runs(config)
+    specs = task_specs(exp, config)
     params = {s.name: s.params for s in specs}
     saved = config_to_dict(config)
     records = check_out_dir(out_dir, exp.name, saved, args.resume, args.overwrite)
@@ -108,9 +110,12 @@ def _run_and_report(exp, config, args, out_dir: Path) -> int:
     start_out_dir(out_dir, exp.name, saved, args.overwrite)  # unwritable: fails before training
     n = len(specs)
     kept = f"; {len(done)} kept from {out_dir}/runs" if args.resume else ""
+    seeds = (
+        f"seed {config.seed}" if config.seeds == 1 else f"{config.seeds} seeds from {config.seed}"
+    )
     print(
         f"normlab {exp.name}: {n} runs on {config.dataset}"
-        f"{' (quick)' if config.quick else ''}, {where}, seed {config.seed}{kept}",
+        f"{' (quick)' if config.quick else ''}, {where}, {seeds}{kept}",
         file=sys.stderr,
         flush=True,
     )
@@ -145,6 +150,8 @@ def _run_and_report(exp, config, args, out_dir: Path) -> int:
     print(text_table(results["table"]))
     print()
     print(headline(results))
+    if results.get("data_dir_used"):
+        print(f"\ndata read from: {results['data_dir_used']}")
     print(f"\nfinished in {time.perf_counter() - t0:.1f}s; results in {out_dir}/")
     print(f"report: {report}")
     return 0
@@ -163,7 +170,7 @@ def demo(args) -> int:
 
     check_run_options(args)
     exp = get_experiment("demo")
-    config = config_from_dict(exp.config_cls, given(args, ["seed"]))
+    config = config_from_dict(exp.config_cls, given(args, ["seed", "seeds"]))
     if args.quick:
         config = exp.quick(config)
     return _run_and_report(exp, config, args, Path(args.out))
@@ -300,6 +307,8 @@ def train(args) -> int:
         f"parameters: train acc {out['train_acc']:.4f}, val acc {out['val_acc']:.4f}, "
         f"test acc {out['test_acc']:.4f}"
     )
+    if out["data_dir_used"]:
+        print(f"data read from: {out['data_dir_used']}")
     if out["checkpoint"]:
         print(f"checkpoint: {out['checkpoint']}")
     return 0

@@ -100,8 +100,9 @@ def given(args: argparse.Namespace, names: Iterable[str]) -> dict:
 def add_run_options(
     parser, config_cls: type, out_default: str | None, quick_help: str, scheduler: bool
 ) -> None:
-    """How an experiment runs and where it writes: ``--out``, ``--seed``, ``--jobs``,
-    ``--scheduler`` (if ``scheduler``) and ``--quick``; ``--seed`` is ``config_cls``'s field."""
+    """How an experiment runs and where it writes: ``--out``, ``--seed``, ``--seeds``,
+    ``--jobs``, ``--scheduler`` (if ``scheduler``) and ``--quick``; ``--seed`` and ``--seeds``
+    are ``config_cls``'s fields."""
     parser.add_argument(
         "--out",
         default=out_default,
@@ -109,7 +110,7 @@ def add_run_options(
         help="output directory for results.json, config.json, figures and report.html "
         f"(default {out_default or 'normlab-NAME'})",
     )
-    add_config_options(parser, config_cls, ["seed"])
+    add_config_options(parser, config_cls, ["seed", "seeds"])
     add_resume_options(parser, "--out DIR", "the runs saved in --out (same settings)")
     parser.add_argument(
         "--jobs",

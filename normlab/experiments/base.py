@@ -69,6 +69,11 @@ class Experiment:
     figures : callable
         ``figures(config) -> list[dict]``: the figures' declarations
         (:mod:`normlab.experiments.figspec`), drawn by :mod:`normlab.report.figures`.
+    settle : callable or None
+        ``settle(config, outputs_per_seed) -> config``: fixes, from every seed's runs, the
+        summary's settings that must be one for all seeds (an automatic accuracy target), so
+        that each seed's summary is computed with them (:mod:`normlab.experiments.seeds`).
+        None: the config as it is.
     """
 
     name: str
@@ -80,3 +85,4 @@ class Experiment:
     quick: Callable[[Any], Any]
     headline: Callable[[dict], str]
     figures: Callable[[Any], list[dict]]
+    settle: Callable[[Any, list[dict]], Any] | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from normlab.experiments import batch_sweep, figspec
+from normlab.experiments import batch_sweep, figspec, noise
 from normlab.experiments.base import Experiment
 from normlab.experiments.config import opt
 from normlab.experiments.training import train_fc
@@ -62,8 +62,12 @@ def summarize(config: BatchSizeConfig, outputs: dict, seconds: dict) -> dict:
 def headline(results: dict) -> str:
     """Best validation accuracy at the largest and the smallest batch size."""
     bss = results["batch_sizes"]
-    parts = batch_sweep.endpoints(results, "best_val_acc")
-    return f"From batch size {max(bss)} to {min(bss)}, best validation accuracy {join(parts)}."
+    parts, diffs = batch_sweep.endpoints(results, "best_val_acc", "num_val")
+    sentence = (
+        f"From batch size {max(bss)} to {min(bss)}, best validation accuracy {join(parts)} "
+        f"({noise.seeds_phrase(results.get('seeds', 1))})."
+    )
+    return noise.qualify(sentence, diffs, results.get("config", {}).get("quick", False))
 
 
 def figures(config: BatchSizeConfig) -> list[dict]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from normlab.experiments import figspec
+from normlab.experiments import figspec, noise
 from normlab.experiments.base import RunSpec
 from normlab.experiments.config import (
     EVERY_NORMALIZATION,
@@ -19,7 +19,7 @@ from normlab.experiments.config import (
     opt,
     require_nonempty,
 )
-from normlab.experiments.wording import change, with_norm
+from normlab.experiments.wording import change, num, with_norm
 from normlab.vocab import run_name, short_label
 
 __all__ = ["BatchSweepConfig", "endpoints", "panel", "runs", "summarize"]
@@ -83,11 +83,27 @@ def summarize(
     return {"batch_sizes": bss, **curves, "table": {"columns": columns, "rows": rows}}
 
 
-def endpoints(results: dict, key: str) -> list[str]:
-    """Phrases "fell from a to b with <norm>", from the largest batch size to the smallest."""
+def endpoints(results: dict, key: str, n_key: str) -> tuple[list[str], list[noise.Difference]]:
+    """Phrases "fell from a to b with <norm> (±bound)", from the largest batch size to the
+    smallest, a change within noise said as such, and the differences they rest on.
+
+    ``n_key`` names the runs' output holding how many images the score was measured on (the
+    binomial term of the noise bound); the two batch sizes' runs do not share seeds (unpaired).
+    """
     bss = results["batch_sizes"]
     hi, lo = bss.index(max(bss)), bss.index(min(bss))
-    return [f"{change(v[hi], v[lo])} {with_norm(norm)}" for norm, v in results[key].items()]
+    n_eval = next((o.get(n_key) for o in results.get("runs", {}).values()), None)
+    parts, diffs = [], []
+    for norm, mean in results[key].items():
+        values = noise.per_seed(results, [key, norm])
+        d = noise.difference([v[hi] for v in values], [v[lo] for v in values], n_eval)
+        words = change(mean[hi], mean[lo])  # "stayed at" when equal to two decimals
+        if d.a is not None and d.b is not None and not d.clear and "stayed" not in words:
+            words = f"went from {num(mean[hi])} to {num(mean[lo])}, within noise"
+        bound = "" if d.bound is None else f" (±{num(d.bound)})"
+        parts.append(f"{words} {with_norm(norm)}{bound}")
+        diffs.append(d)
+    return parts, diffs
 
 
 def panel(

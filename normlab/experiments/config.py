@@ -72,6 +72,7 @@ class ExperimentConfig:
     data_dir: str | None = opt(None, "the only folder searched for the dataset files")
     download: bool = opt(True, "download MNIST / Fashion-MNIST if missing (into data_dir or cache)")
     seed: int = opt(0, "root seed: data split, and every run's seed derived from it", False)
+    seeds: int = opt(1, "runs of every setting, each from its own seed; mean and spread shown")
     quick: bool = opt(False, "the reduced variant that finishes in seconds")
     normalizations: tuple[str, ...] = opt(("none", "batchnorm"), "normalizations compared")
 

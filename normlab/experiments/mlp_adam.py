@@ -15,16 +15,17 @@ for both networks.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
 
-from normlab.experiments import figspec
+from normlab.experiments import figspec, noise
 from normlab.experiments.base import Experiment
 from normlab.experiments.config import ExperimentConfig, field_of, opt
 from normlab.experiments.training import eval_loss, finite, load_data, paired_runs, train_fc
 from normlab.experiments.wording import capital, diverged_at, join, last, num, plural, with_norm
-from normlab.vocab import short_label
+from normlab.vocab import label, seed_outputs, short_label
 
 NAME = "mlp-adam"
 DESCRIPTION = "PyTorch lecture MLP 784-32-32-10, Adam 0.01, batch 32: losses and accuracies"
@@ -104,19 +105,41 @@ def summarize(config: MLPAdamConfig, outputs: dict, seconds: dict) -> dict:
 
 
 def headline(results: dict) -> str:
-    """Final validation loss and accuracy of each network (or where it diverged)."""
+    """Final validation loss and accuracy of each network (or where it diverged), means over
+    the seeds, and whether the others' final validation accuracy differs from batch norm's
+    beyond noise (:mod:`normlab.experiments.noise`)."""
     epochs = results["config"]["num_epochs"]
-    parts, gone = [], []
-    for n, o in results["runs"].items():
-        if o.get("diverged"):
-            gone.append(f"the run {with_norm(n)} diverged at epoch {diverged_at(o)}")
+    runs = {n: seed_outputs(results, n) for n in results["config"]["normalizations"]}
+    parts, gone, finals = [], [], {}
+    for n, outs in runs.items():
+        if all(o.get("diverged") for o in outs):
+            at = join(sorted({str(diverged_at(o)) for o in outs}))
+            gone.append(f"the run {with_norm(n)} diverged at epoch {at}")
             continue
-        loss, acc = last(o.get("val_loss")), last(o.get("val_acc"))
+        finals[n] = [None if o.get("diverged") else last(o.get("val_acc")) for o in outs]
+        losses = [last(o.get("val_loss")) for o in outs if not o.get("diverged")]
+        loss = statistics.fmean(losses) if None not in losses else None
+        acc = statistics.fmean([a for a in finals[n] if a is not None])
         parts.append(f"{num(loss, 3)} {with_norm(n)} (accuracy {num(acc, 3)})")
     if not parts:
         return f"{capital(join(gone))}."
     sentence = f"After {plural(epochs, 'epoch')}, the validation loss was {join(parts)}"
-    return sentence + (f"; {join(gone)}." if gone else ".")
+    sentence += f"; {join(gone)}." if gone else "."
+    lead = "batchnorm" if "batchnorm" in finals else next(iter(finals))
+    n_val = runs[lead][0].get("num_val")
+    diffs = {
+        n: noise.difference(finals[lead], acc, n_val, paired=True)
+        for n, acc in finals.items()
+        if n != lead
+    }
+    if not diffs:
+        return sentence
+    ref = f"{label(lead)}'s"
+    versus = join([f"{with_norm(n)} was {noise.versus(d, ref)}" for n, d in diffs.items()])
+    sentence += f" Final validation accuracy {versus} ({noise.seeds_phrase(len(runs[lead]))})."
+    return noise.qualify(
+        sentence, list(diffs.values()), results.get("config", {}).get("quick", False)
+    )
 
 
 def figures(config: MLPAdamConfig) -> list[dict]:

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from normlab._io import json_safe
+from normlab.experiments import seeds as seeding
 from normlab.experiments.base import Experiment, RunSpec
 from normlab.experiments.config import config_help, config_to_dict
 
@@ -48,6 +49,8 @@ __all__ = [
     "run_experiment",
     "run_tasks",
     "strip_timings",
+    "summarize_runs",
+    "task_specs",
 ]
 
 TIMING_KEYS = ("seconds", "wall_time_s", "run_seconds", "environment", "jobs", "scheduler")
@@ -325,6 +328,11 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def task_specs(experiment: Experiment, config: Any) -> list[RunSpec]:
+    """The tasks of ``experiment``: each of its runs once per seed (``config.seeds``)."""
+    return seeding.expand(experiment.runs(config), config.seeds)
+
+
 def run_experiment(
     experiment: Experiment,
     config: Any,
@@ -353,8 +361,12 @@ def run_experiment(
     -------
     results : dict
         JSON-able: ``experiment``, ``description``, ``config``, ``config_help`` (each setting's
-        comment), ``seed``, ``runs`` (every run's output by name), ``run_seconds``, the
-        experiment's summary keys (``table``, curves...), ``headline`` (one sentence),
+        comment), ``seed``, ``seeds``, ``data_dir_used`` (the folder the runs read the dataset
+        from, whatever ``config.data_dir`` says; None for the embedded digits), ``runs``
+        (every task's output by name: ``name`` with one seed, ``name/seed=k`` with several),
+        ``run_seconds``, the experiment's summary
+        keys (``table``, curves...; with several seeds their means, and ``spread`` and
+        ``per_seed``: :mod:`normlab.experiments.seeds`), ``headline`` (one sentence),
         ``figures`` (their declarations), ``environment``, ``jobs``, ``scheduler`` and
         ``wall_time_s``: everything a report needs (:mod:`normlab.report`). Run outputs are
         summarized in their strict-JSON form (NaN as None, lists for tuples), the form they are
@@ -369,7 +381,7 @@ def run_experiment(
     from normlab.experiments.training import preload_data
 
     preload_data(config, scheduler)  # a missing dataset fails here, not in every worker
-    specs = experiment.runs(config)
+    specs = task_specs(experiment, config)
     done = run_tasks(
         experiment.run_task, config, specs, config.seed, jobs, scheduler, progress, done, on_result
     )
@@ -381,12 +393,14 @@ def run_experiment(
         "config": config_to_dict(config),
         "config_help": {name: text for name, _, text in config_help(type(config))},
         "seed": config.seed,
+        "seeds": config.seeds,
+        "data_dir_used": next((o.get("data_dir") for o in outputs.values()), None),
         "runs": outputs,
         "run_seconds": seconds,
     }
     if on_runs is not None:
         on_runs(raw)
-    results = {**raw, **experiment.summarize(config, outputs, seconds)}
+    results = {**raw, **summarize_runs(experiment, config, outputs, seconds)}
     return {
         **results,
         "headline": experiment.headline(results),
@@ -396,6 +410,31 @@ def run_experiment(
         "scheduler": scheduler,
         "wall_time_s": round(time.perf_counter() - t0, 3),
     }
+
+
+def summarize_runs(experiment: Experiment, config: Any, outputs: dict, seconds: dict) -> dict:
+    """The summary of an experiment's task outputs: each seed's summary (with the settings
+    :attr:`Experiment.settle` fixes from all seeds), combined into mean and spread.
+
+    Parameters
+    ----------
+    experiment : Experiment
+    config : dataclass
+        Its config (``seeds`` says how many seeds the tasks hold).
+    outputs, seconds : dict
+        Every task's output and duration by task name (:func:`task_specs`).
+
+    Returns
+    -------
+    summary : dict
+        :func:`normlab.experiments.seeds.combine` of the seeds' summaries.
+    """
+    names = [s.name for s in experiment.runs(config)]
+    per_seed = seeding.split(outputs, names, config.seeds)
+    times = seeding.split(seconds, names, config.seeds)
+    settled = experiment.settle(config, per_seed) if experiment.settle else config
+    summaries = [experiment.summarize(settled, o, t) for o, t in zip(per_seed, times, strict=True)]
+    return seeding.combine(summaries)
 
 
 def strip_timings(results: Any) -> Any:
@@ -408,7 +447,9 @@ def strip_timings(results: Any) -> Any:
         if "columns" in out and "rows" in out:
             keep = [i for i, c in enumerate(out["columns"]) if "time" not in str(c)]
             out["columns"] = [out["columns"][i] for i in keep]
-            out["rows"] = [[row[i] for i in keep] for row in out["rows"]]
+            for rows in ("rows", "spread", "count"):  # the cells and, with seeds, their spread
+                if rows in out:
+                    out[rows] = [[row[i] for i in keep] for row in out[rows]]
         return out
     if isinstance(results, list):
         return [strip_timings(v) for v in results]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from normlab.experiments import batch_sweep, figspec
+from normlab.experiments import batch_sweep, figspec, noise
 from normlab.experiments.base import Experiment
 from normlab.experiments.config import field_of, opt
 from normlab.experiments.training import build_model, load_data, train_solver
@@ -101,11 +101,12 @@ def summarize(config: SmallBatchConfig, outputs: dict, seconds: dict) -> dict:
 def headline(results: dict) -> str:
     """Test accuracy (at the best validation epoch), from the largest batch to the smallest."""
     bss = results["batch_sizes"]
-    parts = batch_sweep.endpoints(results, "best_epoch_test_acc")
-    return (
+    parts, diffs = batch_sweep.endpoints(results, "best_epoch_test_acc", "num_test")
+    sentence = (
         f"From {max(bss)} images per batch to {min(bss)}, test accuracy at the best "
-        f"validation epoch {join(parts)}."
+        f"validation epoch {join(parts)} ({noise.seeds_phrase(results.get('seeds', 1))})."
     )
+    return noise.qualify(sentence, diffs, results.get("config", {}).get("quick", False))
 
 
 def figures(config: SmallBatchConfig) -> list[dict]:

@@ -141,7 +141,8 @@ def train(
         ``config``, ``epochs``, ``val_acc_history``, ``best_val_acc``, ``train_acc``,
         ``val_acc``, ``test_acc`` (test mode, with the best epoch's parameters and running
         statistics, as the Solver leaves them),
-        ``checkpoint`` (path or None).
+        ``checkpoint`` (path or None), ``data_dir_used`` (the folder the dataset was read
+        from; None for the embedded digits).
 
     Raises
     ------
@@ -209,6 +210,7 @@ def train(
         "best_val_acc": solver.best_val_acc,
         **_scores(model, data),
         "checkpoint": None if ckpt is None else str(ckpt),
+        "data_dir_used": data.get("data_dir"),
     }
 
 

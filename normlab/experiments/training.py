@@ -211,7 +211,9 @@ def train_solver(model: Any, data: dict, seed: int, callbacks=(), **options: Any
         the last epoch's losses), ``test_acc`` (test mode, with the best validation epoch's
         parameters and running statistics, as the Solver leaves them; None if diverged),
         ``diverged`` (the loss became NaN or infinite: the curves stop there and the scores are
-        those reached before).
+        those reached before), ``num_val`` and ``num_test`` (images the validation and test
+        accuracies are measured on: the noise bounds of :mod:`~normlab.experiments.noise`),
+        ``data_dir`` (the folder the dataset was read from; None for the embedded digits).
     """
     options.setdefault("verbose", False)
     solver = Solver(model, data, seed=seed, callbacks=list(callbacks), **options)
@@ -236,6 +238,9 @@ def train_solver(model: Any, data: dict, seed: int, callbacks=(), **options: Any
         "test_acc": test_acc,
         "iterations_per_epoch": ipe,
         "diverged": diverged,
+        "num_val": len(data["y_val"]) if solver.num_val_samples is None else solver.num_val_samples,
+        "num_test": len(data["y_test"]),
+        "data_dir": data.get("data_dir"),
     }
 
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from normlab.experiments import figspec
+from normlab.experiments import figspec, noise
 from normlab.experiments.base import Experiment, RunSpec
 from normlab.experiments.config import ExperimentConfig, field_of, opt
 from normlab.experiments.training import train_fc
-from normlab.experiments.wording import join, with_norm
-from normlab.vocab import run_name, short_label
+from normlab.experiments.wording import capital, join, with_norm
+from normlab.vocab import label, run_name, short_label
 
 NAME = "weight-scale"
 DESCRIPTION = "deep net [50]*7 at 20 weight scales 1e-4..1, with and without batch norm"
@@ -114,7 +114,9 @@ def _scale_list(good: list, scales: list) -> str:
 
 
 def headline(results: dict) -> str:
-    """At how many scales each network stayed near the best accuracy (80% of it, rounded)."""
+    """At how many scales each network stayed near the best accuracy (80% of it, rounded),
+    then at how many scales the others' best validation accuracy differed from batch norm's
+    beyond noise (:mod:`normlab.experiments.noise`; the networks of a scale share seeds)."""
     curves, scales = results["curves"], results["weight_scales"]
     best = max((v for c in curves.values() for v in c["best_val_acc"] if v is not None), default=0)
     thr = math.floor(0.8 * best * 20 + 1e-9) / 20
@@ -125,7 +127,32 @@ def headline(results: dict) -> str:
         ]
         where = _scale_list(good, list(scales))
         parts.append(f"{len(good)} of {len(scales)} weight scales {with_norm(norm)}{where}")
-    return f"Best validation accuracy was at least {thr:.2f} at {join(parts)}."
+    sentence = f"Best validation accuracy was at least {thr:.2f} at {join(parts)}."
+    lead = "batchnorm" if "batchnorm" in curves else next(iter(curves))
+    others = [n for n in curves if n != lead]
+    if not others:
+        return sentence
+    n_val = next((o.get("num_val") for o in results.get("runs", {}).values()), None)
+    lead_acc = noise.per_seed(results, ["curves", lead, "best_val_acc"])  # (seeds, S)
+    diffs, counts = [], []
+    for n in others:
+        acc = noise.per_seed(results, ["curves", n, "best_val_acc"])
+        ds = [
+            noise.difference([a[i] for a in lead_acc], [b[i] for b in acc], n_val, paired=True)
+            for i in range(len(scales))
+        ]
+        above = sum(d.clear and d.a > d.b for d in ds)
+        below = sum(d.clear and d.a < d.b for d in ds)
+        counts.append(
+            f"higher beyond noise at {above}, lower beyond noise at {below} and within noise "
+            f"at {len(scales) - above - below} of the {len(scales)} scales than {with_norm(n)}"
+        )
+        diffs += ds
+    sentence += (
+        f" {capital(label(lead))}'s was {join(counts)} "
+        f"({noise.seeds_phrase(results.get('seeds', 1))})."
+    )
+    return noise.qualify(sentence, diffs, results.get("config", {}).get("quick", False))
 
 
 def figures(config: WeightScaleConfig) -> list[dict]:

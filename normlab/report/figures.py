@@ -23,6 +23,11 @@ string), ``"ms"`` (marker size, None: the default) and the data it plots:
               value), ``"ylog"``, ``"minor_grid"``; a line's ``"diverged"`` path flags values
               marked with an x at the top of the line.
 
+With several seeds (``results["seeds"] > 1``) a run's curve is the mean over its seeds' runs
+(``name/seed=k``) with a band of ± one standard deviation, and a sweep's line the summary's
+mean with the band of ``results["spread"]`` at the same path
+(:mod:`normlab.experiments.seeds`).
+
 Figures are built with :class:`matplotlib.figure.Figure` and rendered by the Agg canvas, never
 through ``pyplot``: no global backend is selected, no window can open, and a caller's own
 matplotlib state is left alone. :func:`make_figures` returns ``{name: Figure}``;
@@ -37,6 +42,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullFormatter
+
+from normlab.vocab import seed_outputs
 
 __all__ = ["PANELS", "make_figures", "render_png"]
 
@@ -83,13 +90,39 @@ def _plot(ax, x, y, line: dict) -> None:
     ax.plot(x, y, line["fmt"], **style)
 
 
+def _mean_std(curves: list) -> tuple[np.ndarray, np.ndarray | None]:
+    """The mean over seeds of curves (padded with NaN to the longest: a diverged run's curve
+    stops early) and their std (ddof=1) where two or more seeds have a value, else None."""
+    arrays = [_arr(c) for c in curves]
+    if len(arrays) == 1:
+        return arrays[0], None
+    stack = np.full((len(arrays), max(len(a) for a in arrays)), np.nan)  # (seeds, T)
+    for i, a in enumerate(arrays):
+        stack[i, : len(a)] = a
+    n = np.sum(np.isfinite(stack), axis=0)  # (T,)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nansum(stack, axis=0) / n
+        dev = np.where(np.isfinite(stack), stack - mean, 0.0)
+        std = np.sqrt(np.sum(dev**2, axis=0) / (n - 1))
+    return np.where(n > 0, mean, np.nan), np.where(n > 1, std, np.nan)
+
+
+def _band(ax, x, mean: np.ndarray, std: np.ndarray | None, color) -> None:
+    """The spread over seeds, mean ± std, as a shaded band (nothing with one seed)."""
+    if std is not None and np.isfinite(std).any():
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+
+
 def _curves(ax, panel: dict, results: dict) -> None:
-    """Runs' curves over the epochs (integer ticks) or over a key of each run."""
+    """Runs' curves over the epochs (integer ticks) or over a key of each run; with several
+    seeds, the mean curve and a band of ± one standard deviation."""
     for line in panel["lines"]:
-        run = _get(results, ["runs", line["run"]])
-        y = _arr(_get(run, line["y"]))
+        runs = seed_outputs(results, line["run"])
+        y, std = _mean_std([_get(run, line["y"]) for run in runs])
         epochs = np.arange(line["first"], line["first"] + len(y))
-        _plot(ax, epochs if panel["x"] == "epoch" else _get(run, panel["x"]), y, line)
+        x = epochs if panel["x"] == "epoch" else np.array(_get(runs[0], panel["x"]))[: len(y)]
+        _plot(ax, x, y, line)
+        _band(ax, x, y, std, line["color"])
     target = results.get(panel["target"]) if panel.get("target") else None
     if target is not None:
         ax.axhline(target, color="k", ls=":", lw=0.8, label=f"target {target:.2f}")
@@ -98,11 +131,12 @@ def _curves(ax, panel: dict, results: dict) -> None:
 
 
 def _loss(ax, panel: dict, results: dict) -> None:
-    """Per-iteration training loss (faint) and its moving average over an epoch."""
+    """Per-iteration training loss (faint) and its moving average over an epoch; with several
+    seeds, both of the mean loss over the seeds."""
     for line in panel["lines"]:
-        run = _get(results, ["runs", line["run"]])
-        loss = _arr(_get(run, "loss"))
-        ipe = max(run.get("iterations_per_epoch", 1), 1)
+        runs = seed_outputs(results, line["run"])
+        loss, _ = _mean_std([_get(run, "loss") for run in runs])
+        ipe = max(runs[0].get("iterations_per_epoch", 1), 1)
         epochs = np.arange(1, len(loss) + 1) / ipe
         ax.plot(epochs, loss, color=line["color"], alpha=0.25, lw=0.6)
         ax.plot(epochs, _smooth(loss, ipe), color=line["color"], label=line["label"])
@@ -110,11 +144,14 @@ def _loss(ax, panel: dict, results: dict) -> None:
 
 
 def _sweep(ax, panel: dict, results: dict) -> None:
-    """Values against a swept setting on a log x-axis; diverged values marked with an x."""
+    """Values against a swept setting on a log x-axis; diverged values marked with an x; with
+    several seeds, the mean and a band of ± one standard deviation (``results["spread"]``)."""
     x = np.array(_get(results, panel["x"]))
     for line in panel["lines"]:
         y = _arr(_get(results, line["y"]))
         _plot(ax, x, y, line)
+        if "spread" in results:
+            _band(ax, x, y, _arr(_get(results["spread"], line["y"])), line["color"])
         diverged = np.array(_get(results, line["diverged"]) if line["diverged"] else [], bool)
         if diverged.any():
             top = np.nanmax(y) if np.isfinite(y).any() else 1.0

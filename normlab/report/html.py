@@ -52,6 +52,8 @@ def _environment_rows(results: dict) -> list[list]:
     env = dict(results.get("environment", {}))
     rows = [[k, v] for k, v in env.items()]
     rows.append(["seed", results.get("seed")])
+    rows.append(["seeds per run", results.get("seeds", 1)])
+    rows.append(["dataset read from", results.get("data_dir_used") or "none (embedded data)"])
     rows.append(["jobs", results.get("jobs")])
     rows.append(["scheduler", results.get("scheduler") or "local"])
     rows.append(["wall time (s)", results.get("wall_time_s")])

@@ -64,20 +64,29 @@ def save_results(results: dict, out_dir: str | Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     res_path = out / "results.json"
     atomic_write_text(res_path, _dump({"format_version": FORMAT_VERSION, **results}, 1))
-    cfg_path = save_config(results.get("experiment"), results.get("config", {}), out)
+    cfg_path = save_config(
+        results.get("experiment"), results.get("config", {}), out, results.get("data_dir_used")
+    )
     return res_path, cfg_path
 
 
-def save_config(experiment: str | None, config: dict, out_dir: str | Path) -> Path:
+def save_config(
+    experiment: str | None, config: dict, out_dir: str | Path, data_dir_used: str | None = None
+) -> Path:
     """Write ``config.json`` (``{"experiment": ..., "config": {...}}``) into ``out_dir``.
 
     Written before the first run, it says what the runs in ``out_dir/runs`` belong to (a resume
     compares it with its own config) and proves the folder writable before anything trains.
+    Written again with the results, it gains ``data_dir_used``: the folder the dataset was
+    actually read from (``config["data_dir"]`` may be None: the default places).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "config.json"
-    atomic_write_text(path, _dump({"experiment": experiment, "config": config}, 2))
+    record = {"experiment": experiment, "config": config}
+    if data_dir_used is not None:
+        record["data_dir_used"] = data_dir_used
+    atomic_write_text(path, _dump(record, 2))
     return path
 
 

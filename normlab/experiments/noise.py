@@ -1,0 +1,151 @@
+"""When a headline may state a difference: the noise bound of a difference between two scores.
+
+A headline compares two scores (two normalizations at one setting, or one normalization at the
+largest and the smallest batch size). It states the difference only when it exceeds a noise
+bound computed from the results; otherwise it says the difference is within noise.
+
+The bound is twice the standard error of the difference of the means, from two independent
+sources of noise:
+
+- **seeds** (with N >= 2 seeds): the spread of the runs. For a *paired* comparison (both scores
+  from the same seeds, e.g. the same initial weights with and without batch norm) the standard
+  error of the mean per-seed difference, ``std(a_k - b_k) / sqrt(N)``; unpaired,
+  ``sqrt(var(a) / N + var(b) / N)`` (``ddof=1``).
+- **evaluation** (for accuracies measured on ``n`` images): the binomial standard error of an
+  accuracy ``p``, ``sqrt(p (1 - p) / n)``, for each score. The images are the same for every
+  seed, so this term does not shrink with more seeds.
+
+``bound = 2 sqrt(se_seeds^2 + se_eval^2)``, roughly a 95% two-sided band. With one seed and no
+evaluation size there is no bound, and no difference is stated as a finding.
+
+Examples
+--------
+>>> d = difference([0.52], [0.48], n_eval=300)  # one seed, 300 validation images
+>>> round(d.bound, 3), d.clear
+(0.082, False)
+>>> difference([0.90, 0.91, 0.92], [0.50, 0.52, 0.51], n_eval=300, paired=True).clear
+True
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from normlab.experiments.wording import num
+
+__all__ = [
+    "Difference",
+    "binomial_se",
+    "difference",
+    "per_seed",
+    "qualify",
+    "seeds_phrase",
+    "versus",
+]
+
+
+def binomial_se(p: float, n: int) -> float:
+    """The standard error of an accuracy ``p`` measured on ``n`` images, ``sqrt(p(1-p)/n)``."""
+    return math.sqrt(max(p * (1.0 - p), 0.0) / n)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Two mean scores and the noise bound on their difference.
+
+    Attributes
+    ----------
+    a, b : float or None
+        The means over the seeds that gave a score (None: none did, e.g. every run diverged).
+    bound : float or None
+        Noise bound on ``|b - a|`` (module docstring); None when there is no estimate.
+    seeds : int
+        Seeds compared.
+    """
+
+    a: float | None
+    b: float | None
+    bound: float | None
+    seeds: int
+
+    @property
+    def clear(self) -> bool:
+        """True when ``|b - a|`` exceeds the noise bound."""
+        if self.a is None or self.b is None or self.bound is None:
+            return False
+        return abs(self.b - self.a) > self.bound
+
+
+def per_seed(results: dict, path: list) -> list:
+    """The value at ``path`` (keys into the summary) of each seed's own summary, in seed
+    order: ``results["per_seed"]`` with several seeds, the results themselves with one."""
+    out = []
+    for summary in results.get("per_seed") or [results]:
+        for key in path:
+            summary = summary[key]
+        out.append(summary)
+    return out
+
+
+def versus(d: Difference, ref: str = "") -> str:
+    """How ``d.b`` compares with ``d.a`` (named ``ref`` when given): ``"lower than batch norm's
+    beyond noise, ±0.03"`` or ``"within noise of batch norm's, ±0.03"``."""
+    if d.clear:
+        words = f"{'lower' if d.b < d.a else 'higher'} {f'than {ref} ' if ref else ''}beyond noise"
+    else:
+        words = f"within noise{f' of {ref}' if ref else ''}"
+    return words if d.bound is None else f"{words}, ±{num(d.bound)}"
+
+
+def seeds_phrase(seeds: int) -> str:
+    """How a headline names its noise bound: ``"noise: 2 standard errors, 5 seeds"``."""
+    if seeds > 1:
+        return f"noise: 2 standard errors, {seeds} seeds"
+    return "noise: 2 binomial standard errors, one seed"
+
+
+def difference(a: list, b: list, n_eval: int | None = None, paired: bool = False) -> Difference:
+    """The difference between scores ``a`` and ``b`` (one per seed, None where a run gave none).
+
+    Parameters
+    ----------
+    a, b : list of float or None
+        Per-seed scores, in seed order.
+    n_eval : int, optional
+        Images each score was measured on, when the scores are accuracies (adds the binomial
+        term); None for other scores (losses, epochs).
+    paired : bool, default False
+        Whether seed k of ``a`` and of ``b`` started from the same seed (the same weights).
+
+    Returns
+    -------
+    Difference
+    """
+    if paired:
+        both = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+        a_ok, b_ok = [x for x, _ in both], [y for _, y in both]
+    else:
+        a_ok, b_ok = [x for x in a if x is not None], [y for y in b if y is not None]
+    if not a_ok or not b_ok:
+        mean = statistics.fmean
+        return Difference(mean(a_ok) if a_ok else None, mean(b_ok) if b_ok else None, None, 0)
+    ma, mb = statistics.fmean(a_ok), statistics.fmean(b_ok)
+    var, n_seeds = None, min(len(a_ok), len(b_ok))
+    if paired and len(a_ok) > 1:
+        var = statistics.variance([y - x for x, y in both]) / len(both)
+    elif not paired and len(a_ok) > 1 and len(b_ok) > 1:
+        var = statistics.variance(a_ok) / len(a_ok) + statistics.variance(b_ok) / len(b_ok)
+    if n_eval:
+        var = (var or 0.0) + binomial_se(ma, n_eval) ** 2 + binomial_se(mb, n_eval) ** 2
+    bound = None if var is None else 2.0 * math.sqrt(var)
+    return Difference(ma, mb, bound, n_seeds)
+
+
+def qualify(sentence: str, differences: list[Difference], quick: bool) -> str:
+    """``sentence``, prefixed "Quick run, too short to conclude:" when the run is a quick
+    variant and none of the ``differences`` its finding rests on is beyond noise."""
+    if quick and not any(d.clear for d in differences):
+        return f"Quick run, too short to conclude: {sentence[:1].lower()}{sentence[1:]}"
+    return sentence
