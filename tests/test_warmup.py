@@ -1,0 +1,111 @@
+"""warm_up compiles every kernel a training step uses: a step afterwards compiles nothing."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from normlab.warmup import warm_up
+
+# Runs in a fresh interpreter (nothing compiled or loaded yet); prints JSON: the signatures each
+# kernel dispatcher gained during the training steps, and the kernels that have signatures.
+SCRIPT = """
+import importlib, json, pkgutil, sys
+import numpy as np
+from numba.core.dispatcher import Dispatcher
+import normlab.kernels
+from normlab.models import ConvNet, FullyConnectedNet
+from normlab.optimizer import Optimizer
+from normlab.warmup import warm_up
+
+
+def dispatchers():
+    found = {}
+    for info in pkgutil.iter_modules(normlab.kernels.__path__, "normlab.kernels."):
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            named = isinstance(value, tuple) and hasattr(value, "_fields")
+            pairs = value._asdict().items() if named else [(None, value)]
+            for field, obj in pairs:  # norm.Kernel: (parallel, serial)
+                if isinstance(obj, Dispatcher) and obj.py_func.__module__ == info.name:
+                    key = info.name.rsplit(".", 1)[1] + "." + name
+                    found[key + ("." + field if field else "")] = obj
+    return found
+
+
+def signatures():
+    return {k: sorted(map(str, d.signatures)) for k, d in dispatchers().items()}
+
+
+def step(model, shape, rule, rng):
+    X = rng.standard_normal(shape)  # float64 data, cast by the model
+    y = rng.integers(10, size=shape[0])
+    loss, grads = model.loss(X, y)  # train mode: forward, loss, backward
+    Optimizer(model.params, rule).step(model.params, grads)
+    model.loss(X)  # test mode, as the accuracy checks run it
+
+
+{warm}
+before = signatures()
+rng = np.random.default_rng(0)
+rules = ["sgd", "sgd_momentum", "rmsprop", "adam"]
+for dtype in (np.float32, np.float64):
+    for i, norm in enumerate(["batchnorm", "layernorm", "groupnorm"]):
+        fc = FullyConnectedNet([8, 6], input_dim=5, normalization=norm, dtype=dtype, seed=0)
+        conv = ConvNet((1, 6, 6), num_filters=(4,), hidden_dims=(8,), normalization=norm,
+                       dtype=dtype, seed=0)
+        step(fc, (4, 5), rules[i], rng)
+        step(conv, (3, 1, 6, 6), rules[i + 1], rng)
+    if {large}:  # 2**20 elements per normalized input: the kernels' multi-threaded variants
+        for norm in ("batchnorm", "layernorm"):
+            fc = FullyConnectedNet([256], input_dim=4, normalization=norm, dtype=dtype, seed=0)
+            step(fc, (4096, 4), "adam", rng)
+        conv = ConvNet((1, 8, 8), num_filters=(4,), hidden_dims=(), normalization="batchnorm",
+                       dtype=dtype, seed=0)
+        step(conv, (4096, 1, 8, 8), "adam", rng)
+after = signatures()
+new = {k: sorted(set(after[k]) - set(before[k])) for k in after if set(after[k]) - set(before[k])}
+json.dump({"new": new, "used": sorted(k for k, v in after.items() if v)}, sys.stdout)
+"""
+
+# The kernels the steps above call (the helpers they call get signatures only when they are
+# compiled rather than loaded from the cache).
+NORM_KERNELS = ("cols_forward", "cols_backward", "spatial_forward", "spatial_backward")
+NORM_KERNELS += ("rows_forward", "rows_backward")
+RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
+USED = {f"norm.{k}.{v}" for k in NORM_KERNELS for v in ("parallel", "serial")}
+USED |= {"norm.ema_update", "loss.softmax_xent"} | {f"optim._{r}_kernel" for r in RULES}
+
+
+def _run(warm: str, large: bool = True, **env) -> dict:
+    """Run SCRIPT with ``warm`` as its warm-up; ``large``: also steps of 2**20-element layers."""
+    environ = {k: v for k, v in os.environ.items() if k != "NORMLAB_BACKEND"} | env
+    code = SCRIPT.replace("{warm}", warm).replace("{large}", str(large))
+    res = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_a_training_step_after_warm_up_compiles_nothing():
+    out = _run("warm_up()")
+    assert out["new"] == {}, f"warm_up missed these signatures: {out['new']}"
+    assert USED <= set(out["used"]), sorted(USED - set(out["used"]))  # the steps ran the kernels
+
+
+def test_with_the_numpy_backend_it_loads_only_what_that_backend_calls():
+    out = _run("warm_up()", large=False, NORMLAB_BACKEND="numpy")
+    assert out == {"new": {}, "used": ["norm.ema_update"]}  # batch norm's running statistics
+
+
+def test_one_dtype_may_be_given_alone(monkeypatch):
+    monkeypatch.setenv("NORMLAB_BACKEND", "numpy")  # milliseconds
+    assert 0 <= warm_up("float32") < 5
+
+
+@pytest.mark.parametrize("dtypes", [(np.float16,), ("int64",), (None,), ("float32", "floaty")])
+def test_dtypes_other_than_float32_and_float64_are_refused(dtypes):
+    with pytest.raises(ValueError, match="expected dtypes among float32 and float64"):
+        warm_up(dtypes)
