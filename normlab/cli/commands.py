@@ -152,7 +152,9 @@ def _run_and_report(exp, config, args, out_dir: Path) -> int:
     print(headline(results))
     if results.get("data_dir_used"):
         print(f"\ndata read from: {results['data_dir_used']}")
-    print(f"\nfinished in {time.perf_counter() - t0:.1f}s; results in {out_dir}/")
+    compiling = results.get("compile_seconds") or 0.0
+    kernels = f" ({compiling:.1f}s compiling kernels, not in the run times)" if compiling else ""
+    print(f"\nfinished in {time.perf_counter() - t0:.1f}s{kernels}; results in {out_dir}/")
     print(f"report: {report}")
     return 0
 

@@ -53,16 +53,27 @@ __all__ = [
     "task_specs",
 ]
 
-TIMING_KEYS = ("seconds", "wall_time_s", "run_seconds", "environment", "jobs", "scheduler")
+TIMING_KEYS = (
+    "seconds",
+    "wall_time_s",
+    "run_seconds",
+    "compile_seconds",
+    "environment",
+    "jobs",
+    "scheduler",
+)
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a finished task reports: its name, output and duration in seconds."""
+    """What a finished task reports: its name, output and duration in seconds, and the seconds
+    its process spent compiling the kernels just before it (not part of ``seconds``; nonzero
+    only for the first task of a process)."""
 
     name: str
     output: dict
     seconds: float
+    compile_seconds: float = 0.0
 
 
 def derive_seed(root: int, key: str) -> int:
@@ -118,12 +129,33 @@ def _single_threaded():
                 _blas_limiter = None
 
 
+_warm_lock = threading.Lock()
+_warmed = False  # this process has compiled (or loaded) the kernels
+
+
+def _warm_once() -> float:
+    """Compile the kernels a training run calls, once per process, before any task is timed
+    (:func:`normlab.warmup.warm_up`: float32, the experiments' dtype; their layers stay below
+    the multi-threaded kernels' size). Returns the seconds spent (0 after the first call)."""
+    global _warmed
+    with _warm_lock:
+        if _warmed:
+            return 0.0
+        from normlab.warmup import warm_up
+
+        seconds = warm_up((np.float32,), parallel=False)
+        _warmed = True
+        return seconds
+
+
 def _execute(fn: Callable, config: Any, name: str, params: dict, seed: int, single: bool):
-    """Run one task (in whatever process or thread it landed) and time it."""
-    t0 = time.perf_counter()
+    """Run one task (in whatever process or thread it landed) and time it, after the kernels
+    are compiled: the compile time is reported apart."""
     with _single_threaded() if single else nullcontext():
+        compile_seconds = _warm_once()
+        t0 = time.perf_counter()
         output = fn(config, params, seed)
-    return RunResult(name, output, time.perf_counter() - t0)
+    return RunResult(name, output, time.perf_counter() - t0, compile_seconds)
 
 
 def _worker_init() -> None:
@@ -367,10 +399,12 @@ def run_experiment(
         ``run_seconds``, the experiment's summary
         keys (``table``, curves...; with several seeds their means, and ``spread`` and
         ``per_seed``: :mod:`normlab.experiments.seeds`), ``headline`` (one sentence),
-        ``figures`` (their declarations), ``environment``, ``jobs``, ``scheduler`` and
-        ``wall_time_s``: everything a report needs (:mod:`normlab.report`). Run outputs are
-        summarized in their strict-JSON form (NaN as None, lists for tuples), the form they are
-        saved and resumed in, so a resumed sweep summarizes exactly what a whole one does.
+        ``figures`` (their declarations), ``environment``, ``compile_seconds`` (what the
+        processes spent compiling kernels before their first run, not in ``run_seconds``),
+        ``jobs``, ``scheduler`` and ``wall_time_s``: everything a report needs
+        (:mod:`normlab.report`). Run outputs are summarized in their strict-JSON form (NaN as
+        None, lists for tuples), the form they are saved and resumed in, so a resumed sweep
+        summarizes exactly what a whole one does.
     """
     if not isinstance(config, experiment.config_cls):
         raise ValueError(
@@ -387,6 +421,7 @@ def run_experiment(
     )
     outputs = {name: json.loads(json.dumps(json_safe(r.output))) for name, r in done.items()}
     seconds = {name: round(r.seconds, 3) for name, r in done.items()}
+    compile_seconds = round(sum(r.compile_seconds for r in done.values()), 3)
     raw = {
         "experiment": experiment.name,
         "description": experiment.description,
@@ -406,6 +441,7 @@ def run_experiment(
         "headline": experiment.headline(results),
         "figures": experiment.figures(config),
         "environment": environment(),
+        "compile_seconds": compile_seconds,
         "jobs": jobs,
         "scheduler": scheduler,
         "wall_time_s": round(time.perf_counter() - t0, 3),

@@ -59,6 +59,7 @@ def _environment_rows(results: dict) -> list[list]:
     rows.append(["wall time (s)", results.get("wall_time_s")])
     run_s = results.get("run_seconds", {})
     rows.append(["sum of run times (s)", round(sum(run_s.values()), 3) if run_s else None])
+    rows.append(["kernel compile before the runs (s)", results.get("compile_seconds")])
     return rows
 
 
