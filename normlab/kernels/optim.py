@@ -9,10 +9,12 @@ operations in the same order and dtype (no FMA contraction without fastmath), fl
 same subnormal state to zero, so the results are bit-identical (tested). A rule without an
 entry here runs as its definition.
 
-RMSProp and Adam first count the elements whose mean square would leave the dtype's range (or
-is stored as minus its root, see :mod:`normlab.optim`): a training step has none and runs the
-one-pass loop; otherwise every element is checked and those are redone in float64 as the rules
-do (:func:`_root_mean_square`, :func:`_stored_mean_square`).
+RMSProp and Adam first check, from the bit patterns, that every ``|g|`` and mean square is
+below a bound under which nothing can leave the dtype's range (:func:`_in_bounds`, one read of
+``g`` and the mean squares as integer max reductions): a training step passes and runs the
+one-pass loop; otherwise every element is checked as the rules do, and those whose mean square
+would leave the range (or is stored as minus its root, see :mod:`normlab.optim`) are redone in
+float64 (:func:`_root_mean_square`, :func:`_stored_mean_square`).
 """
 
 from __future__ import annotations
@@ -47,15 +49,18 @@ def _sgd_momentum_kernel(w, g, vel, lr, mu, tiny):  # pragma: no cover - compile
         w[i] = w[i] + vi
 
 
-@njit(cache=True, error_model="numpy")
-def _n_wide(g, ms, decay, one_minus_decay, bc, big):  # pragma: no cover - compiled
-    # elements whose bias-corrected mean square (decay ms + (1 - decay) g^2) / bc exceeds big,
-    # or whose ms is held as a root; one read of g and ms
-    n = 0
-    for i in range(g.shape[0]):
-        gi, mi = g[i], ms[i]
-        n += ((decay * mi + one_minus_decay * (gi * gi)) / bc > big) | (mi < 0)
-    return n
+@njit(cache=True)
+def _in_bounds(g_bits, ms_bits, g_bound, ms_bound, magnitude):  # pragma: no cover - compiled
+    # every |g| <= g_bound and 0 <= ms <= ms_bound, all as unsigned bit patterns: non-negative
+    # floats order as their bits do and a negative one has the top bit set (integer max
+    # reductions vectorise, float ones would need fastmath); one read of g and ms
+    if g_bits.shape[0] == 0:
+        return True
+    g_hi, ms_hi = g_bits[0] & magnitude, ms_bits[0]
+    for i in range(g_bits.shape[0]):
+        g_hi = max(g_hi, g_bits[i] & magnitude)
+        ms_hi = max(ms_hi, ms_bits[i])
+    return g_hi <= g_bound and ms_hi <= ms_bound
 
 
 @njit(cache=True)
@@ -78,10 +83,10 @@ def _stored_mean_square(r, big):  # pragma: no cover - compiled
 
 @njit(cache=True, error_model="numpy")
 def _rmsprop_kernel(
-    w, g, cache, lr, rho, one_minus_rho, eps, tiny, big, one, wide
+    w, g, cache, lr, rho, one_minus_rho, eps, tiny, big, bounds, wide
 ):  # pragma: no cover
     # c <- rho c + (1 - rho) g^2; w <- w - lr g / (sqrt(c) + eps); one pass
-    if _n_wide(g, cache, rho, one_minus_rho, one, big) == 0:  # no bias correction
+    if _in_bounds(*bounds):
         for i in range(w.shape[0]):
             gi = g[i]
             ci = rho * cache[i] + one_minus_rho * (gi * gi)
@@ -107,11 +112,11 @@ def _rmsprop_kernel(
 
 @njit(cache=True, error_model="numpy")
 def _adam_kernel(
-    w, g, m, v, lr, b1, c1, b2, c2, bc1, bc2, eps, tiny, big, wide
+    w, g, m, v, lr, b1, c1, b2, c2, bc1, bc2, eps, tiny, big, bounds, wide
 ):  # pragma: no cover
     # m <- b1 m + c1 g; v <- b2 v + c2 g^2; w <- w - lr (m/bc1) / (sqrt(v/bc2) + eps)
     # with c = 1 - beta, bc = 1 - beta^t; one pass over w, g, m, v
-    if _n_wide(g, v, b2, c2, bc2, big) == 0:
+    if _in_bounds(*bounds):
         for i in range(w.shape[0]):
             gi = g[i]
             mi = b1 * m[i] + c1 * gi
@@ -154,13 +159,23 @@ def _sgd_momentum(w, g, state, hyper) -> None:
     _sgd_momentum_kernel(w, g, state[0], lr, mu, tiny)
 
 
+def _bounds(g, ms, bc):
+    """The arguments of ``_in_bounds`` for gradients ``g`` and mean squares ``ms``."""
+    # |g| <= sqrt(max / 4) and 0 <= ms <= max bc / 4 keep (decay ms + (1 - decay) g^2) / bc
+    # below max / 2, since bc = 1 - decay^t >= 1 - decay
+    s, u, big = g.dtype.type, np.dtype(f"u{g.dtype.itemsize}").type, float(np.finfo(g.dtype).max)
+    g_bound, ms_bound = s(np.sqrt(big / 4)).view(u), s(big * bc / 4).view(u)
+    return g.view(u), ms.view(u), g_bound, ms_bound, u(np.iinfo(u).max >> 1)
+
+
 def _rmsprop(w, g, state, hyper) -> None:
     s, rho, fi = w.dtype.type, float(hyper["decay_rate"]), np.finfo(w.dtype)
     lr, eps = float(hyper["learning_rate"]), float(hyper["epsilon"])
     wide = (rho, 1 - rho, lr, eps, float(fi.max))  # float64, for the out-of-range elements
     _rmsprop_kernel(
-        w, g, state[0], s(lr), s(rho), s(1 - rho), s(eps), s(fi.tiny), s(fi.max), s(1), wide
-    )
+        w, g, state[0], s(lr), s(rho), s(1 - rho), s(eps), s(fi.tiny), s(fi.max),
+        _bounds(g, state[0], 1.0), wide,
+    )  # fmt: skip
 
 
 def _adam(w, g, state, hyper) -> None:
@@ -170,7 +185,8 @@ def _adam(w, g, state, hyper) -> None:
     wide = (b2, 1 - b2, lr, 1 - b1**t, float(np.sqrt(1 - b2**t)), eps, float(fi.max))
     _adam_kernel(
         w, g, state[0], state[1], s(lr), s(b1), s(1 - b1), s(b2), s(1 - b2),
-        s(1 - b1**t), s(1 - b2**t), s(eps), s(fi.tiny), s(fi.max), wide,
+        s(1 - b1**t), s(1 - b2**t), s(eps), s(fi.tiny), s(fi.max),
+        _bounds(g, state[1], 1 - b2**t), wide,
     )  # fmt: skip
 
 
