@@ -31,6 +31,14 @@ from normlab.layers.conv import (
     max_pool_forward,
 )
 from normlab.layers.darknet import darknet_batchnorm_backward, darknet_batchnorm_forward
+from normlab.layers.evonorm import (
+    EvoNormB0Cache,
+    EvoNormS0Cache,
+    spatial_evonorm_b0_backward,
+    spatial_evonorm_b0_forward,
+    spatial_evonorm_s0_backward,
+    spatial_evonorm_s0_forward,
+)
 from normlab.layers.instancenorm import (
     spatial_instancenorm_backward,
     spatial_instancenorm_forward,
@@ -54,6 +62,8 @@ from normlab.layers.weight_standardization import (
 
 __all__ = [
     "ACTIVATIONS",
+    "EvoNormB0Cache",
+    "EvoNormS0Cache",
     "NonFiniteStatisticsError",
     "NormCache",
     "RMSCache",
@@ -82,6 +92,10 @@ __all__ = [
     "softmax_loss",
     "spatial_batchnorm_backward",
     "spatial_batchnorm_forward",
+    "spatial_evonorm_b0_backward",
+    "spatial_evonorm_b0_forward",
+    "spatial_evonorm_s0_backward",
+    "spatial_evonorm_s0_forward",
     "spatial_groupnorm_backward",
     "spatial_groupnorm_forward",
     "spatial_instancenorm_backward",
