@@ -124,7 +124,7 @@ class TrainConfig:
     hidden_dims: tuple[int, ...] = opt((100, 100, 100), "widths of the hidden affine layers")
     num_filters: tuple[int, ...] = opt((16, 32), "conv model: filters of each conv block")
     filter_size: int = opt(3, "conv model: odd filter size")
-    normalization: str | None = opt("batchnorm", "none | batchnorm | layernorm | groupnorm ...")
+    normalization: str | None = opt("batchnorm", "none | batchnorm | layernorm | rmsnorm | ...")
     groups: int = opt(4, "group norm: groups per layer (gcd with the layer width)")
     activation: str = opt("relu", "relu | sigmoid | tanh")
     weight_scale: float | str = opt(2e-2, "std of the initial weights, or he | xavier")

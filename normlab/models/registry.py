@@ -24,11 +24,17 @@ call ``forward`` with one persistent dict ``norm_param`` per layer holding:
 
 Built-ins
 ---------
+The options named (``eps=1e-5``...) are the registration's ``defaults``, which a model's
+``norm_options`` override. "Both kinds" means a ``'feature'`` and a ``'spatial'`` variant; a
+name without a ``'feature'`` variant works in ``ConvNet(hidden_dims=())``. "Folds" means
+``test_affine`` is set (:func:`~normlab.models.inference.fold_batchnorm`); "precise" means
+``batch_stats`` (:func:`~normlab.models.inference.precise_bn`).
+
 ``'batchnorm'``
-    feature: :func:`~normlab.layers.batchnorm_forward` /
-    :func:`~normlab.layers.batchnorm_backward_alt`; spatial:
+    Both kinds: :func:`~normlab.layers.batchnorm_forward` /
+    :func:`~normlab.layers.batchnorm_backward_alt`,
     :func:`~normlab.layers.spatial_batchnorm_forward` / ``_backward``. Buffers
-    ``running_mean`` and ``running_var`` (zeros), ``eps=1e-5``, ``momentum=0.9``.
+    ``running_mean``, ``running_var`` (zeros); ``eps=1e-5``, ``momentum=0.9``. Folds; precise.
 ``'layernorm'``
     feature: :func:`~normlab.layers.layernorm_forward` (per sample over its D features);
     spatial: group norm with G=1, i.e. per sample over all of (C, H, W) -- the usual "layer norm
@@ -39,12 +45,55 @@ Built-ins
     (N, D, 1, 1), so each sample is normalized over groups of D/G features. The number of groups of
     a layer of width C is ``gcd(groups, C)`` (:func:`layer_groups`), ``groups`` being the model's
     option (default 4): it always divides C, and equals ``groups`` whenever ``groups`` divides C.
+``'layernorm2d'``
+    spatial: :func:`~normlab.layers.spatial_layernorm_forward`, per (sample, position) over the C
+    channels (ConvNeXt's ``LayerNorm2d``); feature: :func:`~normlab.layers.layernorm_forward`,
+    which is the same thing for an (N, D) input (the ``'layernorm'`` feature variant).
+``'rmsnorm'``
+    feature: :func:`~normlab.layers.rmsnorm_forward` (parameter ``gamma`` only; ``eps`` None:
+    the dtype's machine epsilon, PyTorch's). spatial: the same per (sample, position) over the C
+    channels, as RMSNorm normalizes the hidden vector of each token (and as ``'layernorm2d'``);
+    not over (C, H, W).
+``'instancenorm'``, ``'instancenorm-tracked'``
+    spatial only (an (N, D) input has one value per instance and channel: every output would be
+    beta): :func:`~normlab.layers.spatial_instancenorm_forward`. ``'instancenorm'`` keeps no
+    statistics (PyTorch's ``InstanceNorm2d`` default); ``'instancenorm-tracked'`` sets
+    ``track_running_stats=True`` (``eps=1e-5``, ``momentum=0.9``), buffers ``running_mean``,
+    ``running_var`` (zeros; means of the instances' statistics), which test mode uses per
+    channel: folds.
+``'evonorm-b0'``
+    spatial only (its instance variance of one value would be 0):
+    :func:`~normlab.layers.spatial_evonorm_b0_forward`, parameters ``gamma``, ``beta``, ``v``
+    (ones, zeros, ones: timm's), buffer ``running_var`` (zeros, as the layer creates it),
+    ``eps=1e-3``, ``momentum=0.9``.
+``'evonorm-s0'``
+    spatial: :func:`~normlab.layers.spatial_evonorm_s0_forward` with ``gcd(groups, C)`` groups,
+    parameters ``gamma``, ``beta``, ``v``, ``eps=1e-5``; feature: the (N, D) input viewed as
+    (N, D, 1, 1), as for ``'groupnorm'``.
+``'darknet'``
+    Both kinds: :func:`~normlab.layers.darknet_batchnorm_forward` / ``_backward`` (darknet's
+    formulas and its backward, which is the gradient of another function). Buffers
+    ``running_mean``, ``running_var`` (zeros; 0.99/0.01 rolling averages, unbiased variance);
+    no options. Folds (``scale = gamma / (sqrt(running_var) + 1e-6)``); not precise (it stores
+    the unbiased variance, which ``precise_bn`` does not produce for it).
+``'batchnorm-ema'``
+    Both kinds: :func:`~normlab.layers.batchnorm_ema.batchnorm_ema_forward`, batch norm that
+    normalizes with its running statistics in train mode too (updated from the batch first;
+    constants for the gradient). Buffers ``running_mean`` (zeros), ``running_var`` (ones, so
+    that the first steps are not divided by ``sqrt(eps)``); options as ``'batchnorm'``. Folds;
+    precise.
+``'batchnorm-frozen'``
+    Both kinds: :func:`~normlab.layers.batchnorm_ema.frozen_batchnorm_forward`, test-mode batch
+    norm in both modes with trainable ``gamma``/``beta`` (torchvision's ``FrozenBatchNorm2d``):
+    buffers ``running_mean`` (zeros), ``running_var`` (ones), never updated; ``eps=1e-5``.
+    Folds; not precise (its statistics are frozen by definition; set them by hand).
 
 ``None`` (no normalization) is always accepted and is not a registered name.
 
 Examples
 --------
-An RMS norm (no mean subtraction, no shift), usable as ``normalization='rmsnorm'``:
+A per-sample RMS norm over every non-batch axis (the built-in ``'rmsnorm'`` of a feature map is
+per position instead), usable as ``normalization='rms_per_sample'``:
 
 >>> def rms_forward(x, gamma, p):
 ...     axes = tuple(range(1, x.ndim))  # per sample
@@ -57,11 +106,11 @@ An RMS norm (no mean subtraction, no shift), usable as ``normalization='rmsnorm'
 ...     gx = dout * g
 ...     return r * (gx - xh * (gx * xh).mean(axis=axes, keepdims=True)), dg
 >>> for kind in ("feature", "spatial"):
-...     _ = register_normalization("rmsnorm", rms_forward, rms_backward, kind=kind,
+...     _ = register_normalization("rms_per_sample", rms_forward, rms_backward, kind=kind,
 ...                                params={"gamma": 1.0}, defaults={"eps": 1e-6})
->>> "rmsnorm" in available_normalizations()
+>>> "rms_per_sample" in available_normalizations()
 True
->>> unregister_normalization("rmsnorm")
+>>> unregister_normalization("rms_per_sample")
 """
 
 from __future__ import annotations
@@ -78,13 +127,32 @@ import numpy as np
 from normlab.layers import (
     batchnorm_backward_alt,
     batchnorm_forward,
+    darknet_batchnorm_backward,
+    darknet_batchnorm_forward,
     layernorm_backward,
     layernorm_forward,
+    rmsnorm_backward,
+    rmsnorm_forward,
     spatial_batchnorm_backward,
     spatial_batchnorm_forward,
+    spatial_evonorm_b0_backward,
+    spatial_evonorm_b0_forward,
+    spatial_evonorm_s0_backward,
+    spatial_evonorm_s0_forward,
     spatial_groupnorm_backward,
     spatial_groupnorm_forward,
+    spatial_instancenorm_backward,
+    spatial_instancenorm_forward,
+    spatial_layernorm_backward,
+    spatial_layernorm_forward,
 )
+from normlab.layers.batchnorm_ema import (
+    batchnorm_ema_backward,
+    batchnorm_ema_forward,
+    frozen_batchnorm_backward,
+    frozen_batchnorm_forward,
+)
+from normlab.layers.darknet import FORWARD_EPS as DARKNET_EPS
 
 __all__ = [
     "KINDS",
@@ -134,9 +202,9 @@ class NormLayer:
         :func:`~normlab.models.inference.fold_batchnorm` folds into the preceding layer.
         ``params`` maps the registration's parameter names (``'gamma'``) to arrays.
     batch_stats : bool
-        The layer has batch-norm semantics: train mode normalizes with per-channel batch
-        statistics, kept in the buffers ``running_mean`` and ``running_var`` (biased variance
-        unless ``norm_param['running_var_unbiased']``) that test mode uses;
+        The layer has batch-norm semantics: the buffers ``running_mean`` and ``running_var``
+        estimate per-channel population statistics of its input from train-mode batches
+        (biased variance unless ``norm_param['running_var_unbiased']``) and test mode uses them;
         :func:`~normlab.models.inference.precise_bn` recomputes them.
     """
 
@@ -327,9 +395,16 @@ def get_normalization(name: str | None, kind: str) -> NormLayer | None:
     if kinds is None:
         raise ValueError(_unknown(name))
     if kind not in kinds:
-        raise ValueError(
-            f"normalization {name!r} has no {kind!r} variant (it has {sorted(kinds)}); "
+        why = _NO_VARIANT.get((name, kind))
+        fix = (
             f"register one with register_normalization({name!r}, ..., kind={kind!r})"
+            if why is None
+            else why
+        )
+        raise ValueError(
+            f"normalization {name!r} has no {kind!r} variant (it has {sorted(kinds)}): {fix}; "
+            f"the names with one are {available_normalizations(kind)}"
+            + ("; a ConvNet with hidden_dims=() needs only 'spatial'" if kind == "feature" else "")
         )
     return kinds[kind]
 
@@ -348,15 +423,25 @@ def _bn_test_affine(params, p):
     return scale, params["beta"] - p["running_mean"] * scale
 
 
-def _gn_feature_forward(x, gamma, beta, p):
-    """Group norm of (N, D) input, seen as (N, D, 1, 1)."""
-    out, cache = spatial_groupnorm_forward(x.reshape(x.shape + (1, 1)), gamma, beta, p["groups"], p)
-    return out.reshape(x.shape), cache
+def _darknet_test_affine(params, p):
+    """darknet's test mode as ``x * scale + shift``: scale = gamma / (sqrt(rolling_var) + 1e-6)."""
+    std = np.sqrt(p["running_var"].astype(np.float64)) + DARKNET_EPS  # (C,) eps outside the root
+    scale = params["gamma"] / std  # (C,)
+    return scale, params["beta"] - p["running_mean"] * scale
 
 
-def _gn_feature_backward(dout, cache):
-    dx, dgamma, dbeta = spatial_groupnorm_backward(dout.reshape(dout.shape + (1, 1)), cache)
-    return dx.reshape(dout.shape), dgamma, dbeta
+def _feature_view(spatial_forward, spatial_backward):
+    """The (N, D) pair of a spatial pair: the input seen as N maps of shape (D, 1, 1)."""
+
+    def forward(x, *args):
+        out, cache = spatial_forward(x.reshape(x.shape + (1, 1)), *args)  # (N, D, 1, 1)
+        return out.reshape(x.shape), cache
+
+    def backward(dout, cache):
+        dx, *dparams = spatial_backward(dout.reshape(dout.shape + (1, 1)), cache)
+        return (dx.reshape(dout.shape), *dparams)
+
+    return forward, backward
 
 
 def _gn_spatial_forward(x, gamma, beta, p):
@@ -368,7 +453,41 @@ def _ln_spatial_forward(x, gamma, beta, p):
     return spatial_groupnorm_forward(x, gamma, beta, 1, p)
 
 
+def _rms_spatial_forward(x, gamma, p):
+    """RMS norm of (N, C, H, W) maps per (sample, position) over the C channels."""
+    N, C, H, W = x.shape
+    rows = x.transpose(0, 2, 3, 1).reshape(N * H * W, C)  # (N*H*W, C)
+    out, cache = rmsnorm_forward(rows, gamma, p)
+    return np.ascontiguousarray(out.reshape(N, H, W, C).transpose(0, 3, 1, 2)), cache
+
+
+def _rms_spatial_backward(dout, cache):
+    N, C, H, W = dout.shape
+    rows = dout.transpose(0, 2, 3, 1).reshape(N * H * W, C)  # (N*H*W, C)
+    dx, dgamma = rmsnorm_backward(rows, cache)
+    return np.ascontiguousarray(dx.reshape(N, H, W, C).transpose(0, 3, 1, 2)), dgamma
+
+
+def _s0_spatial_forward(x, gamma, beta, v, p):
+    return spatial_evonorm_s0_forward(x, gamma, beta, v, p["groups"], p)
+
+
+# Why a built-in lacks a kind, for get_normalization's message.
+_NO_VARIANT = {
+    ("instancenorm", "feature"): "the instance statistics of an (N, D) input are over a single "
+    "value each, so every output would be beta",
+    ("evonorm-b0", "feature"): "its instance variance over a single value is 0, so the instance "
+    "term would be v * x + sqrt(eps) alone",
+}
+_NO_VARIANT[("instancenorm-tracked", "feature")] = _NO_VARIANT[("instancenorm", "feature")]
+
+
 def _register_builtins() -> None:
+    def both(name, forward, backward, spatial_forward=None, spatial_backward=None, **kw):
+        register_normalization(name, forward, backward, **kw)
+        spatial = (spatial_forward or forward, spatial_backward or backward)
+        register_normalization(name, *spatial, kind="spatial", **kw)
+
     # batchnorm_forward's own defaults, written out so that folding reads the eps in use
     bn = dict(
         buffers={"running_mean": 0.0, "running_var": 0.0},
@@ -376,17 +495,88 @@ def _register_builtins() -> None:
         test_affine=_bn_test_affine,
         batch_stats=True,
     )
-    register_normalization("batchnorm", batchnorm_forward, batchnorm_backward_alt, **bn)
-    register_normalization(
-        "batchnorm", spatial_batchnorm_forward, spatial_batchnorm_backward, kind="spatial", **bn
+    both(
+        "batchnorm",
+        batchnorm_forward,
+        batchnorm_backward_alt,
+        spatial_batchnorm_forward,
+        spatial_batchnorm_backward,
+        **bn,
     )
-    register_normalization("layernorm", layernorm_forward, layernorm_backward)
-    register_normalization(
-        "layernorm", _ln_spatial_forward, spatial_groupnorm_backward, kind="spatial"
+    both(
+        "layernorm",
+        layernorm_forward,
+        layernorm_backward,
+        _ln_spatial_forward,
+        spatial_groupnorm_backward,
     )
-    register_normalization("groupnorm", _gn_feature_forward, _gn_feature_backward, groups=True)
+    gn_feature = _feature_view(_gn_spatial_forward, spatial_groupnorm_backward)
+    both("groupnorm", *gn_feature, _gn_spatial_forward, spatial_groupnorm_backward, groups=True)
+
+    # statistics in both modes from the running averages (ones: identity at initialisation)
+    fixed = {"running_mean": 0.0, "running_var": 1.0}
+    both("batchnorm-ema", batchnorm_ema_forward, batchnorm_ema_backward, **{**bn, "buffers": fixed})
+    both(
+        "batchnorm-frozen",
+        frozen_batchnorm_forward,
+        frozen_batchnorm_backward,
+        buffers=fixed,
+        defaults={"eps": 1e-5},
+        test_affine=_bn_test_affine,
+    )
+    both(
+        "darknet",
+        darknet_batchnorm_forward,
+        darknet_batchnorm_backward,
+        buffers={"running_mean": 0.0, "running_var": 0.0},
+        test_affine=_darknet_test_affine,
+    )
+    both(
+        "rmsnorm",
+        rmsnorm_forward,
+        rmsnorm_backward,
+        _rms_spatial_forward,
+        _rms_spatial_backward,
+        params={"gamma": 1.0},
+    )
+    both(
+        "layernorm2d",
+        layernorm_forward,
+        layernorm_backward,
+        spatial_layernorm_forward,
+        spatial_layernorm_backward,
+    )
     register_normalization(
-        "groupnorm", _gn_spatial_forward, spatial_groupnorm_backward, kind="spatial", groups=True
+        "instancenorm", spatial_instancenorm_forward, spatial_instancenorm_backward, kind="spatial"
+    )
+    register_normalization(
+        "instancenorm-tracked",
+        spatial_instancenorm_forward,
+        spatial_instancenorm_backward,
+        kind="spatial",
+        buffers={"running_mean": 0.0, "running_var": 0.0},
+        defaults={"eps": 1e-5, "momentum": 0.9, "track_running_stats": True},
+        test_affine=_bn_test_affine,
+    )
+    evo = {"gamma": 1.0, "beta": 0.0, "v": 1.0}  # timm's EvoNorm2dB0/S0 initialisation
+    register_normalization(
+        "evonorm-b0",
+        spatial_evonorm_b0_forward,
+        spatial_evonorm_b0_backward,
+        kind="spatial",
+        params=evo,
+        buffers={"running_var": 0.0},
+        defaults={"eps": 1e-3, "momentum": 0.9},
+    )
+    s0_feature = _feature_view(_s0_spatial_forward, spatial_evonorm_s0_backward)
+    both(
+        "evonorm-s0",
+        *s0_feature,
+        _s0_spatial_forward,
+        spatial_evonorm_s0_backward,
+        params=evo,
+        groups=True,
+        defaults={"eps": 1e-5},
     )
 
 
