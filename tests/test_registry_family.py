@@ -17,9 +17,24 @@ from normlab.models import (
     precise_bn,
 )
 
-FEATURE = ["rmsnorm", "layernorm2d", "evonorm-s0", "darknet", "batchnorm-ema", "batchnorm-frozen"]
+FEATURE = [
+    "rmsnorm",
+    "layernorm2d",
+    "evonorm-s0",
+    "darknet",
+    "batchnorm-ema",
+    "batchnorm-frozen",
+    "ghostbatchnorm",
+]
 SPATIAL = [*FEATURE, "instancenorm", "instancenorm-tracked", "evonorm-b0"]
-FOLDABLE = {"darknet", "batchnorm-ema", "batchnorm-frozen", "instancenorm-tracked"}
+FOLDABLE = {
+    "darknet",
+    "batchnorm-ema",
+    "batchnorm-frozen",
+    "instancenorm-tracked",
+    "ghostbatchnorm",
+}
+OPTIONS = {"ghostbatchnorm": {"virtual_batch_size": 4}}  # the batches here are of 8 or 16
 CASES = [("feature", n) for n in FEATURE] + [("spatial", n) for n in SPATIAL]
 IDS = [f"{k}-{n}" for k, n in CASES]
 
@@ -27,10 +42,12 @@ IDS = [f"{k}-{n}" for k, n in CASES]
 NOISE_FLOOR = 1e-9
 
 
-def _model(kind, name, dtype=np.float64, **kw):
+def _model(kind, name, dtype=np.float64, keep_stats=True, **kw):
     """A small model whose only normalization variant is ``kind``'s."""
-    if name == "batchnorm-ema":  # momentum 1 keeps the statistics: the loss is a function
-        kw.setdefault("norm_options", {"momentum": 1.0})
+    options = dict(OPTIONS.get(name, {}))
+    if keep_stats and name == "batchnorm-ema":  # momentum 1: the loss is then a function
+        options["momentum"] = 1.0
+    kw["norm_options"] = {**options, **kw.get("norm_options", {})}
     kw.setdefault("weight_scale", "xavier")
     common = dict(normalization=name, num_classes=3, groups=2, dtype=dtype, seed=0, **kw)
     if kind == "feature":
@@ -86,7 +103,7 @@ def test_gradients_match_numerical(kind, name):
 
 @pytest.mark.parametrize("kind, name", CASES, ids=IDS)
 def test_trains_and_runs_in_test_mode(kind, name):
-    model = _model(kind, name, dtype=np.float32, norm_options={}, weight_scale="he")
+    model = _model(kind, name, dtype=np.float32, keep_stats=False, weight_scale="he")
     X, y = _xy(kind, n=16)
     norm = get_normalization(name, kind)
     normed = [blk.index for blk in model.blocks if blk.norm is not None]
@@ -113,7 +130,7 @@ def test_trains_and_runs_in_test_mode(kind, name):
 
 @pytest.mark.parametrize("kind, name", [c for c in CASES if c[1] in FOLDABLE])
 def test_fold_equals_test_mode(kind, name):
-    model = _model(kind, name, norm_options={})
+    model = _model(kind, name, keep_stats=False)
     _randomize_buffers(model)
     for k in model.params:
         if k.startswith(("gamma", "beta")):
@@ -132,7 +149,7 @@ def test_fold_refuses_sample_dependent_test_modes(kind, name):
 
 @pytest.mark.parametrize("kind, name", [c for c in CASES if get_normalization(c[1], c[0]).buffers])
 def test_buffers_survive_a_checkpoint(tmp_path, kind, name):
-    model = _model(kind, name, norm_options={})
+    model = _model(kind, name, keep_stats=False)
     X, y = _xy(kind)
     model.loss(X, y)  # one train step's update of the running statistics
     _randomize_buffers(model, seed=7)
@@ -149,7 +166,7 @@ def test_buffers_survive_a_checkpoint(tmp_path, kind, name):
 
 def test_batchnorm_ema_normalizes_with_the_updated_running_statistics():
     X, y = _xy("feature", n=16)
-    ema, bn = (_model("feature", n, norm_options={}) for n in ("batchnorm-ema", "batchnorm"))
+    ema, bn = (_model("feature", n, keep_stats=False) for n in ("batchnorm-ema", "batchnorm"))
     ema.record = bn.record = {1}
     ema.loss(X, y)
     bn.loss(X, y)
@@ -183,7 +200,7 @@ def test_layernorm2d_of_a_map_is_per_position_and_of_a_vector_is_layernorm():
 
 
 def test_ema_precise_bn_and_option_errors():
-    model = _model("feature", "batchnorm-ema", norm_options={})
+    model = _model("feature", "batchnorm-ema", keep_stats=False)
     X, _ = _xy("feature", n=32)
     precise_bn(model, X)  # batch_stats: its running statistics are population estimates
     h = X @ model.params["W1"] + model.params["b1"]
@@ -205,3 +222,15 @@ def test_errors_name_what_exists():
     assert set(SPATIAL) <= set(available_normalizations("spatial"))
     assert set(FEATURE) <= set(available_normalizations("feature"))
     assert not {"instancenorm", "evonorm-b0"} & set(available_normalizations("feature"))
+
+
+def test_ghostbatchnorm_normalizes_each_chunk_and_takes_its_size_from_norm_options():
+    model = _model("feature", "ghostbatchnorm")  # virtual_batch_size 4
+    model.record = {1}
+    X, y = _xy("feature", n=8)
+    model.loss(X, y)
+    chunks = model.activations[1].reshape(2, 4, -1)  # (chunk, sample, feature)
+    np.testing.assert_allclose(chunks.mean(axis=1), 0, atol=1e-10)
+    np.testing.assert_allclose(chunks.var(axis=1), 1, rtol=1e-3)
+    with pytest.raises(ValueError, match="virtual_batch_size V=32 must divide the batch size N=8"):
+        _model("feature", "ghostbatchnorm", norm_options={"virtual_batch_size": 32}).loss(X, y)

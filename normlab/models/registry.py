@@ -35,6 +35,11 @@ name without a ``'feature'`` variant works in ``ConvNet(hidden_dims=())``. "Fold
     :func:`~normlab.layers.batchnorm_backward_alt`,
     :func:`~normlab.layers.spatial_batchnorm_forward` / ``_backward``. Buffers
     ``running_mean``, ``running_var`` (zeros); ``eps=1e-5``, ``momentum=0.9``. Folds; precise.
+``'ghostbatchnorm'``
+    ``'batchnorm'`` with ``virtual_batch_size=32`` (Hoffer et al. 2017; Keras's option):
+    statistics per consecutive chunk of V samples, which must divide the batch size; set V with
+    ``norm_options={'virtual_batch_size': V}``. Test mode is batch norm's: folds; precise (the
+    population statistics, where training averages the chunks').
 ``'layernorm'``
     feature: :func:`~normlab.layers.layernorm_forward` (per sample over its D features);
     spatial: group norm with G=1, i.e. per sample over all of (C, H, W) -- the usual "layer norm
@@ -502,6 +507,15 @@ def _register_builtins() -> None:
         spatial_batchnorm_forward,
         spatial_batchnorm_backward,
         **bn,
+    )
+    ghost = {**bn, "defaults": {**bn["defaults"], "virtual_batch_size": 32}}
+    both(
+        "ghostbatchnorm",
+        batchnorm_forward,
+        batchnorm_backward_alt,
+        spatial_batchnorm_forward,
+        spatial_batchnorm_backward,
+        **ghost,
     )
     both(
         "layernorm",
