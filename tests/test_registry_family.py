@@ -25,6 +25,7 @@ FEATURE = [
     "batchnorm-ema",
     "batchnorm-frozen",
     "ghostbatchnorm",
+    "batchrenorm",
 ]
 SPATIAL = [*FEATURE, "instancenorm", "instancenorm-tracked", "evonorm-b0"]
 FOLDABLE = {
@@ -33,8 +34,12 @@ FOLDABLE = {
     "batchnorm-frozen",
     "instancenorm-tracked",
     "ghostbatchnorm",
+    "batchrenorm",
 }
-OPTIONS = {"ghostbatchnorm": {"virtual_batch_size": 4}}  # the batches here are of 8 or 16
+OPTIONS = {
+    "ghostbatchnorm": {"virtual_batch_size": 4},  # the batches here are of 8 or 16
+    "batchrenorm": {"rmax": 1.05, "dmax": 0.05},
+}
 CASES = [("feature", n) for n in FEATURE] + [("spatial", n) for n in SPATIAL]
 IDS = [f"{k}-{n}" for k, n in CASES]
 
@@ -42,10 +47,10 @@ IDS = [f"{k}-{n}" for k, n in CASES]
 NOISE_FLOOR = 1e-9
 
 
-def _model(kind, name, dtype=np.float64, keep_stats=True, **kw):
-    """A small model whose only normalization variant is ``kind``'s."""
-    options = dict(OPTIONS.get(name, {}))
-    if keep_stats and name == "batchnorm-ema":  # momentum 1: the loss is then a function
+def _model(kind, name, dtype=np.float64, keep_stats=True, fixed=True, **kw):
+    """A small model whose only normalization variant is ``kind``'s (``fixed``: with OPTIONS)."""
+    options = dict(OPTIONS.get(name, {})) if fixed else {}
+    if keep_stats and name in ("batchnorm-ema", "batchrenorm"):  # the loss is then a function
         options["momentum"] = 1.0
     kw["norm_options"] = {**options, **kw.get("norm_options", {})}
     kw.setdefault("weight_scale", "xavier")
@@ -65,6 +70,8 @@ def _randomize_buffers(model, seed=3):
     """Non-trivial running statistics (variances in [0.5, 1.5])."""
     rng = np.random.default_rng(seed)
     for k, v in model.buffers.items():
+        if not k.startswith("running"):
+            continue
         v[...] = rng.uniform(0.5, 1.5, v.shape) if "var" in k else rng.normal(0, 0.5, v.shape)
 
 
@@ -85,6 +92,10 @@ def _grad_errors(model, X, y):
 def test_gradients_match_numerical(kind, name):
     model = _model(kind, name)
     _randomize_buffers(model)
+    if name == "batchrenorm":  # r and d clipped: constants indeed, so the gradient is exact
+        for k, v in model.buffers.items():
+            v += 100.0 if k.startswith("running") else 0.0
+            v *= 100.0 if k.startswith("running_var") else 1.0
     errors = _grad_errors(model, *_xy(kind))
     if name != "darknet":
         assert max(errors.values()) < 1e-6, errors
@@ -234,3 +245,26 @@ def test_ghostbatchnorm_normalizes_each_chunk_and_takes_its_size_from_norm_optio
     np.testing.assert_allclose(chunks.var(axis=1), 1, rtol=1e-3)
     with pytest.raises(ValueError, match="virtual_batch_size V=32 must divide the batch size N=8"):
         _model("feature", "ghostbatchnorm", norm_options={"virtual_batch_size": 32}).loss(X, y)
+
+
+def test_batchrenorm_schedule_counts_train_steps():
+    twin = _model("spatial", "batchnorm")
+    schedule = {"warmup": 1, "rmax_steps": 3, "dmax_steps": 3}
+    model = _model(
+        "spatial", "batchrenorm", fixed=False, norm_options={"renorm_schedule": schedule}
+    )
+    model.record = twin.record = {1}
+    X, y = _xy("spatial")
+    for step in range(4):
+        model.loss(X, y)
+        twin.loss(X, y)
+        same = np.allclose(model.activations[1], twin.activations[1], atol=1e-12)
+        assert same == (step <= 1), step  # rmax = 1, dmax = 0 up to the warmup
+        model.loss(X)  # test mode does not count
+        np.testing.assert_array_equal(model.buffers["renorm_step1"], [step + 1])
+    both = {"renorm_schedule": True, "rmax": 2.0}
+    with pytest.raises(ValueError, match="not both"):
+        _model("spatial", "batchrenorm", fixed=False, norm_options=both).loss(X, y)
+    with pytest.raises(ValueError, match="renorm_schedule True or a dict"):
+        bad = {"renorm_schedule": {"steps": 3}}
+        _model("spatial", "batchrenorm", fixed=False, norm_options=bad).loss(X, y)

@@ -40,6 +40,14 @@ name without a ``'feature'`` variant works in ``ConvNet(hidden_dims=())``. "Fold
     statistics per consecutive chunk of V samples, which must divide the batch size; set V with
     ``norm_options={'virtual_batch_size': V}``. Test mode is batch norm's: folds; precise (the
     population statistics, where training averages the chunks').
+``'batchrenorm'``
+    Both kinds: :func:`~normlab.layers.batchrenorm.batchrenorm_forward` / ``_backward`` and the
+    spatial pair (Ioffe 2017), options as ``'batchnorm'`` plus ``rmax`` and ``dmax`` (the
+    layer's defaults 1 and 0 are batch norm: set them), or ``renorm_schedule``: True for the
+    paper's schedule (:func:`renorm_limits`), or a dict of its keys to override (``{'warmup':
+    100, 'rmax_steps': 800, 'dmax_steps': 500}`` for a short run). Buffers ``running_mean``,
+    ``running_var`` (zeros) and ``renorm_step`` (shape (1,): train-mode steps taken, what the
+    schedule reads; checkpointed with the others). Test mode is batch norm's: folds; precise.
 ``'layernorm'``
     feature: :func:`~normlab.layers.layernorm_forward` (per sample over its D features);
     spatial: group norm with G=1, i.e. per sample over all of (C, H, W) -- the usual "layer norm
@@ -157,6 +165,12 @@ from normlab.layers.batchnorm_ema import (
     frozen_batchnorm_backward,
     frozen_batchnorm_forward,
 )
+from normlab.layers.batchrenorm import (
+    batchrenorm_backward,
+    batchrenorm_forward,
+    spatial_batchrenorm_backward,
+    spatial_batchrenorm_forward,
+)
 from normlab.layers.darknet import FORWARD_EPS as DARKNET_EPS
 
 __all__ = [
@@ -166,6 +180,7 @@ __all__ = [
     "get_normalization",
     "layer_groups",
     "register_normalization",
+    "renorm_limits",
     "unregister_normalization",
 ]
 
@@ -253,10 +268,10 @@ class NormLayer:
         clash = sorted(set(defaults) & (_RESERVED_KEYS | set(buffers)))
         if clash:
             raise ValueError(f"defaults may not set the reserved norm_param keys {clash}")
-        if self.batch_stats and set(buffers) != {"running_mean", "running_var"}:
+        if self.batch_stats and not {"running_mean", "running_var"} <= set(buffers):
             raise ValueError(
-                "batch_stats=True expects buffers {'running_mean', 'running_var'}, "
-                f"got {sorted(buffers)}"
+                "batch_stats=True expects buffers {'running_mean', 'running_var'} (and maybe "
+                f"others), got {sorted(buffers)}"
             )
         object.__setattr__(self, "params", params)  # frozen: normalised once, here
         object.__setattr__(self, "buffers", buffers)
@@ -477,6 +492,81 @@ def _s0_spatial_forward(x, gamma, beta, v, p):
     return spatial_evonorm_s0_forward(x, gamma, beta, v, p["groups"], p)
 
 
+# Ioffe 2017, section 4: rmax = 1, dmax = 0 for 5000 steps, then relaxed to 3 at 40k and 5 at 25k.
+RENORM_SCHEDULE = {
+    "warmup": 5000,
+    "rmax_steps": 40000,
+    "dmax_steps": 25000,
+    "rmax": 3.0,
+    "dmax": 5.0,
+}
+
+
+def renorm_limits(step: int, schedule: Mapping[str, float] | bool = True) -> tuple[float, float]:
+    """``(rmax, dmax)`` of batch renorm at training step ``step`` under the paper's schedule.
+
+    Parameters
+    ----------
+    step : int
+        Train-mode steps taken before this one (0 first).
+    schedule : True or dict
+        True for :data:`RENORM_SCHEDULE` (Ioffe 2017, section 4); a dict overrides some of its
+        keys: ``warmup`` (steps at ``rmax=1, dmax=0``), ``rmax_steps``, ``dmax_steps`` (the
+        steps at which the final values are reached), ``rmax``, ``dmax`` (the final values).
+
+    Returns
+    -------
+    rmax, dmax : float
+        ``1`` and ``0`` up to ``warmup``, then linear in the step up to their final values.
+
+    Examples
+    --------
+    >>> renorm_limits(0), renorm_limits(10**6)
+    ((1.0, 0.0), (3.0, 5.0))
+    >>> renorm_limits(15, {"warmup": 5, "rmax_steps": 25, "dmax_steps": 15})
+    (2.0, 5.0)
+    """
+    given = {} if schedule is True else schedule
+    if not isinstance(given, Mapping) or set(given) - set(RENORM_SCHEDULE):
+        raise ValueError(
+            f"expected renorm_schedule True or a dict with keys among {sorted(RENORM_SCHEDULE)}, "
+            f"got {schedule!r}"
+        )
+    s = {**RENORM_SCHEDULE, **given}
+    warmup = s["warmup"]
+
+    def ramp(end, final, start_value):
+        if step <= warmup or end <= warmup:
+            return final if step > warmup else start_value
+        return start_value + (final - start_value) * min(1.0, (step - warmup) / (end - warmup))
+
+    rmax, dmax = ramp(s["rmax_steps"], s["rmax"], 1.0), ramp(s["dmax_steps"], s["dmax"], 0.0)
+    return float(rmax), float(dmax)
+
+
+def _renorm(forward):
+    """Batch renorm with the option ``renorm_schedule`` (``rmax``/``dmax`` from the step count)."""
+
+    def renorm_forward(x, gamma, beta, p):
+        schedule = p.get("renorm_schedule")
+        q = {k: v for k, v in p.items() if k not in ("renorm_schedule", "renorm_step")}
+        step = p["renorm_step"]  # (1,) train-mode steps so far
+        if schedule not in (None, False):
+            if "rmax" in q or "dmax" in q:
+                raise ValueError(
+                    "batch renorm: pass rmax/dmax or renorm_schedule in norm_options, not both"
+                )
+            q["rmax"], q["dmax"] = renorm_limits(int(step[0]), schedule)
+        out, cache = forward(x, gamma, beta, q)
+        if "num_batches_tracked" in q:  # an int the layer rebinds (momentum=None)
+            p["num_batches_tracked"] = q["num_batches_tracked"]
+        if p["mode"] == "train":
+            step += 1
+        return out, cache
+
+    return renorm_forward
+
+
 # Why a built-in lacks a kind, for get_normalization's message.
 _NO_VARIANT = {
     ("instancenorm", "feature"): "the instance statistics of an (N, D) input are over a single "
@@ -516,6 +606,15 @@ def _register_builtins() -> None:
         spatial_batchnorm_forward,
         spatial_batchnorm_backward,
         **ghost,
+    )
+    renorm = {**bn, "buffers": {**bn["buffers"], "renorm_step": lambda C: np.zeros(1)}}
+    both(
+        "batchrenorm",
+        _renorm(batchrenorm_forward),
+        batchrenorm_backward,
+        _renorm(spatial_batchrenorm_forward),
+        spatial_batchrenorm_backward,
+        **renorm,
     )
     both(
         "layernorm",
