@@ -87,18 +87,20 @@ def test_recipe_add_a_normalization():
     rows = check_layer(rms_forward, rms_backward, [x, gamma], kwargs={"p": {"eps": 1e-6}})
     assert all(r.passed for r in rows)
     register_normalization(
-        "rmsnorm", rms_forward, rms_backward, kind="feature", params={"gamma": 1.0},
+        "my_rmsnorm", rms_forward, rms_backward, kind="feature", params={"gamma": 1.0},
         defaults={"eps": 1e-6},
     )  # fmt: skip
     try:
-        model = FullyConnectedNet([8], input_dim=4, num_classes=3, normalization="rmsnorm", seed=0)
+        model = FullyConnectedNet(
+            [8], input_dim=4, num_classes=3, normalization="my_rmsnorm", seed=0
+        )
         data = {"X_train": rng.normal(size=(40, 4)), "y_train": rng.integers(3, size=40)}
         data |= {"X_val": data["X_train"][:10], "y_val": data["y_train"][:10]}
         solver = Solver(model, data, update_rule="adam", num_epochs=2, batch_size=10, verbose=False)
         solver.train()
         assert len(solver.loss_history) == 8 and any("gamma" in k for k in model.params)
     finally:
-        unregister_normalization("rmsnorm")
+        unregister_normalization("my_rmsnorm")
 
 
 # -- recipe: add an update rule ------------------------------------------------------------------

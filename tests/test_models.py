@@ -437,7 +437,9 @@ def test_registry_errors():
     with pytest.raises(ValueError, match=r"unknown normalization 'bn'.*'batchnorm'"):
         FullyConnectedNet([3], normalization="bn")
     with pytest.raises(ValueError, match="unknown normalization"):
-        ConvNet(normalization="instancenorm")
+        ConvNet(normalization="instance_norm")
+    with pytest.raises(ValueError, match="no 'feature' variant.*single value"):
+        ConvNet(normalization="instancenorm")  # its hidden affine layers have none
     with pytest.raises(ValueError, match="already registered"):
         register_normalization("batchnorm", _rms_forward, _rms_backward)
     for bad in ({"W": 1.0}, {"gamma2": 1.0}, {"gamma": "ones"}):

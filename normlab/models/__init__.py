@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from normlab.models import norms  # noqa: E402, F401  (registers the built-in normalizations)
 from normlab.models.base import Network
 from normlab.models.conv_net import ConvNet
 from normlab.models.fc_net import FullyConnectedNet
 from normlab.models.inference import fold_batchnorm, precise_bn
+from normlab.models.norms import RENORM_SCHEDULE, renorm_limits  # and registers the built-ins
 from normlab.models.registry import (
     NormLayer,
     available_normalizations,
@@ -25,6 +27,7 @@ MODELS = {"FullyConnectedNet": FullyConnectedNet, "ConvNet": ConvNet}
 
 __all__ = [
     "MODELS",
+    "RENORM_SCHEDULE",
     "ConvNet",
     "FullyConnectedNet",
     "Network",
@@ -35,6 +38,7 @@ __all__ = [
     "get_normalization",
     "precise_bn",
     "register_normalization",
+    "renorm_limits",
     "unregister_normalization",
 ]
 
