@@ -33,6 +33,17 @@ LABELS = {
     "batchnorm": "batch norm",
     "layernorm": "layer norm",
     "groupnorm": "group norm",
+    "rmsnorm": "RMSNorm",
+    "instancenorm": "instance norm",
+    "instancenorm-tracked": "instance norm (tracked)",
+    "layernorm2d": "LayerNorm2d",
+    "batchrenorm": "batch renorm",
+    "ghostbatchnorm": "ghost batch norm",
+    "batchnorm-ema": "batch norm (EMA statistics)",
+    "batchnorm-frozen": "frozen batch norm",
+    "evonorm-b0": "EvoNorm-B0",
+    "evonorm-s0": "EvoNorm-S0",
+    "darknet": "darknet batch norm",
 }
 
 # One colour per normalization, the same in every figure.
@@ -41,6 +52,17 @@ COLORS = {
     "batchnorm": "#1f77b4",
     "layernorm": "#2ca02c",
     "groupnorm": "#d62728",
+    "rmsnorm": "#9467bd",
+    "instancenorm": "#8c564b",
+    "instancenorm-tracked": "#8c564b",
+    "layernorm2d": "#17becf",
+    "batchrenorm": "#ff7f0e",
+    "ghostbatchnorm": "#bcbd22",
+    "batchnorm-ema": "#e377c2",
+    "batchnorm-frozen": "#aec7e8",
+    "evonorm-b0": "#98df8a",
+    "evonorm-s0": "#ff9896",
+    "darknet": "#c5b0d5",
 }
 
 
