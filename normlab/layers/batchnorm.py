@@ -86,7 +86,9 @@ def bn_momentum(bn_param, fn):
 def _flag(bn_param, key, default, fn):
     """``bn_param[key]`` as a bool; anything but True/False is refused."""
     v = bn_param.get(key, default)
-    if not isinstance(v, bool | np.bool_):
+    if v is True or v is False:  # the common case, fast
+        return v
+    if not isinstance(v, np.bool_):
         raise ValueError(f"{fn}: expected bn_param[{key!r}] to be True or False, got {v!r}")
     return bool(v)
 
@@ -104,12 +106,14 @@ def running_stats(bn_param, C, dtype, fn):
                 f"{fn}: expected bn_param[{key!r}] a float array of shape ({C},), got {got}"
             )
         running.append(r)  # updated in place: the caller's array is the statistic
-    n = bn_param.get("num_batches_tracked", 0)
-    if not isinstance(n, numbers.Integral) or isinstance(n, bool | np.bool_) or n < 0:
-        raise ValueError(
-            f"{fn}: expected bn_param['num_batches_tracked'] an integer >= 0, got {n!r}"
-        )
-    return tuple(running)
+    running = tuple(running)
+    if "num_batches_tracked" in bn_param:
+        n = bn_param["num_batches_tracked"]
+        if not isinstance(n, numbers.Integral) or isinstance(n, bool | np.bool_) or n < 0:
+            raise ValueError(
+                f"{fn}: expected bn_param['num_batches_tracked'] an integer >= 0, got {n!r}"
+            )
+    return running
 
 
 def update_running_stats(bn_param, running, mean, var, m, momentum):
@@ -128,16 +132,13 @@ def update_running_stats(bn_param, running, mean, var, m, momentum):
     ema_update(running[0], running[1], mean, var, momentum, factor)
 
 
-def _virtual_batch_size(bn_param, fn):
-    """``bn_param['virtual_batch_size']``: None or an integer >= 1."""
-    V = bn_param.get("virtual_batch_size")
-    if V is not None and (
-        not isinstance(V, numbers.Integral) or isinstance(V, bool | np.bool_) or V < 1
-    ):
+def _virtual_batch_size(V, fn):
+    """``bn_param['virtual_batch_size']`` given: an integer >= 1."""
+    if not isinstance(V, numbers.Integral) or isinstance(V, bool | np.bool_) or V < 1:
         raise ValueError(
             f"{fn}: expected bn_param['virtual_batch_size'] None or an integer >= 1, got {V!r}"
         )
-    return None if V is None else int(V)
+    return int(V)
 
 
 def _check_divides(N, V, fn):
@@ -188,9 +189,15 @@ def _bn_forward(x, gamma, beta, bn_param, fn, ndim, layout):
     mode = check_mode(bn_param, fn)
     check_keys(bn_param, BN_KEYS, fn, "bn_param")
     eps = check_eps(bn_param.get("eps", 1e-5), fn)
-    momentum = bn_momentum(bn_param, fn)
-    track = _flag(bn_param, "track_running_stats", True, fn)
-    V = _virtual_batch_size(bn_param, fn)
+    momentum = bn_param.get("momentum", 0.9)
+    if momentum is not None:
+        momentum = check_momentum(momentum, fn)
+    track = bn_param.get("track_running_stats", True)
+    if track is not True:
+        track = _flag(bn_param, "track_running_stats", True, fn)
+    V = bn_param.get("virtual_batch_size")
+    if V is not None:
+        V = _virtual_batch_size(V, fn)
     if track:
         running = running_stats(bn_param, C, x.dtype, fn)
         if mode == "test":  # the running statistics, whatever V is (as Keras)
