@@ -19,6 +19,8 @@ float64 (:func:`_root_mean_square`, :func:`_stored_mean_square`).
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -159,13 +161,19 @@ def _sgd_momentum(w, g, state, hyper) -> None:
     _sgd_momentum_kernel(w, g, state[0], lr, mu, tiny)
 
 
+@functools.cache
+def _bit_constants(dtype: np.dtype) -> tuple:
+    """(unsigned type, bits of sqrt(max / 4), all bits but the sign, max) for a float dtype."""
+    u, big = np.dtype(f"u{dtype.itemsize}").type, float(np.finfo(dtype).max)
+    return u, dtype.type(math.sqrt(big / 4)).view(u), u(np.iinfo(u).max >> 1), big
+
+
 def _bounds(g, ms, bc):
     """The arguments of ``_in_bounds`` for gradients ``g`` and mean squares ``ms``."""
     # |g| <= sqrt(max / 4) and 0 <= ms <= max bc / 4 keep (decay ms + (1 - decay) g^2) / bc
     # below max / 2, since bc = 1 - decay^t >= 1 - decay
-    s, u, big = g.dtype.type, np.dtype(f"u{g.dtype.itemsize}").type, float(np.finfo(g.dtype).max)
-    g_bound, ms_bound = s(np.sqrt(big / 4)).view(u), s(big * bc / 4).view(u)
-    return g.view(u), ms.view(u), g_bound, ms_bound, u(np.iinfo(u).max >> 1)
+    u, g_bound, magnitude, big = _bit_constants(g.dtype)
+    return g.view(u), ms.view(u), g_bound, g.dtype.type(big * bc / 4).view(u), magnitude
 
 
 def _rmsprop(w, g, state, hyper) -> None:
@@ -182,7 +190,7 @@ def _adam(w, g, state, hyper) -> None:
     s, b1, b2, t = w.dtype.type, float(hyper["beta1"]), float(hyper["beta2"]), hyper["t"]
     lr, eps, fi = float(hyper["learning_rate"]), float(hyper["epsilon"]), np.finfo(w.dtype)
     # float64, for the out-of-range elements
-    wide = (b2, 1 - b2, lr, 1 - b1**t, float(np.sqrt(1 - b2**t)), eps, float(fi.max))
+    wide = (b2, 1 - b2, lr, 1 - b1**t, math.sqrt(1 - b2**t), eps, float(fi.max))
     _adam_kernel(
         w, g, state[0], state[1], s(lr), s(b1), s(1 - b1), s(b2), s(1 - b2),
         s(1 - b1**t), s(1 - b2**t), s(eps), s(fi.tiny), s(fi.max),
