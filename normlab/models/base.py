@@ -30,6 +30,10 @@ from normlab.layers import ACTIVATIONS, affine_backward, dropout_backward, dropo
 from normlab.layers.basic import affine_forward_unchecked, affine_param_grads
 from normlab.layers.conv import conv_backward, conv_forward, max_pool_backward, max_pool_forward
 from normlab.layers.losses import softmax_cross_entropy
+from normlab.layers.weight_standardization import (
+    weight_standardize_backward,
+    weight_standardize_forward,
+)
 from normlab.models.registry import NormLayer, layer_groups
 
 WEIGHT_SCALES = ("he", "xavier")
@@ -46,6 +50,9 @@ class Block:
         Names of the weight and bias in ``model.params``.
     conv_param : dict or None
         ``{'stride', 'pad'}`` of a convolution; None for an affine layer.
+    ws : dict or None
+        ``ws_param`` of weight standardization (a convolution's filters standardized before
+        it is applied, :func:`~normlab.layers.weight_standardize_forward`); None: W as it is.
     norm : NormLayer or None
     norm_params : tuple of str
         Model parameter names of the normalization, in its forward's order (``('gamma1',
@@ -73,12 +80,14 @@ class Block:
         "norm_param",
         "norm_params",
         "pool",
+        "ws",
     )
 
     def __init__(self, index: int, conv_param: dict | None = None) -> None:
         self.index = index
         self.W, self.b = f"W{index}", f"b{index}"
         self.conv_param = conv_param
+        self.ws: dict | None = None
         self.norm: NormLayer | None = None
         self.norm_params: tuple[str, ...] = ()
         self.norm_buffers: tuple[tuple[str, str], ...] = ()
@@ -302,9 +311,12 @@ class Network:
         caches = []
         for blk in self.blocks:
             W, b = params[blk.W], params[blk.b]
+            c_ws = None
             if blk.conv_param is None:  # shapes are fixed at construction: no per-call checks
                 h, c_lin = affine_forward_unchecked(h, W, b)
             else:
+                if blk.ws is not None:  # the raw W is the parameter; conv sees W standardized
+                    W, c_ws = weight_standardize_forward(W, blk.ws)
                 h, c_lin = conv_forward(h, W, b, blk.conv_param)
             if probe:
                 probe("linear", blk, h)
@@ -333,7 +345,7 @@ class Network:
                 h, c_drop = dropout_forward(h, d)
                 if probe:
                     probe("dropout", blk, h)
-            caches.append((c_lin, c_norm, c_act, c_pool, c_drop))
+            caches.append((c_lin, c_ws, c_norm, c_act, c_pool, c_drop))
         return h, caches
 
     def first_nonfinite(self, X) -> str | None:
@@ -444,7 +456,7 @@ class Network:
         loss, dout = softmax_cross_entropy(scores, y)
         params, grads = self.params, {}
         first = self.blocks[0]
-        for blk, (c_lin, c_norm, c_act, c_pool, c_drop) in zip(
+        for blk, (c_lin, c_ws, c_norm, c_act, c_pool, c_drop) in zip(
             reversed(self.blocks), reversed(caches), strict=True
         ):
             if c_drop is not None:
@@ -462,6 +474,8 @@ class Network:
                 dout, grads[blk.W], grads[blk.b] = affine_backward(dout, c_lin)
             else:
                 dout, grads[blk.W], grads[blk.b] = conv_backward(dout, c_lin)
+                if c_ws is not None:  # d(loss)/d(W standardized) -> d(loss)/d(raw W)
+                    grads[blk.W] = weight_standardize_backward(grads[blk.W], c_ws)
         if self.reg:
             reg = self.reg
             for blk in self.blocks:

@@ -1,4 +1,5 @@
-"""ConvNet: conv - [spatial norm] - relu - pool blocks, then a fully-connected head."""
+"""ConvNet: conv - [spatial norm] - relu - pool blocks, then a fully-connected head; the
+convolutions' filters optionally weight-standardized."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from normlab.models.base import Network, shared_options
 from normlab.models.registry import get_normalization
 
 _POOL = {"pool_height": 2, "pool_width": 2, "stride": 2}
+WS_PARAM = {"eps": 1e-5}  # weight standardization of the filters (Qiao et al. 2019's eps)
 
 
 def _int_tuple(name: str, value) -> list[int]:
@@ -60,6 +62,13 @@ class ConvNet(Network):
     dropout_seed : int or None, default None
         As in :class:`~normlab.models.FullyConnectedNet`: an int fixes the masks (gradient
         checks), None draws fresh masks from ``self.rng``.
+    weight_standardization : bool, default False
+        Standardize every convolution's filters before it is applied (Qiao et al. 2019): each
+        output filter of ``W{i}`` to mean 0 and variance 1 over its ``C*k*k`` weights,
+        :func:`~normlab.layers.weight_standardize_forward` with ``eps=1e-5``, and the gradient
+        mapped back by :func:`~normlab.layers.weight_standardize_backward`. The parameters (and
+        checkpoints) stay the raw ``W{i}``; the affine layers are not standardized. With group
+        norm it is Wu & He's GN+WS, batch-size independent.
 
     Attributes
     ----------
@@ -99,6 +108,7 @@ class ConvNet(Network):
         activation: str = "relu",
         dropout_keep_ratio: float = 1.0,
         dropout_seed: int | None = None,
+        weight_standardization: bool = False,
     ) -> None:
         super().__init__(**shared_options(locals()))  # normalization, reg, ... dropout_seed
         input_dim = _int_tuple("input_dim", input_dim)
@@ -110,6 +120,11 @@ class ConvNet(Network):
         if k % 2 == 0:
             raise ValueError(f"expected an odd filter_size (padding keeps the size), got {k}")
         num_classes = check_int("num_classes", num_classes)
+        if not isinstance(weight_standardization, bool | np.bool_):
+            raise ValueError(
+                f"expected weight_standardization True or False, got {weight_standardization!r}"
+            )
+        ws = bool(weight_standardization)
         # with no filters the spatial variant is not needed, but the name is still validated
         spatial_norm = (
             get_normalization(normalization, "spatial") if filters or not hidden else None
@@ -125,9 +140,10 @@ class ConvNet(Network):
                     "use fewer num_filters or larger inputs"
                 )
             conv_param = {"stride": 1, "pad": (k - 1) // 2}
-            self._add_block(
+            blk = self._add_block(
                 (F, C, k, k), conv_param=conv_param, norm=spatial_norm, activation=True, pool=_POOL
             )
+            blk.ws = dict(WS_PARAM) if ws else None
             C, H, W = F, H // 2, W // 2
         dims = [C * H * W, *hidden]
         for D, M in zip(dims[:-1], dims[1:], strict=True):
@@ -142,4 +158,5 @@ class ConvNet(Network):
             filter_size=k,
             hidden_dims=hidden,
             num_classes=num_classes,
+            weight_standardization=ws,
         )
