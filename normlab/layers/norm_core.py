@@ -131,9 +131,9 @@ def check_dout(dout, shape) -> None:
 def norm_backward(dout, cache: NormCache):
     """Closed-form backward of every normalization: batch, spatial batch, layer and group norm.
 
-    ``batchnorm_backward_alt``, ``spatial_batchnorm_backward``, ``layernorm_backward`` and
-    ``spatial_groupnorm_backward`` are this function: the cache says which axes the statistics
-    were taken over.
+    ``layernorm_backward`` and ``spatial_groupnorm_backward`` are this function, and
+    ``batchnorm_backward_alt`` and ``spatial_batchnorm_backward`` call it (once per chunk for
+    ghost batch norm): the cache says which axes the statistics were taken over.
 
     Parameters
     ----------
