@@ -110,8 +110,8 @@ def test_layer_and_group_norm_refuse_in_train_mode_only(monkeypatch, backend):
                 np.ones((4, 3)), np.ones(3), np.zeros(3), {"mode": "train", "mometum": 0.5}
             ),
             r"batchnorm_forward: unknown bn_param key 'mometum' \(did you mean 'momentum'\?\); "
-            r"known keys are \['eps', 'mode', 'momentum', 'running_mean', 'running_var', "
-            r"'running_var_unbiased'\]",
+            r"known keys are \['eps', 'mode', 'momentum', 'num_batches_tracked', 'running_mean', "
+            r"'running_var', 'running_var_unbiased', 'track_running_stats', 'virtual_batch_size'\]",
         ),
         (
             lambda: L.spatial_batchnorm_forward(

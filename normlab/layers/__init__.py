@@ -18,11 +18,19 @@ from normlab.layers.basic import (
     tanh_forward,
 )
 from normlab.layers.batchnorm import (
+    GhostCache,
     batchnorm_backward,
     batchnorm_backward_alt,
     batchnorm_forward,
     spatial_batchnorm_backward,
     spatial_batchnorm_forward,
+)
+from normlab.layers.batchrenorm import (
+    RenormCache,
+    batchrenorm_backward,
+    batchrenorm_forward,
+    spatial_batchrenorm_backward,
+    spatial_batchrenorm_forward,
 )
 from normlab.layers.conv import (
     conv_backward,
@@ -64,15 +72,19 @@ __all__ = [
     "ACTIVATIONS",
     "EvoNormB0Cache",
     "EvoNormS0Cache",
+    "GhostCache",
     "NonFiniteStatisticsError",
     "NormCache",
     "RMSCache",
+    "RenormCache",
     "SpatialLayerNormCache",
     "affine_backward",
     "affine_forward",
     "batchnorm_backward",
     "batchnorm_backward_alt",
     "batchnorm_forward",
+    "batchrenorm_backward",
+    "batchrenorm_forward",
     "conv_backward",
     "conv_forward",
     "darknet_batchnorm_backward",
@@ -92,6 +104,8 @@ __all__ = [
     "softmax_loss",
     "spatial_batchnorm_backward",
     "spatial_batchnorm_forward",
+    "spatial_batchrenorm_backward",
+    "spatial_batchrenorm_forward",
     "spatial_evonorm_b0_backward",
     "spatial_evonorm_b0_forward",
     "spatial_evonorm_s0_backward",
