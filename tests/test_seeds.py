@@ -221,7 +221,7 @@ def test_seed_zero_of_several_is_the_one_seed_run():
     from normlab.experiments import run_experiment
 
     exp = EXPERIMENTS["bn-vs-baseline"]
-    config = exp.quick(exp.config_cls(dataset="digits", num_epochs=1, num_training=200))
+    config = exp.config_cls(dataset="digits", num_epochs=1, num_training=100, hidden_dims=(16,))
     one = run_experiment(exp, config)
     two = run_experiment(exp, dataclasses.replace(config, seeds=2))
     assert sorted(two["runs"]) == ["batchnorm/seed=0", "batchnorm/seed=1", "none/seed=0",
