@@ -14,6 +14,8 @@ batch-size         CS231n notebook: batch sizes 5, 10, 50 for none/batch/layer/g
 paper-mnist        Ioffe & Szegedy 2015, Figure 1: test accuracy and a sigmoid's input
 mlp-adam           PyTorch lecture MLP 784-32-32-10 with Adam: losses and accuracies per epoch
 small-batch        Group Norm paper, small scale: ConvNet accuracy at batch sizes 2..64
+rmsnorm            Zhang & Sennrich 2019: RMSNorm vs layer norm, accuracy and time per step
+darknet-mismatch   darknet's batch-norm backward against the true gradient of its forward
 =================  ==========================================================================
 
 Every experiment runs each of its runs as an independent task (:mod:`.runner`), so a sweep runs
@@ -37,9 +39,11 @@ from __future__ import annotations
 from normlab.experiments import (
     batch_size,
     bn_vs_baseline,
+    darknet_mismatch,
     demo,
     mlp_adam,
     paper_mnist,
+    rmsnorm,
     small_batch,
     weight_scale,
 )
@@ -49,7 +53,17 @@ from normlab.experiments.runner import derive_seed, run_experiment, run_tasks
 
 EXPERIMENTS: dict[str, Experiment] = {
     m.EXPERIMENT.name: m.EXPERIMENT
-    for m in (demo, bn_vs_baseline, weight_scale, batch_size, paper_mnist, mlp_adam, small_batch)
+    for m in (
+        demo,
+        bn_vs_baseline,
+        weight_scale,
+        batch_size,
+        paper_mnist,
+        mlp_adam,
+        small_batch,
+        rmsnorm,
+        darknet_mismatch,
+    )
 }
 
 __all__ = [
