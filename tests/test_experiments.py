@@ -94,6 +94,24 @@ def _check_small_batch(res):
     assert out["learning_rate"] == pytest.approx(cfg["base_lr"] * 2 / cfg["base_batch"])
 
 
+def _check_rmsnorm(res):
+    _check_fc_curves(res)
+    for name in res["config"]["normalizations"]:
+        out = res["runs"][name]
+        assert out["step_ms"] > 0 and out["steps_timed"] > 0
+        _finite_list(out["step_ms_by_epoch"], res["config"]["num_epochs"])
+    assert res["time_ratio"]["layernorm"] == 1.0 and res["time_ratio"]["rmsnorm"] > 0
+
+
+def _check_darknet_mismatch(res):
+    cfg = res["config"]
+    for key, errors in res["rel_error"].items():
+        _finite_list(errors, len(cfg["batch_sizes"]))
+        assert key in ("std=1", "std=0.001") and all(e > 0 for e in errors)
+    for name in cfg["normalizations"]:
+        _finite_list(res["runs"][name]["val_acc"], cfg["num_epochs"] + 1)
+
+
 CHECKS = {
     "demo": _check_fc_curves,
     "bn-vs-baseline": _check_fc_curves,
@@ -102,6 +120,8 @@ CHECKS = {
     "paper-mnist": _check_paper_mnist,
     "mlp-adam": _check_mlp_adam,
     "small-batch": _check_small_batch,
+    "rmsnorm": _check_rmsnorm,
+    "darknet-mismatch": _check_darknet_mismatch,
 }
 
 
@@ -401,7 +421,7 @@ def test_configs_declare_a_shared_setting_once():
     assert dataset == {
         "demo": "digits", "bn-vs-baseline": "cifar10", "weight-scale": "cifar10",
         "batch-size": "cifar10", "paper-mnist": "mnist", "mlp-adam": "mnist",
-        "small-batch": "cifar10",
+        "small-batch": "cifar10", "rmsnorm": "fashion-mnist", "darknet-mismatch": "fashion-mnist",
     }  # fmt: skip
     assert _fields(TrainConfig)["dataset"].metadata == base["dataset"].metadata
 

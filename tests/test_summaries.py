@@ -78,6 +78,24 @@ def paper_output(rng, params: dict, config) -> dict:
     }
 
 
+def rmsnorm_output(rng, params: dict, epochs: int) -> dict:
+    """``rmsnorm.run_task``: ``train_fc``'s output plus the median step times."""
+    out = fc_output(rng, params, epochs)
+    out["step_ms_by_epoch"] = list(np.round(rng.uniform(1.0, 20.0, epochs), 3))  # (E,)
+    out["step_ms"] = round(float(rng.uniform(1.0, 20.0)), 3)  # not any epoch's
+    return {**out, "steps_timed": 10, "cpu": "a test CPU"}
+
+
+def darknet_output(rng, params: dict, config) -> dict:
+    """``darknet_mismatch.run_task``: a gradient run's errors, or a training run's curves."""
+    if params["part"] == "train":
+        return fc_output(rng, params, config.num_epochs)
+    draws = list(10.0 ** rng.uniform(-5, 1, config.draws))  # (draws,)
+    rel = float(10.0 ** rng.uniform(-5, 1))  # over all draws: not their mean
+    return {"rel_error": rel, "draw_errors": draws, "m": params["m"], "std": params["std"],
+            "channels": config.channels}  # fmt: skip
+
+
 def synthetic(experiment, config, seed=0):
     """``outputs`` and ``seconds`` by run name, in ``runs`` order, as the runner passes them."""
     rng = np.random.default_rng(seed)
@@ -87,6 +105,10 @@ def synthetic(experiment, config, seed=0):
             outputs[spec.name] = paper_output(rng, spec.params, config)
         elif experiment.name == "mlp-adam":
             outputs[spec.name] = mlp_output(rng, spec.params, config.num_epochs)
+        elif experiment.name == "rmsnorm":
+            outputs[spec.name] = rmsnorm_output(rng, spec.params, config.num_epochs)
+        elif experiment.name == "darknet-mismatch":
+            outputs[spec.name] = darknet_output(rng, spec.params, config)
         else:
             outputs[spec.name] = fc_output(rng, spec.params, config.num_epochs)
         seconds[spec.name] = 1.5 + i
@@ -229,6 +251,46 @@ def check_paper_mnist(experiment, config):
     assert f"After {config.num_steps} steps" in headline
 
 
+def check_rmsnorm(experiment, config):
+    outputs, seconds, summary, headline = results_of(experiment, config)
+    ref = outputs["layernorm"]["step_ms"]
+    for row, (name, o) in zip(summary["table"]["rows"], outputs.items(), strict=True):
+        ratio = o["step_ms"] / ref
+        assert row == [short_label(name), o["val_acc"][-1], max(o["val_acc"]), o["test_acc"],
+                       o["step_ms"], ratio, seconds[name]]  # fmt: skip
+        assert summary["step_ms"][name] == o["step_ms"]
+        assert summary["time_ratio"][name] == ratio
+        assert summary["final_val_acc"][name] == o["val_acc"][-1]
+    r = outputs["rmsnorm"]["step_ms"] / ref
+    assert f"with RMSNorm {num(r)}x layer norm's" in headline
+    assert f"{abs(1 - r) * 100:.0f}% {'less' if r < 1 else 'more'} time" in headline
+    assert f"accuracy {num(outputs['layernorm']['val_acc'][-1])} with layer norm" in headline
+    assert f"{num(outputs['rmsnorm']['val_acc'][-1])} with RMSNorm (" in headline
+    assert "a test CPU" in headline
+
+
+def check_darknet_mismatch(experiment, config):
+    outputs, seconds, summary, headline = results_of(experiment, config)
+    ms = list(config.batch_sizes)
+    assert summary["batch_sizes"] == ms
+    for s in config.input_stds:
+        errors = [outputs[f"gradient/m={m}/std={s:g}"]["rel_error"] for m in ms]
+        assert summary["rel_error"][f"std={s:g}"] == errors
+        for m in (min(ms), max(ms)):
+            e = errors[ms.index(m)]
+            assert (f"{e:.2f}" if 0.01 <= e < 100 else f"{e:.1e}") + f" at m = {m}" in headline
+    for row, (name, o) in zip(summary["table"]["rows"], outputs.items(), strict=True):
+        if name.startswith("gradient/"):
+            cells = ["darknet dx", o["m"], o["std"], o["rel_error"], None, None]
+        else:
+            cells = [short_label(name), config.batch_size, None, None, o["val_acc"][-1],
+                     o["test_acc"]]  # fmt: skip
+            assert summary["final_val_acc"][name] == o["val_acc"][-1]
+        assert row == [*cells, seconds[name]]
+    assert f"{num(outputs['darknet']['val_acc'][-1])} with darknet batch norm (" in headline
+    assert f"accuracy {num(outputs['batchnorm']['val_acc'][-1])} with batch norm" in headline
+
+
 CHECKS = {
     "bn-vs-baseline": check_curves,
     "demo": check_curves,
@@ -237,6 +299,8 @@ CHECKS = {
     "weight-scale": check_weight_scale,
     "mlp-adam": check_mlp_adam,
     "paper-mnist": check_paper_mnist,
+    "rmsnorm": check_rmsnorm,
+    "darknet-mismatch": check_darknet_mismatch,
 }
 
 
