@@ -120,3 +120,16 @@ def test_experiment_model_builder_passes_it_on():
 def test_bad_value_is_refused():
     with pytest.raises(ValueError, match="weight_standardization True or False"):
         ConvNet((1, 8, 8), num_filters=(4,), weight_standardization="yes")
+
+
+def test_folding_a_weight_standardized_net_keeps_its_outputs():
+    from normlab.models import fold_batchnorm
+
+    rng = np.random.default_rng(3)
+    model = ConvNet((2, 6, 6), num_filters=(4,), hidden_dims=(5,), normalization="batchnorm",
+                    weight_standardization=True, dtype=np.float64, seed=1)  # fmt: skip
+    X = rng.normal(size=(8, 2, 6, 6))
+    for _ in range(3):  # running statistics away from their initial values
+        model.loss(X, rng.integers(10, size=8))
+    folded = fold_batchnorm(model)
+    np.testing.assert_allclose(folded.loss(X), model.loss(X), rtol=1e-10, atol=1e-12)

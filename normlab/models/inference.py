@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from normlab._validate import check_int
+from normlab.layers import weight_standardize_forward
 from normlab.models.base import Block, Network
 
 __all__ = ["fold_batchnorm", "precise_bn"]
@@ -77,9 +78,14 @@ def fold_batchnorm(model: Network) -> Network:
     config.pop("model", None)
     config["normalization"] = None
     config["norm_options"] = {}
+    if config.get("weight_standardization"):  # the folded net holds the standardized filters
+        config["weight_standardization"] = False
     folded = type(model)(**config)
     for blk, new in zip(model.blocks, folded.blocks, strict=True):
-        W = model.params[blk.W].astype(np.float64)  # (D, M) or (F, C, k, k)
+        W = model.params[blk.W]
+        if blk.ws is not None:
+            W = weight_standardize_forward(W, blk.ws)[0]  # what the conv sees
+        W = W.astype(np.float64)  # (D, M) or (F, C, k, k)
         b = model.params[blk.b].astype(np.float64)  # (M,) or (F,)
         if blk.norm is not None:
             scale, shift = blk.norm.test_affine(*_norm_state(model, blk))  # (M,), (M,)
