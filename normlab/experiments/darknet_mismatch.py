@@ -34,7 +34,7 @@ from normlab.experiments import figspec, noise
 from normlab.experiments.base import Experiment, RunSpec
 from normlab.experiments.config import ExperimentConfig, field_of, opt, require_nonempty
 from normlab.experiments.training import train_fc
-from normlab.experiments.wording import join, num, with_norm
+from normlab.experiments.wording import join, num, plural, with_norm
 from normlab.layers.darknet import (
     FORWARD_EPS,
     darknet_batchnorm_backward,
@@ -308,8 +308,8 @@ def _training_sentence(results: dict) -> str:
     )
     seeds = results.get("seeds", 1)
     sentence = (
-        f"Training at batch size {cfg['batch_size']} for {cfg['num_epochs']} epochs, final "
-        f"validation accuracy {num(diffs['darknet'].a)} {with_norm(ref)}, {versus}; "
+        f"Training at batch size {cfg['batch_size']} for {plural(cfg['num_epochs'], 'epoch')}, "
+        f"final validation accuracy {num(diffs['darknet'].a)} {with_norm(ref)}, {versus}; "
         f"{noise.seeds_phrase(seeds)}."
     )
     return noise.qualify(sentence, list(diffs.values()), cfg.get("quick", False))
