@@ -103,6 +103,21 @@ def _check_rmsnorm(res):
     assert res["time_ratio"]["layernorm"] == 1.0 and res["time_ratio"]["rmsnorm"] > 0
 
 
+def _check_renorm(res):
+    cfg = res["config"]
+    for name in res["variants"]:
+        _finite_list(res["best_epoch_test_acc"][name], len(cfg["batch_sizes"]))
+    assert "groupnorm+ws" in res["variants"]
+
+
+def _check_ghost_bn(res):
+    cfg = res["config"]
+    assert res["ghost_sizes"] == list(cfg["ghost_sizes"])
+    _finite_list(res["gap"], len(cfg["ghost_sizes"]))
+    for v in cfg["ghost_sizes"]:
+        _finite_list(res["runs"][f"ghostbatchnorm/v={v}"]["val_acc"], cfg["num_epochs"] + 1)
+
+
 def _check_darknet_mismatch(res):
     cfg = res["config"]
     for key, errors in res["rel_error"].items():
@@ -122,6 +137,8 @@ CHECKS = {
     "small-batch": _check_small_batch,
     "rmsnorm": _check_rmsnorm,
     "darknet-mismatch": _check_darknet_mismatch,
+    "renorm": _check_renorm,
+    "ghost-bn": _check_ghost_bn,
 }
 
 
@@ -422,6 +439,7 @@ def test_configs_declare_a_shared_setting_once():
         "demo": "digits", "bn-vs-baseline": "cifar10", "weight-scale": "cifar10",
         "batch-size": "cifar10", "paper-mnist": "mnist", "mlp-adam": "mnist",
         "small-batch": "cifar10", "rmsnorm": "fashion-mnist", "darknet-mismatch": "fashion-mnist",
+        "renorm": "cifar10", "ghost-bn": "fashion-mnist",
     }  # fmt: skip
     assert _fields(TrainConfig)["dataset"].metadata == base["dataset"].metadata
 

@@ -7,12 +7,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-from test_summaries import results_of  # the synthetic outputs the pasted checks will see
 
 from normlab.experiments import ghost_bn, renorm
 from normlab.experiments.config import config_to_dict
 from normlab.experiments.runner import run_experiment, summarize_runs
-from normlab.experiments.wording import change, num
 from normlab.vocab import run_name
 
 RENORM, GHOST = renorm.EXPERIMENT, ghost_bn.EXPERIMENT
@@ -154,56 +152,3 @@ def test_ghost_headline_states_only_differences_beyond_noise():
     sub = dataclasses.replace(config, ghost_sizes=(16, 128), quick=True)
     _, head = _results(GHOST, sub, _ghost_outputs(sub, train[:2], val[:2], 50))
     assert head.startswith("Quick run") and "with ghost batches of 128" in head
-
-
-# ------------------------------ the checks for tests/test_summaries.py (its synthetic outputs)
-
-
-def check_renorm(experiment, config):
-    outputs, _, summary, headline = results_of(experiment, config)
-    bss = list(config.batch_sizes)
-    names = [*config.normalizations, *(f"{n}+ws" for n in config.weight_standardized)]
-    labels = {"batchnorm": "batch norm", "batchrenorm": "batch renorm", "groupnorm": "group norm",
-              "groupnorm+ws": "group norm + WS"}  # fmt: skip
-    assert summary["variants"] == names and summary["batch_sizes"] == bss
-    for row, n in zip(summary["table"]["rows"], names, strict=True):
-        runs = [outputs[f"{n}/bs={b}"] for b in bss]
-        test = [o["test_acc"] for o in runs]
-        assert summary["final_val_acc"][n] == [o["val_acc"][-1] for o in runs]
-        assert summary["best_epoch_test_acc"][n] == test
-        assert row == [labels[n], *test]
-        hi, lo = bss.index(max(bss)), bss.index(min(bss))
-        assert f"{change(test[hi], test[lo])} with {labels[n]}" in headline
-        if n != "batchnorm":
-            assert f"{labels[n]} {num(test[lo])} (" in headline
-    ref = outputs[f"batchnorm/bs={min(bss)}"]["test_acc"]
-    assert f"against batch norm's {num(ref)}:" in headline
-
-
-def check_ghost_bn(experiment, config):
-    outputs, _, summary, headline = results_of(experiment, config)
-    vs = list(config.ghost_sizes)
-    runs = [outputs[f"ghostbatchnorm/v={v}"] for v in vs]
-    train = [o["train_acc"][-1] for o in runs]
-    val = [o["val_acc"][-1] for o in runs]
-    gap = [t - v for t, v in zip(train, val, strict=True)]
-    assert summary["ghost_sizes"] == vs
-    assert summary["final_train_acc"] == train and summary["final_val_acc"] == val
-    assert summary["gap"] == gap
-    for row, v, o, t, a, g in zip(summary["table"]["rows"], vs, runs, train, val, gap, strict=True):
-        assert row == [v, t, a, g, o["test_acc"]]
-    big, small = vs.index(max(vs)), vs.index(min(vs))
-    assert f"gap (final train minus validation accuracy) of {num(gap[small])} against " \
-           f"{num(gap[big])} with plain batch norm" in headline  # fmt: skip
-    assert f"accuracy of {num(val[small])} against {num(val[big])}" in headline
-
-
-@pytest.mark.parametrize("quick", [False, True])
-@pytest.mark.parametrize(
-    "experiment, check", [(RENORM, check_renorm), (GHOST, check_ghost_bn)], ids=["renorm", "ghost"]
-)
-def test_summary_checks_as_test_summaries_runs_them(experiment, check, quick):
-    config = experiment.config_cls()
-    if quick:
-        config = experiment.quick(config)
-    check(experiment, config)

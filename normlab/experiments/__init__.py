@@ -16,6 +16,8 @@ mlp-adam           PyTorch lecture MLP 784-32-32-10 with Adam: losses and accura
 small-batch        Group Norm paper, small scale: ConvNet accuracy at batch sizes 2..64
 rmsnorm            Zhang & Sennrich 2019: RMSNorm vs layer norm, accuracy and time per step
 darknet-mismatch   darknet's batch-norm backward against the true gradient of its forward
+renorm             Ioffe 2017 / Wu & He 2018, small scale: BN vs renorm vs GN (+WS), bs 2..64
+ghost-bn           Hoffer et al. 2017: batch 1024, ghost batch norm V = 16..1024, the gap
 =================  ==========================================================================
 
 Every experiment runs each of its runs as an independent task (:mod:`.runner`), so a sweep runs
@@ -41,8 +43,10 @@ from normlab.experiments import (
     bn_vs_baseline,
     darknet_mismatch,
     demo,
+    ghost_bn,
     mlp_adam,
     paper_mnist,
+    renorm,
     rmsnorm,
     small_batch,
     weight_scale,
@@ -63,6 +67,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         small_batch,
         rmsnorm,
         darknet_mismatch,
+        renorm,
+        ghost_bn,
     )
 }
 
