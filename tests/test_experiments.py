@@ -307,8 +307,9 @@ def test_batch_size_and_small_batch_headlines():
     }
     assert headline(r) == (
         "From batch size 50 to 5, best validation accuracy fell from 0.80 to 0.60 with batch "
-        "norm (±0.00) and stayed at 0.80 with layer norm (±0.00) (noise: 2 binomial standard "
-        "errors, one seed)."
+        "norm (beyond noise, ±0.00) and went from 0.797 to 0.801 with layer norm (beyond noise, "
+        "±0.00) "
+        "(noise: 2 binomial standard errors, one seed)."
     )
     r = {
         "experiment": "small-batch",
@@ -319,10 +320,11 @@ def test_batch_size_and_small_batch_headlines():
     }
     assert headline(r).startswith(
         "From 64 images per batch to 2, test accuracy at the best validation epoch fell from "
-        "0.60 to 0.50 without normalization (±0.00) and fell from 0.91 to 0.90 with group norm"
+        "0.60 to 0.50 without normalization (beyond noise, ±0.00) and fell from 0.91 to 0.90 with "
+        "group norm"
     )
     r["runs"] = {"none": {"num_test": 300}}  # a 1-point fall on 300 images is noise
-    assert "went from 0.91 to 0.90, within noise with group norm" in headline(r)
+    assert "went from 0.91 to 0.90 with group norm (within noise, ±0.05)" in headline(r)
 
 
 def test_weight_scale_headline_counts_scales():
@@ -372,8 +374,8 @@ def test_headlines_when_a_value_stays_or_diverges():
     }
     assert headline(r).startswith(
         "From 64 images per batch to 2, test accuracy at the best validation epoch stayed at "
-        "0.80 without normalization (±0.00), fell from 0.90 to n/a (diverged) with batch norm "
-        "and rose from 0.70 to 0.90 with group norm (±0.00)"
+        "0.80 without normalization (within noise, ±0.00), fell from 0.90 to n/a (diverged) with "
+        "batch norm and rose from 0.70 to 0.90 with group norm (beyond noise, ±0.00)"
     )
 
 

@@ -146,8 +146,8 @@ def test_a_trend_inside_the_seed_spread_is_within_noise(name):
     clear = {5: [0.40, 0.41, 0.42], 50: [0.80, 0.81, 0.82]}  # 0.81 -> 0.41: a finding
     results = sweep_results(exp, config, {"none": spread, "batchnorm": clear})
     headline = exp.headline(results)
-    assert "went from 0.67 to 0.70, within noise without normalization" in headline
-    assert "fell from 0.81 to 0.41 with batch norm" in headline
+    assert "went from 0.67 to 0.70 without normalization (within noise, ±" in headline
+    assert "fell from 0.81 to 0.41 with batch norm (beyond noise, ±" in headline
     assert "3 seeds" in headline
     assert results["table"]["spread"][0][1] == pytest.approx(0.2)  # none, bs=5
 

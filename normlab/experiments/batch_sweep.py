@@ -84,8 +84,8 @@ def summarize(
 
 
 def endpoints(results: dict, key: str, n_key: str) -> tuple[list[str], list[noise.Difference]]:
-    """Phrases "fell from a to b with <norm> (±bound)", from the largest batch size to the
-    smallest, a change within noise said as such, and the differences they rest on.
+    """Phrases "fell from a to b with <norm> (beyond noise, ±bound)", from the largest batch
+    size to the smallest, a change within noise said as such, and the differences they rest on.
 
     ``n_key`` names the runs' output holding how many images the score was measured on (the
     binomial term of the noise bound); the two batch sizes' runs do not share seeds (unpaired).
@@ -99,8 +99,11 @@ def endpoints(results: dict, key: str, n_key: str) -> tuple[list[str], list[nois
         d = noise.difference([v[hi] for v in values], [v[lo] for v in values], n_eval)
         words = change(mean[hi], mean[lo])  # "stayed at" when equal to two decimals
         if d.a is not None and d.b is not None and not d.clear and "stayed" not in words:
-            words = f"went from {num(mean[hi])} to {num(mean[lo])}, within noise"
-        bound = "" if d.bound is None else f" (±{num(d.bound)})"
+            words = f"went from {num(mean[hi])} to {num(mean[lo])}"
+        elif d.clear and "stayed" in words:  # apart beyond noise, equal to two decimals
+            words = f"went from {num(mean[hi], 3)} to {num(mean[lo], 3)}"
+        verdict = "beyond noise" if d.clear else "within noise"
+        bound = "" if d.bound is None else f" ({verdict}, ±{num(d.bound)})"
         parts.append(f"{words} {with_norm(norm)}{bound}")
         diffs.append(d)
     return parts, diffs
