@@ -375,7 +375,8 @@ def test_headlines_when_a_value_stays_or_diverges():
     assert headline(r).startswith(
         "From 64 images per batch to 2, test accuracy at the best validation epoch stayed at "
         "0.80 without normalization (within noise, ±0.00), fell from 0.90 to n/a (diverged) with "
-        "batch norm and rose from 0.70 to 0.90 with group norm (beyond noise, ±0.00)"
+        "batch norm (no noise estimate) and rose from 0.70 to 0.90 with group norm (beyond "
+        "noise, ±0.00)"
     )
 
 

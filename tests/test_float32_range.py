@@ -27,6 +27,9 @@ RTOL = 1e-6
 def _run(layer, x, gamma, beta, dy, eps):
     fwd, bwd, extra = layer_calls(layer)
     extra = tuple(dict(e, eps=eps) if isinstance(e, dict) else e for e in extra)
+    if layer in ("batchnorm", "spatial"):  # float64 running statistics: float32 ones would
+        C = x.shape[1]  # overflow at these scales and are refused (the test at the end)
+        extra[0].update(running_mean=np.zeros(C), running_var=np.zeros(C))
     out, cache = fwd(x, gamma, beta, *extra)
     return (out, *bwd(dy, cache))
 
@@ -51,3 +54,31 @@ def test_float32_kernels_match_float64_math_at_extreme_scales(monkeypatch, layer
         assert np.all(np.isfinite(g)), f"{name} is not finite"
         err = np.max(np.abs(g.astype(np.float64) - w)) / np.max(np.abs(w))
         assert err <= RTOL, f"{name}: max error {err:.1e} of max |value|"
+
+
+@pytest.mark.parametrize("layer", ["batchnorm", "instancenorm"])
+def test_running_statistics_that_would_overflow_float32_are_refused(layer):
+    """float64 statistics of inputs ~1e20 fit, their float32 running variance would not."""
+    from normlab.layers import (
+        NonFiniteStatisticsError,
+        batchnorm_forward,
+        spatial_instancenorm_forward,
+    )
+
+    rng = np.random.default_rng(0)
+    C = 3
+    rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+    if layer == "batchnorm":
+        x = (rng.standard_normal((8, C)) * 1e20).astype(np.float32)
+        p = {"mode": "train", "running_mean": rm, "running_var": rv}
+        call = lambda: batchnorm_forward(x, np.ones(C, np.float32), np.zeros(C, np.float32), p)  # noqa: E731
+    else:
+        x = (rng.standard_normal((4, C, 3, 3)) * 1e20).astype(np.float32)
+        p = {"mode": "train", "track_running_stats": True, "running_mean": rm, "running_var": rv}
+        call = lambda: spatial_instancenorm_forward(  # noqa: E731
+            x, np.ones(C, np.float32), np.zeros(C, np.float32), p
+        )
+    with pytest.raises(NonFiniteStatisticsError, match="would overflow float32"):
+        call()
+    np.testing.assert_array_equal(rm, 0.0)  # nothing written, not even the finite means
+    np.testing.assert_array_equal(rv, 1.0)

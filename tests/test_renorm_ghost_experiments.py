@@ -126,7 +126,7 @@ def test_renorm_headline_pairs_seeds_at_the_smallest_batch():
     results, head = _results(RENORM, config, _renorm_outputs(config, acc, None))
     assert results["table"]["seeds"] == 3
     assert "batch renorm" in head and "(higher than batch norm beyond noise, ±0.00)" in head
-    assert "noise: 2 standard errors, 3 seeds" in head
+    assert "noise: 95% t-interval over 3 seeds" in head
 
 
 def _ghost_outputs(config, train, val, n_eval):

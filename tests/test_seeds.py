@@ -108,13 +108,16 @@ def test_paired_seeds_cancel_what_the_pairs_share():
     assert difference(a, b, paired=True).clear
     assert not difference(a, b, paired=False).clear
     d = difference(a, b, paired=False)
-    assert d.bound == pytest.approx(2 * math.sqrt(2 * statistics.variance(a) / 4))
+    from scipy.stats import t
+
+    q = t.ppf(0.975, 3)  # 4 seeds a side: 3 degrees of freedom (the smaller side's, cautious)
+    assert d.bound == pytest.approx(q * math.sqrt(2 * statistics.variance(a) / 4))
 
 
 def test_quick_runs_say_they_are_too_short_unless_clear():
     within, clear = difference([0.5], [0.51], 100), difference([0.2], [0.9], 100)
     assert qualify("A rose.", [within], quick=True).startswith("Quick run, too short")
-    assert qualify("A rose.", [within, clear], quick=True) == "A rose."
+    assert qualify("A rose.", [within, clear], quick=True).startswith("Quick run")
     assert qualify("A rose.", [within], quick=False) == "A rose."
 
 
@@ -235,3 +238,30 @@ def test_seed_zero_of_several_is_the_one_seed_run():
     best = [two["runs"][f"batchnorm/seed={k}"]["best_val_acc"] for k in range(2)]
     assert two["table"]["rows"][1][2] == pytest.approx(sum(best) / 2)
     assert "2 seeds" in two["headline"]
+
+
+def test_few_seeds_widen_the_bound_as_student_t_says():
+    from scipy.stats import t
+
+    a, b = [0.80, 0.82], [0.86, 0.87]  # paired differences 0.06 and 0.05
+    d = difference(a, b, paired=True)
+    se = statistics.stdev([0.06, 0.05]) / math.sqrt(2)
+    assert d.bound == pytest.approx(t.ppf(0.975, 1) * se)  # 12.7 standard errors
+    assert not d.clear  # two seeds agreeing to 0.01 say little about their spread
+    assert difference(a * 3, b * 3, paired=True).bound < d.bound  # 6 seeds: tighter
+
+
+def test_no_bound_is_no_claim():
+    from normlab.experiments.noise import versus
+
+    none = difference([None, None], [0.9, 0.91], n_eval=300)
+    assert none.bound is None and not none.clear
+    assert versus(none) == "no noise estimate"
+    assert versus(difference([0.5], [0.9])) == "no noise estimate"  # one seed, no size
+
+
+def test_a_quick_run_needs_three_seeds_to_conclude():
+    big = [difference([0.2, 0.21, 0.22], [0.9, 0.91, 0.92], 1000, paired=True)]
+    assert qualify("A rose.", big, quick=True) == "A rose."
+    one = [difference([0.2], [0.9], 1000)]  # clear on one seed: evaluation noise only
+    assert one[0].clear and qualify("A rose.", one, quick=True).startswith("Quick run")

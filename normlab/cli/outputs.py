@@ -150,12 +150,13 @@ def stop_requested() -> Iterator[Callable[[], bool]]:
 
 @contextlib.contextmanager
 def interrupts_raise() -> Iterator[None]:
-    """SIGTERM raises ``KeyboardInterrupt`` like SIGINT does, for the duration."""
+    """SIGINT and SIGTERM raise ``KeyboardInterrupt``, for the duration (SIGINT too: a process
+    started in the background by a non-interactive shell inherits it ignored)."""
 
     def handler(signum, frame) -> None:
         raise KeyboardInterrupt
 
-    with _handlers(handler, (signal.SIGTERM,)):
+    with _handlers(handler, (signal.SIGINT, signal.SIGTERM)):
         yield
 
 

@@ -103,7 +103,7 @@ def endpoints(results: dict, key: str, n_key: str) -> tuple[list[str], list[nois
         elif d.clear and "stayed" in words:  # apart beyond noise, equal to two decimals
             words = f"went from {num(mean[hi], 3)} to {num(mean[lo], 3)}"
         verdict = "beyond noise" if d.clear else "within noise"
-        bound = "" if d.bound is None else f" ({verdict}, ±{num(d.bound)})"
+        bound = " (no noise estimate)" if d.bound is None else f" ({verdict}, ±{num(d.bound)})"
         parts.append(f"{words} {with_norm(norm)}{bound}")
         diffs.append(d)
     return parts, diffs

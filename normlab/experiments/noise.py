@@ -4,8 +4,8 @@ A headline compares two scores (two normalizations at one setting, or one normal
 largest and the smallest batch size). It states the difference only when it exceeds a noise
 bound computed from the results; otherwise it says the difference is within noise.
 
-The bound is twice the standard error of the difference of the means, from two independent
-sources of noise:
+The bound is a 95% interval of the difference of the means, from two independent sources of
+noise:
 
 - **seeds** (with N >= 2 seeds): the spread of the runs. For a *paired* comparison (both scores
   from the same seeds, e.g. the same initial weights with and without batch norm) the standard
@@ -15,8 +15,13 @@ sources of noise:
   accuracy ``p``, ``sqrt(p (1 - p) / n)``, for each score. The images are the same for every
   seed, so this term does not shrink with more seeds.
 
-``bound = 2 sqrt(se_seeds^2 + se_eval^2)``, roughly a 95% two-sided band. With one seed and no
-evaluation size there is no bound, and no difference is stated as a finding.
+``bound = q sqrt(se_seeds^2 + se_eval^2)`` with ``q`` the 97.5% quantile of Student's t with
+``N - 1`` degrees of freedom (12.7 for 2 seeds, 4.3 for 3, 2.8 for 5: few seeds say little
+about their own spread), or ``q = 2`` with one seed, where only the evaluation term is known.
+With one seed and no evaluation size there is no bound ("no noise estimate"), and no
+difference is stated as a finding. A one-seed bound holds the evaluation's noise, not the
+training's: a quick run therefore always says it is too short to conclude unless its finding
+holds beyond noise over at least 3 seeds (:func:`qualify`).
 
 Examples
 --------
@@ -92,17 +97,19 @@ def per_seed(results: dict, path: list) -> list:
 def versus(d: Difference, ref: str = "") -> str:
     """How ``d.b`` compares with ``d.a`` (named ``ref`` when given): ``"lower than batch norm's
     beyond noise, ±0.03"`` or ``"within noise of batch norm's, ±0.03"``."""
+    if d.bound is None:  # one seed and no evaluation size, or a side without scores
+        return "no noise estimate"
     if d.clear:
         words = f"{'lower' if d.b < d.a else 'higher'} {f'than {ref} ' if ref else ''}beyond noise"
     else:
         words = f"within noise{f' of {ref}' if ref else ''}"
-    return words if d.bound is None else f"{words}, ±{num(d.bound)}"
+    return f"{words}, ±{num(d.bound)}"
 
 
 def seeds_phrase(seeds: int) -> str:
-    """How a headline names its noise bound: ``"noise: 2 standard errors, 5 seeds"``."""
+    """How a headline names its noise bound: ``"noise: 95% t-interval, 5 seeds"``."""
     if seeds > 1:
-        return f"noise: 2 standard errors, {seeds} seeds"
+        return f"noise: 95% t-interval over {seeds} seeds"
     return "noise: 2 binomial standard errors, one seed"
 
 
@@ -137,15 +144,29 @@ def difference(a: list, b: list, n_eval: int | None = None, paired: bool = False
         var = statistics.variance([y - x for x, y in both]) / len(both)
     elif not paired and len(a_ok) > 1 and len(b_ok) > 1:
         var = statistics.variance(a_ok) / len(a_ok) + statistics.variance(b_ok) / len(b_ok)
+    # the 97.5% quantile of Student's t with the seeds' degrees of freedom (12.7 for 2 seeds,
+    # 4.3 for 3, 2.8 for 5); 2 for the binomial term alone
+    q = 2.0 if var is None else _t975(n_seeds - 1)
     if n_eval:
         var = (var or 0.0) + binomial_se(ma, n_eval) ** 2 + binomial_se(mb, n_eval) ** 2
-    bound = None if var is None else 2.0 * math.sqrt(var)
+    bound = None if var is None else q * math.sqrt(var)
     return Difference(ma, mb, bound, n_seeds)
+
+
+def _t975(df: int) -> float:
+    """The 97.5% quantile of Student's t distribution with ``df`` degrees of freedom."""
+    from scipy.stats import t  # scikit-learn's dependency; imported when a bound needs it
+
+    return float(t.ppf(0.975, df))
 
 
 def qualify(sentence: str, differences: list[Difference], quick: bool) -> str:
     """``sentence``, prefixed "Quick run, too short to conclude:" when the run is a quick
-    variant and none of the ``differences`` its finding rests on is beyond noise."""
-    if quick and not any(d.clear for d in differences):
+    variant, unless every one of the ``differences`` its finding rests on is beyond noise over
+    at least 3 seeds: a quick run is too short for its one-seed bounds, which hold the
+    evaluation's noise but not the training's, to be trusted (and a quick batch sweep gives the
+    small batches more steps)."""
+    clear = bool(differences) and all(d.clear and d.seeds >= 3 for d in differences)
+    if quick and not clear:
         return f"Quick run, too short to conclude: {sentence[:1].lower()}{sentence[1:]}"
     return sentence

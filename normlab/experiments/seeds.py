@@ -9,8 +9,8 @@ Dask cluster spread them like any others.
 
 The experiment's ``summarize`` is applied to each seed's runs alone and :func:`combine` folds
 the N summaries into one of the same shape: every number becomes the mean over the seeds that
-gave one (a number the same in every seed, such as a swept setting, stays as it is), and a
-parallel tree ``spread`` holds the standard deviation (``ddof=1``; None with
+gave one (a number the same in every seed, such as a swept setting, stays as it is, with no
+spread), and a parallel tree ``spread`` holds the standard deviation (``ddof=1``; None with
 fewer than two numbers). Booleans (a run's ``diverged`` flag) become True when any seed's is;
 anything else (labels, column titles) is seed 0's. The table's cells carry their spread and
 how many seeds gave a number (``table["spread"]``, ``table["count"]``), which the report prints
@@ -85,7 +85,7 @@ def fold(trees: list) -> tuple[Any, Any, Any]:
         return tuple([c[i] for c in cols] for i in range(3))
     present = [t for t in trees if t is not None]
     if present and all(_is_number(t) for t in present) and len(set(present)) == 1:
-        return present[0], (0.0 if len(present) > 1 else None), len(present)  # a setting
+        return present[0], None, len(present)  # a setting, or the same value every time
     if present and all(_is_number(t) for t in present):
         std = statistics.stdev(present) if len(present) > 1 else None
         return statistics.fmean(present), std, len(present)

@@ -118,10 +118,23 @@ def ema_update(running_mean, running_var, mean, var, momentum, var_factor):
     """Running statistics in place: ``r = momentum * r + (1 - momentum) * batch`` (C,).
 
     ``var_factor`` multiplies the batch variance first (``m / (m - 1)`` for the unbiased one).
+    Two passes: the new values are formed in the running arrays' dtype first, and written only
+    if every one is finite. Returns the number of channels whose new value is not (float64
+    statistics overflowing a float32 running array), with nothing written; 0 when all are.
     """
-    for c in range(mean.shape[0]):
-        running_mean[c] = momentum * running_mean[c] + (1.0 - momentum) * mean[c]
-        running_var[c] = momentum * running_var[c] + (1.0 - momentum) * var_factor * var[c]
+    C = mean.shape[0]
+    new_mean = np.empty(C, running_mean.dtype)
+    new_var = np.empty(C, running_var.dtype)
+    bad = 0
+    for c in range(C):
+        new_mean[c] = momentum * running_mean[c] + (1.0 - momentum) * mean[c]
+        new_var[c] = momentum * running_var[c] + (1.0 - momentum) * var_factor * var[c]
+        if not (np.isfinite(new_mean[c]) and np.isfinite(new_var[c])):
+            bad += 1
+    if bad == 0:
+        running_mean[:] = new_mean
+        running_var[:] = new_var
+    return bad
 
 
 @_jit

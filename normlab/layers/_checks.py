@@ -135,3 +135,15 @@ def check_finite_stats(mean, var, fn: str, what: str, running: bool = False) -> 
     idx = np.argwhere(bad) if bad.ndim > 1 else np.flatnonzero(bad)
     first = [tuple(int(i) for i in r) if bad.ndim > 1 else int(r) for r in idx[:5]]
     raise NonFiniteStatisticsError(fn, what, first, int(bad.sum()), bad.size, running)
+
+
+def raise_overflowed_running(fn: str, count: int, total: int, dtype) -> None:
+    """Raise NonFiniteStatisticsError for ``count`` of ``total`` channels whose new running
+    statistic would overflow the running arrays' ``dtype`` (they were left unchanged)."""
+    err = NonFiniteStatisticsError(fn, "channels", [], count, total, running=True)
+    err.args = (
+        f"{fn}: the running statistics of {count} of {total} channels would overflow "
+        f"{np.dtype(dtype).name} (the batch variance exceeds its range): the input's values are "
+        "too large for the running arrays; the running statistics were not updated",
+    )
+    raise err

@@ -38,6 +38,7 @@ from normlab.layers._checks import (
     check_mode,
     check_momentum,
     check_ndim,
+    raise_overflowed_running,
 )
 from normlab.layers.norm_core import BATCH, NormCache, check_dout, norm_backward, norm_forward
 
@@ -116,20 +117,26 @@ def running_stats(bn_param, C, dtype, fn):
     return running
 
 
-def update_running_stats(bn_param, running, mean, var, m, momentum):
+def update_running_stats(bn_param, running, mean, var, m, momentum, fn="batchnorm_forward"):
     """Fold one batch's ``mean``, biased ``var`` (C,) into the running statistics, in place.
 
     ``m`` values per channel went into each statistic (the Bessel factor ``m / (m - 1)`` when
     ``running_var_unbiased``). ``num_batches_tracked`` is counted when ``momentum`` is None
     (the cumulative average needs it) or when the caller put the key in ``bn_param``; the
-    default ``bn_param`` gains no key.
+    default ``bn_param`` gains no key. Raises :class:`NonFiniteStatisticsError`, changing
+    nothing, when a new running value would not be finite in the running arrays' dtype (float64
+    statistics of inputs ~1e20 overflow a float32 ``running_var``).
     """
-    if momentum is None or "num_batches_tracked" in bn_param:
-        n = bn_param["num_batches_tracked"] = int(bn_param.get("num_batches_tracked", 0)) + 1
-        if momentum is None:  # PyTorch's momentum=None: r += (batch - r) / n
-            momentum = 1.0 - 1.0 / n
+    count = momentum is None or "num_batches_tracked" in bn_param
+    n = int(bn_param.get("num_batches_tracked", 0)) + 1
+    if momentum is None:  # PyTorch's momentum=None: r += (batch - r) / n
+        momentum = 1.0 - 1.0 / n
     factor = m / (m - 1) if bn_param.get("running_var_unbiased", False) else 1.0
-    ema_update(running[0], running[1], mean, var, momentum, factor)
+    overflowed = ema_update(running[0], running[1], mean, var, momentum, factor)
+    if overflowed:
+        raise_overflowed_running(fn, overflowed, mean.shape[0], running[1].dtype)
+    if count:
+        bn_param["num_batches_tracked"] = n
 
 
 def _virtual_batch_size(V, fn):
@@ -236,7 +243,7 @@ def _bn_forward(x, gamma, beta, bn_param, fn, ndim, layout):
         if track:
             if V is not None:  # Keras: the chunks' means of the mean and biased variance
                 mean, var = mean.mean(axis=0), var.mean(axis=0)  # (C,)
-            update_running_stats(bn_param, running, mean, var, m, momentum)
+            update_running_stats(bn_param, running, mean, var, m, momentum, fn)
     return out, cache
 
 

@@ -96,7 +96,7 @@ def _renorm_forward(x, gamma, beta, bn_param, fn, ndim, layout):
     sigma = np.sqrt(running[1].astype(np.float64) + eps)  # (C,), before the update
     r = np.clip(np.sqrt(cache.var + eps) / sigma, 1.0 / rmax, rmax)  # (C,)
     d = np.clip((cache.mean - running[0]) / sigma, -dmax, dmax)  # (C,)
-    update_running_stats(bn_param, running, cache.mean, cache.var, m, momentum)
+    update_running_stats(bn_param, running, cache.mean, cache.var, m, momentum, fn)
     if np.any(r != 1.0) or np.any(d != 0.0):
         # y = (gamma r) xhat + (gamma d + beta): an affine map of xhat with the batch statistics
         g = gamma.reshape(-1).astype(np.float64)

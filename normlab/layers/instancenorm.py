@@ -32,6 +32,7 @@ from normlab.layers._checks import (
     check_mode,
     check_momentum,
     check_ndim,
+    raise_overflowed_running,
 )
 from normlab.layers.norm_core import BATCH, GROUP, norm_backward, norm_forward
 
@@ -173,7 +174,9 @@ def spatial_instancenorm_forward(x, gamma, beta, in_param):
         if track:  # after the check: a refused batch leaves them untouched
             factor = m / (m - 1) if unbiased else 1.0
             mean_c, var_c = cache.mean.mean(axis=0), cache.var.mean(axis=0)  # (C,)
-            ema_update(running_mean, running_var, mean_c, var_c, momentum, factor)
+            overflowed = ema_update(running_mean, running_var, mean_c, var_c, momentum, factor)
+            if overflowed:
+                raise_overflowed_running(fn, overflowed, C, running_var.dtype)
     return out, cache
 
 

@@ -45,7 +45,7 @@ def _cells(table: dict) -> list[list[str]]:
         cells = []
         for v, std, n, c in zip(row, stds, ns, columns, strict=True):
             text = format_cell(v, c)
-            if std is not None and v is not None and "scale" not in c:
+            if std is not None and v is not None:
                 text += f" ± {format_cell(std, c)}"
             if n is not None and n < seeds:
                 text += f" ({n} of {seeds})"
