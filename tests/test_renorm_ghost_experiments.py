@@ -104,11 +104,11 @@ def test_renorm_headline_states_only_differences_beyond_noise():
         return 0.85 if b == 64 else small[n]
 
     _, head = _results(RENORM, config, _renorm_outputs(config, acc, 10_000))
-    assert "fell from 0.85 to 0.60 with batch norm (±0.01)" in head
+    assert "fell from 0.85 to 0.60 with batch norm (beyond noise, ±0.01)" in head
     assert "batch renorm 0.80 (higher than batch norm beyond noise, ±0.01)" in head
     assert "group norm + WS 0.84 (higher than batch norm beyond noise" in head
     _, head = _results(RENORM, config, _renorm_outputs(config, acc, 20))  # 20 test images
-    assert "went from 0.85 to 0.80, within noise with batch renorm" in head
+    assert "went from 0.85 to 0.80 with batch renorm (within noise" in head
     assert "batch renorm 0.80 (within noise of batch norm" in head
     quick = dataclasses.replace(config, quick=True)
     _, head = _results(RENORM, quick, _renorm_outputs(quick, lambda n, b, k: 0.5, 20))

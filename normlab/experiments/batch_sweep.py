@@ -19,7 +19,7 @@ from normlab.experiments.config import (
     opt,
     require_nonempty,
 )
-from normlab.experiments.wording import change, num, with_norm
+from normlab.experiments.wording import with_norm
 from normlab.vocab import run_name, short_label
 
 __all__ = ["BatchSweepConfig", "endpoints", "panel", "runs", "summarize"]
@@ -97,14 +97,7 @@ def endpoints(results: dict, key: str, n_key: str) -> tuple[list[str], list[nois
     for norm, mean in results[key].items():
         values = noise.per_seed(results, [key, norm])
         d = noise.difference([v[hi] for v in values], [v[lo] for v in values], n_eval)
-        words = change(mean[hi], mean[lo])  # "stayed at" when equal to two decimals
-        if d.a is not None and d.b is not None and not d.clear and "stayed" not in words:
-            words = f"went from {num(mean[hi])} to {num(mean[lo])}"
-        elif d.clear and "stayed" in words:  # apart beyond noise, equal to two decimals
-            words = f"went from {num(mean[hi], 3)} to {num(mean[lo], 3)}"
-        verdict = "beyond noise" if d.clear else "within noise"
-        bound = " (no noise estimate)" if d.bound is None else f" ({verdict}, ±{num(d.bound)})"
-        parts.append(f"{words} {with_norm(norm)}{bound}")
+        parts.append(noise.trend(mean[hi], mean[lo], d, with_norm(norm)))
         diffs.append(d)
     return parts, diffs
 

@@ -15,9 +15,10 @@ noise:
   accuracy ``p``, ``sqrt(p (1 - p) / n)``, for each score. The images are the same for every
   seed, so this term does not shrink with more seeds.
 
-``bound = q sqrt(se_seeds^2 + se_eval^2)`` with ``q`` the 97.5% quantile of Student's t with
-``N - 1`` degrees of freedom (12.7 for 2 seeds, 4.3 for 3, 2.8 for 5: few seeds say little
-about their own spread), or ``q = 2`` with one seed, where only the evaluation term is known.
+``bound = sqrt((t se_seeds)^2 + (2 se_eval)^2)``: each source at its own 95% multiplier,
+``t`` the 97.5% quantile of Student's t with ``N - 1`` degrees of freedom (12.7 for 2 seeds,
+4.3 for 3, 2.8 for 5: few seeds say little about their own spread), 2 for the binomial term,
+whose standard error is known rather than estimated.
 With one seed and no evaluation size there is no bound ("no noise estimate"), and no
 difference is stated as a finding. A one-seed bound holds the evaluation's noise, not the
 training's: a quick run therefore always says it is too short to conclude unless its finding
@@ -38,7 +39,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from normlab.experiments.wording import num
+from normlab.experiments.wording import change, num
 
 __all__ = [
     "Difference",
@@ -47,6 +48,7 @@ __all__ = [
     "per_seed",
     "qualify",
     "seeds_phrase",
+    "trend",
     "versus",
 ]
 
@@ -106,6 +108,20 @@ def versus(d: Difference, ref: str = "") -> str:
     return f"{words}, ±{num(d.bound)}"
 
 
+def trend(a, b, d: Difference, who: str) -> str:
+    """How a mean went from ``a`` to ``b`` for ``who`` (``"with batch norm"``), with the noise
+    verdict of ``d``: ``"fell from 0.80 to 0.77 with batch norm (beyond noise, ±0.02)"``,
+    ``"went from 0.80 to 0.79 with layer norm (within noise, ±0.02)"``."""
+    words = change(a, b)  # "stayed at" when equal to two decimals
+    if d.a is not None and d.b is not None and not d.clear and "stayed" not in words:
+        words = f"went from {num(a)} to {num(b)}"
+    elif d.clear and "stayed" in words:  # apart beyond noise, equal to two decimals
+        words = f"went from {num(a, 3)} to {num(b, 3)}"
+    verdict = "beyond noise" if d.clear else "within noise"
+    bound = " (no noise estimate)" if d.bound is None else f" ({verdict}, ±{num(d.bound)})"
+    return f"{words} {who}{bound}"
+
+
 def seeds_phrase(seeds: int) -> str:
     """How a headline names its noise bound: ``"noise: 95% t-interval, 5 seeds"``."""
     if seeds > 1:
@@ -144,13 +160,16 @@ def difference(a: list, b: list, n_eval: int | None = None, paired: bool = False
         var = statistics.variance([y - x for x, y in both]) / len(both)
     elif not paired and len(a_ok) > 1 and len(b_ok) > 1:
         var = statistics.variance(a_ok) / len(a_ok) + statistics.variance(b_ok) / len(b_ok)
-    # the 97.5% quantile of Student's t with the seeds' degrees of freedom (12.7 for 2 seeds,
-    # 4.3 for 3, 2.8 for 5); 2 for the binomial term alone
-    q = 2.0 if var is None else _t975(n_seeds - 1)
+    # each source at its own 95% multiplier, added in quadrature: Student's t with the seeds'
+    # degrees of freedom for their spread (12.7 for 2 seeds, 4.3 for 3, 2.8 for 5), 2 for the
+    # binomial term (its standard error is known, not estimated from the seeds)
+    seeds_part = None if var is None else _t975(n_seeds - 1) ** 2 * var
+    eval_part = None
     if n_eval:
-        var = (var or 0.0) + binomial_se(ma, n_eval) ** 2 + binomial_se(mb, n_eval) ** 2
-    bound = None if var is None else q * math.sqrt(var)
-    return Difference(ma, mb, bound, n_seeds)
+        eval_part = 4.0 * (binomial_se(ma, n_eval) ** 2 + binomial_se(mb, n_eval) ** 2)
+    if seeds_part is None and eval_part is None:
+        return Difference(ma, mb, None, n_seeds)
+    return Difference(ma, mb, math.sqrt((seeds_part or 0.0) + (eval_part or 0.0)), n_seeds)
 
 
 def _t975(df: int) -> float:

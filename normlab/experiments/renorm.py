@@ -32,7 +32,7 @@ from normlab.experiments import figspec, noise, small_batch
 from normlab.experiments.base import Experiment, RunSpec
 from normlab.experiments.config import field_of, opt
 from normlab.experiments.training import build_model, load_data, train_solver
-from normlab.experiments.wording import change, join, num
+from normlab.experiments.wording import join, num
 from normlab.models.norms import RENORM_SCHEDULE
 from normlab.vocab import color, label, run_name
 
@@ -192,11 +192,7 @@ def headline(results: dict) -> str:
     for n in names:  # largest vs smallest batch: different seeds, unpaired
         mean = results[key][n]
         d = noise.difference([v[hi] for v in per_seed[n]], [v[lo] for v in per_seed[n]], n_eval)
-        words = change(mean[hi], mean[lo])
-        if d.a is not None and d.b is not None and not d.clear and "stayed" not in words:
-            words = f"went from {num(mean[hi])} to {num(mean[lo])}, within noise"
-        bound = "" if d.bound is None else f" (±{num(d.bound)})"
-        parts.append(f"{words} with {labels[n]}{bound}")
+        parts.append(noise.trend(mean[hi], mean[lo], d, f"with {labels[n]}"))
         diffs.append(d)
     ref = "batchnorm" if "batchnorm" in names else names[0]
     against = []
