@@ -58,9 +58,10 @@ def _in_bounds(g_bits, ms_bits, g_bound, ms_bound, magnitude):  # pragma: no cov
     # reductions vectorise, float ones would need fastmath); one read of g and ms
     if g_bits.shape[0] == 0:
         return True
-    g_hi, ms_hi = g_bits[0] & magnitude, ms_bits[0]
+    u = g_bits.dtype.type  # numba widens ``&`` to 64 bits: cast back so that the maxima vectorise
+    g_hi, ms_hi = u(g_bits[0] & magnitude), ms_bits[0]
     for i in range(g_bits.shape[0]):
-        g_hi = max(g_hi, g_bits[i] & magnitude)
+        g_hi = max(g_hi, u(g_bits[i] & magnitude))
         ms_hi = max(ms_hi, ms_bits[i])
     return g_hi <= g_bound and ms_hi <= ms_bound
 
