@@ -94,8 +94,11 @@ def _flag(bn_param, key, default, fn):
     return bool(v)
 
 
-def running_stats(bn_param, C, dtype, fn):
-    """``(running_mean, running_var)`` of shape (C,), created as zeros when absent."""
+def running_stats(bn_param, C, dtype, fn, name="bn_param"):
+    """``(running_mean, running_var)`` of shape (C,), created as zeros when absent.
+
+    ``name`` is the dict's name in error messages (``in_param`` for instance norm).
+    """
     running = []
     for key in ("running_mean", "running_var"):
         r = bn_param.get(key)
@@ -104,7 +107,7 @@ def running_stats(bn_param, C, dtype, fn):
         elif not isinstance(r, np.ndarray) or r.shape != (C,) or r.dtype.kind != "f":
             got = f"{r.shape} {r.dtype}" if isinstance(r, np.ndarray) else f"{type(r).__name__}"
             raise ValueError(
-                f"{fn}: expected bn_param[{key!r}] a float array of shape ({C},), got {got}"
+                f"{fn}: expected {name}[{key!r}] a float array of shape ({C},), got {got}"
             )
         running.append(r)  # updated in place: the caller's array is the statistic
     running = tuple(running)

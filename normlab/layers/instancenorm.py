@@ -34,6 +34,7 @@ from normlab.layers._checks import (
     check_ndim,
     raise_overflowed_running,
 )
+from normlab.layers.batchnorm import running_stats
 from normlab.layers.norm_core import BATCH, GROUP, norm_backward, norm_forward
 
 IN_KEYS = frozenset(
@@ -55,22 +56,6 @@ def _flag(param, key, fn):
     if not isinstance(v, bool | np.bool_):
         raise ValueError(f"{fn}: expected in_param[{key!r}] to be True or False, got {v!r}")
     return bool(v)
-
-
-def _running_stats(param, C, dtype, fn):
-    """``(running_mean, running_var)`` of shape (C,), created as zeros when absent."""
-    stats = []
-    for key in ("running_mean", "running_var"):
-        r = param.get(key)
-        if r is None:
-            r = param[key] = np.zeros(C, dtype=dtype)
-        elif not isinstance(r, np.ndarray) or r.shape != (C,) or r.dtype.kind != "f":
-            got = f"{r.shape} {r.dtype}" if isinstance(r, np.ndarray) else type(r).__name__
-            raise ValueError(
-                f"{fn}: expected in_param[{key!r}] a float array of shape ({C},), got {got}"
-            )
-        stats.append(r)  # updated in place: the caller's array is the statistic
-    return tuple(stats)
 
 
 def spatial_instancenorm_forward(x, gamma, beta, in_param):
@@ -153,7 +138,7 @@ def spatial_instancenorm_forward(x, gamma, beta, in_param):
         raise ValueError(f"{fn}: expected a non-empty input, got shape {tuple(x.shape)}")
 
     if track:
-        running_mean, running_var = _running_stats(in_param, C, x.dtype, fn)
+        running_mean, running_var = running_stats(in_param, C, x.dtype, fn, "in_param")
         if mode == "test":
             stats = (running_mean, running_var)  # per channel (C,), as batch norm's
             return norm_forward(x, gamma, beta, BATCH, eps, stats=stats)
