@@ -2,8 +2,10 @@
 
 RMSNorm rescales each sample by the root mean square of its features and never centres it, so it
 is *not* the mean-and-variance core of ``norm_core``: the statistic is ``mean(x^2)``, not a
-variance, and the backward has one projection (along ``xhat``) instead of two. It is written
-plainly here; ``docs/derivations.md`` derives its backward.
+variance, and the backward has one projection (along ``xhat``) instead of two. The readable NumPy
+version here is the reference; ``normlab.kernels.rms`` computes the same in fused loops (a pass
+for the statistic and a pass for the output, row by row) and is used unless
+``NORMLAB_BACKEND=numpy``. ``docs/derivations.md`` (section 5) derives the backward.
 
 Conventions are PyTorch's ``torch.nn.RMSNorm`` / ``F.rms_norm``: no shift, ``eps`` added to the
 mean square, and ``eps=None`` meaning ``np.finfo(x.dtype).eps``. As for layer norm, train mode
@@ -17,6 +19,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from normlab.kernels import get_backend
+from normlab.kernels import rms as kern
+from normlab.kernels.norm import chunks
 from normlab.layers._checks import (
     as_float_array,
     check_channel_param,
@@ -85,7 +90,9 @@ def rmsnorm_forward(x, gamma, rms_param):
         out[n, d] = gamma[d] * x[n, d] * rrms_n
 
     ``out`` does not change when a row of ``x`` is scaled by ``a > 0`` (up to ``eps``).
-    Equals ``torch.nn.functional.rms_norm(x, (D,), gamma, eps)``.
+    Equals ``torch.nn.functional.rms_norm(x, (D,), gamma, eps)``. Runs the fused kernel of
+    :mod:`normlab.kernels.rms` (``ms`` summed in float64, the output in x's dtype) unless
+    ``NORMLAB_BACKEND=numpy``, which runs this function's float64 NumPy reference.
 
     Examples
     --------
@@ -107,12 +114,12 @@ def rmsnorm_forward(x, gamma, rms_param):
         raise ValueError(
             f"{fn}: expected at least one feature (D > 0), got input of shape {x.shape}"
         )
-    x64 = x.astype(np.float64)  # (N, D)
-    ms = np.einsum("nd,nd->n", x64, x64) / D  # (N,) mean square
+    if get_backend() == "numpy":
+        out, ms, rrms = _forward_numpy(x, gamma, eps)
+    else:
+        out, ms, rrms = _forward_kernel(x, gamma, eps)
     if train:
         check_finite_stats(ms, ms, fn, "samples")
-    rrms = 1.0 / np.sqrt(ms + eps)  # (N,)
-    out = (x64 * rrms[:, None] * gamma).astype(x.dtype)  # (N, D)
     return out, RMSCache(x, gamma, rrms)
 
 
@@ -138,7 +145,8 @@ def rmsnorm_backward(dout, cache: RMSCache):
         dx = rrms * (g - xhat * mean_d(g * xhat)),   dgamma = sum_n dout * xhat
 
     the gradient with its component along ``xhat`` removed (the layer is invariant to a scale of
-    the row), divided by the RMS; exact with ``eps`` (docs/derivations.md, section 5).
+    the row), divided by the RMS; exact with ``eps`` (docs/derivations.md, section 5). Runs
+    the fused kernel of :mod:`normlab.kernels.rms` unless ``NORMLAB_BACKEND=numpy``.
     """
     if not isinstance(cache, RMSCache):
         raise ValueError(
@@ -146,6 +154,25 @@ def rmsnorm_backward(dout, cache: RMSCache):
             f"{type(cache).__name__}"
         )
     check_dout(dout, cache.x.shape)
+    if get_backend() == "numpy":
+        dx, dgamma = _backward_numpy(dout, cache)
+    else:
+        dx, dgamma = _backward_kernel(dout, cache)
+    return dx, dgamma.astype(cache.gamma.dtype, copy=False)
+
+
+# --- the readable reference -------------------------------------------------------------------
+
+
+def _forward_numpy(x, gamma, eps):
+    x64 = x.astype(np.float64)  # (N, D)
+    ms = np.einsum("nd,nd->n", x64, x64) / x.shape[1]  # (N,) mean square
+    rrms = 1.0 / np.sqrt(ms + eps)  # (N,)
+    out = (x64 * rrms[:, None] * gamma).astype(x.dtype)  # (N, D)
+    return out, ms, rrms
+
+
+def _backward_numpy(dout, cache):
     dy = np.asarray(dout, dtype=np.float64)  # (N, D)
     rrms = cache.rrms[:, None]  # (N, 1)
     xhat = cache.x.astype(np.float64) * rrms  # (N, D)
@@ -153,4 +180,29 @@ def rmsnorm_backward(dout, cache: RMSCache):
     g = dy * cache.gamma  # (N, D), dL/dxhat
     proj = np.einsum("nd,nd->n", g, xhat)[:, None] / xhat.shape[1]  # (N, 1), mean(g * xhat)
     dx = rrms * (g - xhat * proj)  # (N, D)
-    return dx.astype(cache.x.dtype), dgamma.astype(cache.gamma.dtype)
+    return dx.astype(cache.x.dtype), dgamma
+
+
+# --- the fused kernels ------------------------------------------------------------------------
+
+
+def _forward_kernel(x, gamma, eps):
+    x = np.ascontiguousarray(x)  # (N, D)
+    g = np.ascontiguousarray(gamma, dtype=x.dtype)  # (D,): one compiled signature per dtype
+    out = np.empty_like(x)  # (N, D)
+    N = x.shape[0]
+    ms, rrms = np.empty(N), np.empty(N)  # (N,) float64
+    kern.rms_forward.pick(x.size)(x, g, eps, out, ms, rrms)
+    return out, ms, rrms
+
+
+def _backward_kernel(dout, cache):
+    x = np.ascontiguousarray(cache.x)  # (N, D)
+    dy = np.ascontiguousarray(dout, dtype=x.dtype)  # (N, D)
+    g = np.ascontiguousarray(cache.gamma, dtype=x.dtype)  # (D,)
+    dx = np.empty_like(x)  # (N, D)
+    N, D = x.shape
+    T = max(1, min(chunks(x.size), N))  # per-chunk partial sums of dgamma
+    dgp = np.zeros((T, D))  # (T, D) float64
+    kern.rms_backward.pick(x.size)(dy, x, cache.rrms, g, dx, dgp)
+    return dx, (dgp[0] if T == 1 else dgp.sum(axis=0))
