@@ -22,6 +22,8 @@ from normlab.layers import (
     batchnorm_forward,
     layernorm_backward,
     layernorm_forward,
+    rmsnorm_backward,
+    rmsnorm_forward,
     spatial_batchnorm_backward,
     spatial_batchnorm_forward,
     spatial_groupnorm_backward,
@@ -54,6 +56,11 @@ def _norms(rng, dtype) -> None:
     x4, dout4 = x.reshape(4, 8, 1, 1), dout.reshape(4, 8, 1, 1)  # (N, D, 1, 1)
     _, cache = spatial_groupnorm_forward(x4, gamma, beta, 2, {"mode": "train", "groups": 2})
     spatial_groupnorm_backward(dout4, cache)
+    # RMS norm; of a feature map the models normalize a contiguous (N*H*W, C) copy of it, which
+    # takes these same signatures
+    for mode in ("train", "test"):
+        _, cache = rmsnorm_forward(x, gamma, {"mode": mode, "eps": None})
+    rmsnorm_backward(dout, cache)
 
     x = rng.standard_normal((4, 4, 3, 3), dtype)  # (N, C, H, W)
     dout = rng.standard_normal((4, 4, 3, 3), dtype)  # (N, C, H, W)
@@ -80,6 +87,8 @@ def _norms_parallel(rng, dtype) -> None:
     batchnorm_backward_alt(x, cache)
     _, cache = layernorm_forward(x, gamma, beta, {})  # rows
     layernorm_backward(x, cache)
+    _, cache = rmsnorm_forward(x, gamma, {})
+    rmsnorm_backward(x, cache)
     x = x.reshape(N, 4, 4, 4)  # (N, C, H, W)
     _, cache = spatial_batchnorm_forward(x, gamma[:4], beta[:4], {"mode": "train"})
     spatial_batchnorm_backward(x, cache)
@@ -100,8 +109,8 @@ def _loss_and_optimizers(rng, dtype) -> None:
 def warm_up(dtypes=(np.float32, np.float64), *, parallel: bool = True) -> float:
     """Compile, or load from numba's on-disk cache, every kernel that training calls.
 
-    Runs each normalization layer (batch, spatial batch, layer and group norm: the forward in
-    train and test mode, both backward variants), the fused softmax cross-entropy and one step
+    Runs each normalization layer (batch, spatial batch, layer, group and RMS norm: the forward
+    in train and test mode, both backward variants), the fused softmax cross-entropy and one step
     of every built-in update rule through :class:`~normlab.optimizer.Optimizer`, on small
     inputs laid out as :class:`~normlab.models.FullyConnectedNet` and
     :class:`~normlab.models.ConvNet` lay out theirs. numba compiles one specialization per

@@ -53,14 +53,14 @@ before = signatures()
 rng = np.random.default_rng(0)
 rules = ["sgd", "sgd_momentum", "rmsprop", "adam"]
 for dtype in {dtypes}:
-    for i, norm in enumerate(["batchnorm", "layernorm", "groupnorm"]):
+    for i, norm in enumerate(["batchnorm", "layernorm", "groupnorm", "rmsnorm"]):
         fc = FullyConnectedNet([8, 6], input_dim=5, normalization=norm, dtype=dtype, seed=0)
         conv = ConvNet((1, 6, 6), num_filters=(4,), hidden_dims=(8,), normalization=norm,
                        dtype=dtype, seed=0)
         step(fc, (4, 5), rules[i], rng)
-        step(conv, (3, 1, 6, 6), rules[i + 1], rng)
+        step(conv, (3, 1, 6, 6), rules[(i + 1) % 4], rng)
     if {large}:  # 2**20 elements per normalized input: the kernels' multi-threaded variants
-        for norm in ("batchnorm", "layernorm"):
+        for norm in ("batchnorm", "layernorm", "rmsnorm"):
             fc = FullyConnectedNet([256], input_dim=4, normalization=norm, dtype=dtype, seed=0)
             step(fc, (4096, 4), "adam", rng)
         conv = ConvNet((1, 8, 8), num_filters=(4,), hidden_dims=(), normalization="batchnorm",
@@ -77,6 +77,7 @@ NORM_KERNELS = ("cols_forward", "cols_backward", "spatial_forward", "spatial_bac
 NORM_KERNELS += ("rows_forward", "rows_backward")
 RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
 USED = {f"norm.{k}.{v}" for k in NORM_KERNELS for v in ("parallel", "serial")}
+USED |= {f"rms.rms_{k}.{v}" for k in ("forward", "backward") for v in ("parallel", "serial")}
 USED |= {"norm.ema_update", "loss.softmax_xent"} | {f"optim._{r}_kernel" for r in RULES}
 
 
