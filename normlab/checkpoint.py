@@ -332,6 +332,7 @@ def check_restore(checkpoint: Checkpoint, model: Any) -> None:
     modifies nothing.
     """
     check_arrays("params", model.params, checkpoint.params)
+    _check_counts(getattr(model, "buffers", {}), checkpoint.buffers)
     check_arrays("buffers", getattr(model, "buffers", {}), checkpoint.buffers)
     rng = getattr(model, "rng", None)
     if (rng is None) != (checkpoint.model_rng_state is None):
@@ -341,6 +342,36 @@ def check_restore(checkpoint: Checkpoint, model: Any) -> None:
         )
     if rng is not None:
         check_rng_state("model.rng state", rng, checkpoint.model_rng_state)
+
+
+_COUNT = "num_batches_tracked"  # a batch norm's count of momentum=None (normlab.models)
+
+
+def _check_counts(expected: dict, got: dict) -> None:
+    """Raise ValueError, saying why, when only one side keeps batch norm's batch counts.
+
+    A model whose batch norm has ``momentum=None`` (a cumulative average: the n-th batch
+    weighs 1/n) keeps ``num_batches_tracked{i}``; without the count the next update's weight is
+    unknown, so a checkpoint lacking it (saved before normlab saved it, or from a model with a
+    numeric momentum) is refused rather than restarted at 0. Other differences are
+    :func:`check_arrays`'s to report.
+    """
+    lacking = sorted(k for k in expected if k.startswith(_COUNT) and k not in got)
+    if lacking:
+        raise ValueError(
+            f"the checkpoint lacks the buffers {lacking} of the model: its batch norm averages "
+            "with momentum=None (the n-th batch weighs 1/n), which needs the count n of the "
+            "batches averaged so far, and the checkpoint has none (it was saved by a normlab "
+            "that did not save the count, or from a model with a numeric momentum); load it "
+            "into a model built with a numeric momentum, as an exponential average from here"
+        )
+    extra = sorted(k for k in got if k.startswith(_COUNT) and k not in expected)
+    if extra:
+        raise ValueError(
+            f"the checkpoint holds the buffers {extra}, which the model lacks: it was saved "
+            "from a batch norm with momentum=None (a cumulative average); build the model with "
+            "norm_options={'momentum': None}, as its saved config says"
+        )
 
 
 def restore_model(checkpoint: Checkpoint, model: Any, *, validate: bool = True) -> None:
@@ -364,7 +395,10 @@ def restore_model(checkpoint: Checkpoint, model: Any, *, validate: bool = True) 
     ValueError
         If names, shapes or dtypes differ (a float64 checkpoint is not cast into a float32
         model: build the model with the checkpoint's dtype), or one side has an ``rng`` and the
-        other does not, or the ``rng`` states are of different bit generators.
+        other does not, or the ``rng`` states are of different bit generators. A model whose
+        batch norm uses ``momentum=None`` needs the checkpoint's ``num_batches_tracked{i}``
+        buffers (the count of its cumulative average); a checkpoint without them is refused,
+        with the reason.
     """
     if validate:  # False: the caller ran check_restore already
         check_restore(checkpoint, model)

@@ -431,6 +431,42 @@ def test_user_normalization_with_buffers_and_groups(rng):
         unregister_normalization("counting_test")
 
 
+def test_user_normalization_chooses_its_buffers_from_its_options(rng):
+    def configure(options):  # checks its options and keeps a buffer only when asked
+        if options["keep"] not in (True, False):
+            raise ValueError(f"expected keep True or False, got {options['keep']!r}")
+        return {"total": 0.0} if options["keep"] else {}
+
+    def fwd(x, gamma, beta, p):
+        if "total" in p:
+            p["total"] += x.sum(0)
+        return x * gamma + beta, gamma
+
+    def bwd(dout, gamma):
+        return dout * gamma, dout.sum(0) * 0, dout.sum(0)
+
+    register_normalization("keeping_test", fwd, bwd, defaults={"keep": True}, configure=configure)
+    try:
+        X, y = _xy(rng, (2, 3), 10)
+        kept = FullyConnectedNet([4], input_dim=3, normalization="keeping_test", seed=0)
+        assert sorted(kept.buffers) == ["total1"]
+        kept.loss(X, y)
+        assert kept.buffers["total1"].any()
+        none = FullyConnectedNet(
+            [4], input_dim=3, normalization="keeping_test", norm_options={"keep": False}
+        )
+        assert none.buffers == {}
+        none.loss(X, y)
+        with pytest.raises(ValueError, match="expected keep True or False, got 'x'"):
+            FullyConnectedNet([4], normalization="keeping_test", norm_options={"keep": "x"})
+        with pytest.raises(ValueError, match=r"may not set \['total'\]"):
+            FullyConnectedNet([4], normalization="keeping_test", norm_options={"total": 1.0})
+    finally:
+        unregister_normalization("keeping_test")
+    with pytest.raises(ValueError, match="expected configure None or a callable"):
+        NormLayer("bad_test", "feature", fwd, bwd, configure="yes")
+
+
 def test_registry_errors():
     names = available_normalizations()
     assert {"batchnorm", "layernorm", "groupnorm"} <= set(names)

@@ -268,18 +268,15 @@ class Network:
             for k, v in norm.init_params(width, self.dtype).items():
                 self.params[k + suffix] = v
             blk.norm_params = tuple(k + suffix for k in norm.params)
-            clash = sorted(set(self.norm_options) & {"mode", "groups", *norm.buffers})
-            if clash:
-                raise ValueError(
-                    f"norm_options may not set {clash}: the model sets them (use groups=...)"
-                )
-            p = {**norm.defaults, **self.norm_options, "mode": "train"}
+            options = {**norm.defaults, **self.norm_options}
+            kept = self._norm_buffers(norm, options)  # checks the options
+            p = {**options, "mode": "train"}
             if norm.groups:
                 p["groups"] = layer_groups(self.groups, width)
-            for k, v in norm.init_buffers(width, self.dtype).items():
+            for k, v in norm.init_buffers(width, self.dtype, kept).items():
                 self.buffers[k + suffix] = v
                 p[k] = v
-            blk.norm_buffers = tuple((k, k + suffix) for k in norm.buffers)
+            blk.norm_buffers = tuple((k, k + suffix) for k in kept)
             blk.norm_param = p
         if activation:
             blk.act = ACTIVATIONS[self.activation]
@@ -288,6 +285,20 @@ class Network:
             blk.dropout = {"p": keep, "mode": "train", "rng": self.rng, "seed": self.dropout_seed}
         self.blocks.append(blk)
         return blk
+
+    def _norm_buffers(self, norm: NormLayer, options: dict) -> dict:
+        """The buffers of a ``norm`` layer with ``options``; ValueError for options the model
+        sets itself or the registration refuses."""
+        reserved = {"mode", "groups", *norm.buffers}
+        clash = sorted(set(self.norm_options) & reserved)
+        if not clash:
+            kept = norm.buffers_for(options)
+            clash = sorted(set(self.norm_options) & set(kept))
+        if clash:
+            how = {"mode": "the model's loss sets it", "groups": "pass groups=... to the model"}
+            fix = "; ".join(f"{k}: {how.get(k, 'a buffer the model keeps')}" for k in clash)
+            raise ValueError(f"norm_options may not set {clash}: the model sets them ({fix})")
+        return kept
 
     def get_config(self) -> dict:
         """The JSON-able constructor arguments (``model`` names the class); see ``build_model``."""

@@ -54,7 +54,9 @@ class ConvNet(Network):
     groups : int, default 4
         Groups of a group-normalized layer of width C: ``gcd(groups, C)``.
     norm_options : dict, optional
-        Options of every normalization layer, overriding the registration's defaults.
+        Options of every normalization layer, overriding the registration's defaults; as in
+        :class:`~normlab.models.FullyConnectedNet` (batch norm's ``momentum=None`` and
+        ``track_running_stats=False`` included).
     activation : {'relu', 'sigmoid', 'tanh'}, default 'relu'
     dropout_keep_ratio : float in (0, 1], default 1
         Probability of keeping a unit after each hidden affine layer's activation (not after

@@ -54,7 +54,11 @@ class FullyConnectedNet(Network):
         Groups of a group-normalized layer of width C: ``gcd(groups, C)``.
     norm_options : dict, optional
         Options of every normalization layer (e.g. ``{'momentum': 0.99, 'eps': 1e-3}`` for batch
-        norm), overriding the registration's defaults.
+        norm), overriding the registration's defaults. Batch norm's ``momentum`` (a number, or
+        None for PyTorch's cumulative average, counted in the buffers
+        ``num_batches_tracked{i}``) and ``track_running_stats`` (False: no running statistics)
+        are checked here (:mod:`normlab.models.bn_options`); other options at the first
+        forward pass.
 
     Attributes
     ----------

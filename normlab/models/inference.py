@@ -46,7 +46,9 @@ def fold_batchnorm(model: Network) -> Network:
     ------
     ValueError
         If the model's normalization is not a per-channel affine map at test mode (layer and
-        group norm use each sample's own statistics; there is nothing to fold).
+        group norm use each sample's own statistics; there is nothing to fold), or keeps no
+        running statistics (batch norm with ``track_running_stats=False`` normalizes each test
+        batch with its own).
 
     Notes
     -----
@@ -74,6 +76,7 @@ def fold_batchnorm(model: Network) -> Network:
                 "mode is not a fixed per-channel affine map (register it with test_affine=... "
                 "if it is)"
             )
+        _check_tracked(model, blk, "fold", "fold it")
     config = model.get_config()
     config.pop("model", None)
     config["normalization"] = None
@@ -96,6 +99,19 @@ def fold_batchnorm(model: Network) -> Network:
         np.copyto(folded.params[new.b], b, casting="same_kind")
     folded.rng.bit_generator.state = model.rng.bit_generator.state
     return folded
+
+
+def _check_tracked(model: Network, blk: Block, verb: str, fix: str) -> None:
+    """Raise ValueError if ``blk`` keeps none of its registration's running statistics."""
+    kept = {key for key, _ in blk.norm_buffers}
+    missing = [k for k in blk.norm.buffers if k not in kept]
+    if missing:
+        raise ValueError(
+            f"cannot {verb} normalization {blk.norm.name!r} of layer {blk.index}: with "
+            f"norm_options {model.norm_options} it keeps no {missing}, so its test mode "
+            "normalizes each batch with the batch's own statistics; build the model without "
+            f"track_running_stats=False (train it with running statistics) to {fix}"
+        )
 
 
 def _merge(n, mean, m2, h: np.ndarray):
@@ -127,6 +143,12 @@ def precise_bn(model: Network, X, batch_size: int = 256) -> Network:
     -------
     model : the same object
 
+    Raises
+    ------
+    ValueError
+        If a batch norm keeps no running statistics (``track_running_stats=False``); nothing
+        is changed then.
+
     Notes
     -----
     Layer by layer: for the k-th batch-norm layer, one pass over ``X`` in batches runs the
@@ -136,7 +158,8 @@ def precise_bn(model: Network, X, batch_size: int = 256) -> Network:
     float64) are merged exactly with Chan et al.'s pairwise formula. The stored values are the
     population mean and the biased variance ``mean((x - mu)^2)`` over all N samples (times
     positions for a convolution), or ``N/(N-1)`` times it when the layer has
-    ``running_var_unbiased=True``. A network with K batch-norm layers costs K passes.
+    ``running_var_unbiased=True``. A network with K batch-norm layers costs K passes. The
+    count ``num_batches_tracked`` of ``momentum=None`` is left as it is.
 
     PyTorch's / fvcore's ``update_bn_stats`` instead averages the batch statistics of train-mode
     passes, which approximates these values (exact only for the first layer, with equal batches,
@@ -148,9 +171,10 @@ def precise_bn(model: Network, X, batch_size: int = 256) -> Network:
         raise ValueError(f"expected X of shape (N, ...) with N > 0, got {X.shape}")
     record, model.record = model.record, set()  # no activation recording meanwhile
     try:
-        for blk in model.blocks:
-            if blk.norm is None or not blk.norm.batch_stats:
-                continue
+        blocks = [blk for blk in model.blocks if blk.norm is not None and blk.norm.batch_stats]
+        for blk in blocks:
+            _check_tracked(model, blk, "recompute the statistics of", "recompute them")
+        for blk in blocks:
             n, mean, m2 = 0, 0.0, 0.0
             for i in range(0, len(X), batch_size):
                 h, _ = model._forward(X[i : i + batch_size], "test", stop=blk)

@@ -14,6 +14,10 @@ name without a ``'feature'`` variant works in ``ConvNet(hidden_dims=())``. "Fold
     :func:`~normlab.layers.batchnorm_backward_alt`,
     :func:`~normlab.layers.spatial_batchnorm_forward` / ``_backward``. Buffers
     ``running_mean``, ``running_var`` (zeros); ``eps=1e-5``, ``momentum=0.9``. Folds; precise.
+    ``momentum=None`` (PyTorch's cumulative average) adds the buffer ``num_batches_tracked``
+    (shape (1,), checkpointed); ``track_running_stats=False`` keeps no buffers, and test mode
+    uses the batch's statistics (then it neither folds nor is precise). Both are checked when
+    the model is built (:mod:`normlab.models.bn_options`), here and for the three names below.
 ``'ghostbatchnorm'``
     ``'batchnorm'`` with ``virtual_batch_size=32`` (Hoffer et al. 2017; Keras's option):
     statistics per consecutive chunk of V samples, which must divide the batch size; set V with
@@ -21,7 +25,8 @@ name without a ``'feature'`` variant works in ``ConvNet(hidden_dims=())``. "Fold
     population statistics, where training averages the chunks').
 ``'batchrenorm'``
     Both kinds: :func:`~normlab.layers.batchrenorm.batchrenorm_forward` / ``_backward`` and the
-    spatial pair (Ioffe 2017), options as ``'batchnorm'`` plus ``rmax`` and ``dmax`` (the
+    spatial pair (Ioffe 2017), options as ``'batchnorm'`` (but ``track_running_stats`` and
+    ``virtual_batch_size``, refused when the model is built) plus ``rmax`` and ``dmax`` (the
     layer's defaults 1 and 0 are batch norm: set them), or ``renorm_schedule``: True for the
     paper's schedule (:func:`renorm_limits`), or a dict of its keys to override (``{'warmup':
     100, 'rmax_steps': 800, 'dmax_steps': 500}`` for a short run). Buffers ``running_mean``,
@@ -72,8 +77,8 @@ name without a ``'feature'`` variant works in ``ConvNet(hidden_dims=())``. "Fold
     Both kinds: :func:`~normlab.layers.batchnorm_ema.batchnorm_ema_forward`, batch norm that
     normalizes with its running statistics in train mode too (updated from the batch first;
     constants for the gradient). Buffers ``running_mean`` (zeros), ``running_var`` (ones, so
-    that the first steps are not divided by ``sqrt(eps)``); options as ``'batchnorm'``. Folds;
-    precise.
+    that the first steps are not divided by ``sqrt(eps)``); options as ``'batchnorm'`` but
+    ``track_running_stats=False``. Folds; precise.
 ``'batchnorm-frozen'``
     Both kinds: :func:`~normlab.layers.batchnorm_ema.frozen_batchnorm_forward`, test-mode batch
     norm in both modes with trainable ``gamma``/``beta`` (torchvision's ``FrozenBatchNorm2d``):
@@ -124,6 +129,7 @@ from normlab.layers.batchrenorm import (
     spatial_batchrenorm_forward,
 )
 from normlab.layers.darknet import FORWARD_EPS as DARKNET_EPS
+from normlab.models.bn_options import bn_configure, counted
 from normlab.models.registry import note_missing_kind, register_normalization
 
 __all__ = ["RENORM_SCHEDULE", "renorm_limits"]
@@ -265,38 +271,51 @@ def _register_builtins() -> None:
         spatial = (spatial_forward or forward, spatial_backward or backward)
         register_normalization(name, *spatial, kind="spatial", **kw)
 
-    # batchnorm_forward's own defaults, written out so that folding reads the eps in use
+    # batchnorm_forward's own defaults, written out so that folding reads the eps in use;
+    # momentum (or None, with a count) and track_running_stats checked when a model is built
+    stats = {"running_mean": 0.0, "running_var": 0.0}
     bn = dict(
-        buffers={"running_mean": 0.0, "running_var": 0.0},
+        buffers=stats,
         defaults={"eps": 1e-5, "momentum": 0.9},
         test_affine=_bn_test_affine,
         batch_stats=True,
     )
     both(
         "batchnorm",
-        batchnorm_forward,
+        counted(batchnorm_forward),
         batchnorm_backward_alt,
-        spatial_batchnorm_forward,
+        counted(spatial_batchnorm_forward),
         spatial_batchnorm_backward,
         **bn,
+        configure=bn_configure("batchnorm", stats),
     )
     ghost = {**bn, "defaults": {**bn["defaults"], "virtual_batch_size": 32}}
     both(
         "ghostbatchnorm",
-        batchnorm_forward,
+        counted(batchnorm_forward),
         batchnorm_backward_alt,
-        spatial_batchnorm_forward,
+        counted(spatial_batchnorm_forward),
         spatial_batchnorm_backward,
         **ghost,
+        configure=bn_configure("ghostbatchnorm", stats),
     )
-    renorm = {**bn, "buffers": {**bn["buffers"], "renorm_step": lambda C: np.zeros(1)}}
+    renorm_stats = {**stats, "renorm_step": lambda C: np.zeros(1)}
     both(
         "batchrenorm",
-        _renorm(batchrenorm_forward),
+        counted(_renorm(batchrenorm_forward)),
         batchrenorm_backward,
-        _renorm(spatial_batchrenorm_forward),
+        counted(_renorm(spatial_batchrenorm_forward)),
         spatial_batchrenorm_backward,
-        **renorm,
+        **{**bn, "buffers": renorm_stats},
+        configure=bn_configure(
+            "batchrenorm",
+            renorm_stats,
+            refused={
+                "track_running_stats": "r and d are computed from the running statistics, "
+                "so it always keeps them",
+                "virtual_batch_size": "batch renorm has no ghost batches",
+            },
+        ),
     )
     both(
         "layernorm",
@@ -310,7 +329,17 @@ def _register_builtins() -> None:
 
     # statistics in both modes from the running averages (ones: identity at initialisation)
     fixed = {"running_mean": 0.0, "running_var": 1.0}
-    both("batchnorm-ema", batchnorm_ema_forward, batchnorm_ema_backward, **{**bn, "buffers": fixed})
+    both(
+        "batchnorm-ema",
+        counted(batchnorm_ema_forward),
+        batchnorm_ema_backward,
+        **{**bn, "buffers": fixed},
+        configure=bn_configure(
+            "batchnorm-ema",
+            fixed,
+            untracked_why="it normalizes with its running statistics in train mode too",
+        ),
+    )
     both(
         "batchnorm-frozen",
         frozen_batchnorm_forward,

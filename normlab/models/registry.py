@@ -22,6 +22,10 @@ call ``forward`` with one persistent dict ``norm_param`` per layer holding:
 * the registration's ``defaults`` overridden by the model's ``norm_options`` (``eps``,
   ``momentum``...).
 
+A registration with ``configure`` checks those options when the model is built and chooses the
+buffers from them (batch norm keeps no running statistics with ``track_running_stats=False``, and
+a ``num_batches_tracked`` count with ``momentum=None``).
+
 The built-in names are registered by :mod:`normlab.models.norms` (its docstring lists
 them); ``None`` (no normalization) is always accepted and is not a registered name.
 
@@ -112,6 +116,12 @@ class NormLayer:
         estimate per-channel population statistics of its input from train-mode batches
         (biased variance unless ``norm_param['running_var_unbiased']``) and test mode uses them;
         :func:`~normlab.models.inference.precise_bn` recomputes them.
+    configure : callable or None
+        ``configure(options) -> buffers``, called by the models once per layer with the layer's
+        options (``defaults`` overridden by the model's ``norm_options``; a copy): raises
+        ValueError for a bad option (what it expected, what it got, how to fix it) and returns
+        the buffers the layer keeps under these options, a dict like ``buffers``. None: the
+        options are passed on unchecked and every layer keeps ``buffers``.
     """
 
     name: str
@@ -124,6 +134,7 @@ class NormLayer:
     defaults: Mapping[str, Any] | None = None
     test_affine: Callable | None = None
     batch_stats: bool = False
+    configure: Callable | None = None
 
     def __post_init__(self) -> None:
         """Check the fields (a ValueError says which is wrong) and keep them as plain dicts."""
@@ -135,21 +146,10 @@ class NormLayer:
         if not callable(self.forward) or not callable(self.backward):
             raise ValueError("expected callable forward and backward functions")
         params, buffers = dict(self.params or {}), dict(self.buffers or {})
-        for what, names in (("parameter", params), ("buffer", buffers)):
-            for k, init in names.items():
-                if not isinstance(k, str) or not _NAME.match(k) or k in _RESERVED:
-                    raise ValueError(
-                        f"expected {what} names made of letters and underscores, other than "
-                        f"{sorted(_RESERVED)}, got {k!r}"
-                    )
-                if not (callable(init) or isinstance(init, numbers.Real)):
-                    raise ValueError(
-                        f"expected a number or a callable init(C) for {what} {k!r}, got {init!r}"
-                    )
-        if set(params) & set(buffers):
-            raise ValueError(
-                f"parameter and buffer names overlap: {sorted(set(params) & set(buffers))}"
-            )
+        _check_inits("parameter", params)
+        _check_inits("buffer", buffers, params)
+        if self.configure is not None and not callable(self.configure):
+            raise ValueError(f"expected configure None or a callable, got {self.configure!r}")
         defaults = dict(self.defaults or {})
         clash = sorted(set(defaults) & (_RESERVED_KEYS | set(buffers)))
         if clash:
@@ -169,9 +169,53 @@ class NormLayer:
         """Initial parameters of a layer of width ``C``, by registration name (``'gamma'``)."""
         return {k: _make(init, C, dtype) for k, init in self.params.items()}
 
-    def init_buffers(self, C: int, dtype) -> dict[str, np.ndarray]:
-        """Initial running statistics of a layer of width ``C``, by registration name."""
-        return {k: _make(init, C, dtype) for k, init in self.buffers.items()}
+    def buffers_for(self, options: Mapping[str, Any]) -> dict[str, Init]:
+        """The buffers a layer with ``options`` keeps: ``configure``'s choice, or ``buffers``.
+
+        Raises
+        ------
+        ValueError
+            From ``configure``, for an option it refuses; or for buffer names it may not use.
+        """
+        if self.configure is None:
+            return dict(self.buffers)
+        buffers = self.configure(dict(options))
+        if not isinstance(buffers, Mapping):
+            raise ValueError(
+                f"expected configure of normalization {self.name!r} to return a dict of buffers, "
+                f"got {buffers!r}"
+            )
+        buffers = dict(buffers)
+        _check_inits("buffer", buffers, self.params)
+        return buffers
+
+    def init_buffers(
+        self, C: int, dtype, buffers: Mapping[str, Init] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Initial running statistics of a layer of width ``C``, by registration name.
+
+        ``buffers`` (default: the registration's) is what :meth:`buffers_for` chose.
+        """
+        buffers = self.buffers if buffers is None else buffers
+        return {k: _make(init, C, dtype) for k, init in buffers.items()}
+
+
+def _check_inits(what: str, names: Mapping[str, Init], params: Mapping | None = None) -> None:
+    """Raise ValueError for a bad parameter or buffer name or init, or a buffer named as a
+    parameter."""
+    for k, init in names.items():
+        if not isinstance(k, str) or not _NAME.match(k) or k in _RESERVED:
+            raise ValueError(
+                f"expected {what} names made of letters and underscores, other than "
+                f"{sorted(_RESERVED)}, got {k!r}"
+            )
+        if not (callable(init) or isinstance(init, numbers.Real)):
+            raise ValueError(
+                f"expected a number or a callable init(C) for {what} {k!r}, got {init!r}"
+            )
+    overlap = sorted(set(names) & set(params or ()))
+    if overlap:
+        raise ValueError(f"parameter and buffer names overlap: {overlap}")
 
 
 def _make(init: Init, C: int, dtype) -> np.ndarray:
@@ -196,6 +240,7 @@ def register_normalization(
     defaults: Mapping[str, Any] | None = None,
     test_affine: Callable | None = None,
     batch_stats: bool = False,
+    configure: Callable | None = None,
     overwrite: bool = False,
 ) -> NormLayer:
     """Register a normalization under ``name`` for one input kind.
@@ -232,6 +277,12 @@ def register_normalization(
         Batch-norm semantics (buffers ``running_mean``/``running_var`` hold population
         statistics of the input); lets :func:`~normlab.models.inference.precise_bn` recompute
         them.
+    configure : callable, optional
+        ``configure(options) -> buffers``: checks a layer's options (its ``defaults`` overridden
+        by the model's ``norm_options``) when the model is built, raising ValueError for a bad
+        one, and returns the buffers the layer keeps under them (a dict like ``buffers``). By
+        default the options are not checked before the first forward pass and the layer keeps
+        ``buffers``. Built-in batch norm uses it for ``momentum`` and ``track_running_stats``.
     overwrite : bool, default False
         Replace an existing registration of ``name`` for ``kind`` instead of raising.
 
@@ -246,7 +297,17 @@ def register_normalization(
     """
     params = {"gamma": 1.0, "beta": 0.0} if params is None else params
     layer = NormLayer(
-        name, kind, forward, backward, params, buffers, groups, defaults, test_affine, batch_stats
+        name,
+        kind,
+        forward,
+        backward,
+        params,
+        buffers,
+        groups,
+        defaults,
+        test_affine,
+        batch_stats,
+        configure,
     )
     kinds = _REGISTRY.setdefault(name, {})
     if kind in kinds and not overwrite:
