@@ -61,6 +61,12 @@ from normlab.layers.layernorm import (
     spatial_layernorm_forward,
 )
 from normlab.layers.losses import softmax_loss, svm_loss
+from normlab.layers.naive import (
+    conv_backward_naive,
+    conv_forward_naive,
+    max_pool_backward_naive,
+    max_pool_forward_naive,
+)
 from normlab.layers.norm_core import NormCache
 from normlab.layers.rmsnorm import RMSCache, rmsnorm_backward, rmsnorm_forward
 from normlab.layers.weight_standardization import (
@@ -86,7 +92,9 @@ __all__ = [
     "batchrenorm_backward",
     "batchrenorm_forward",
     "conv_backward",
+    "conv_backward_naive",
     "conv_forward",
+    "conv_forward_naive",
     "darknet_batchnorm_backward",
     "darknet_batchnorm_forward",
     "dropout_backward",
@@ -94,7 +102,9 @@ __all__ = [
     "layernorm_backward",
     "layernorm_forward",
     "max_pool_backward",
+    "max_pool_backward_naive",
     "max_pool_forward",
+    "max_pool_forward_naive",
     "relu_backward",
     "relu_forward",
     "rmsnorm_backward",
