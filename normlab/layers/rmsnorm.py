@@ -115,11 +115,11 @@ def rmsnorm_forward(x, gamma, rms_param):
             f"{fn}: expected at least one feature (D > 0), got input of shape {x.shape}"
         )
     if get_backend() == "numpy":
-        out, ms, rrms = _forward_numpy(x, gamma, eps)
+        out, rrms = _forward_numpy(x, gamma, eps, train)
     else:
         out, ms, rrms = _forward_kernel(x, gamma, eps)
-    if train:
-        check_finite_stats(ms, ms, fn, "samples")
+        if train:
+            check_finite_stats(ms, ms, fn, "samples")
     return out, RMSCache(x, gamma, rrms)
 
 
@@ -164,12 +164,14 @@ def rmsnorm_backward(dout, cache: RMSCache):
 # --- the readable reference -------------------------------------------------------------------
 
 
-def _forward_numpy(x, gamma, eps):
+def _forward_numpy(x, gamma, eps, train):
     x64 = x.astype(np.float64)  # (N, D)
     ms = np.einsum("nd,nd->n", x64, x64) / x.shape[1]  # (N,) mean square
+    if train:  # before the output, whose inf * 0 would warn first
+        check_finite_stats(ms, ms, "rmsnorm_forward", "samples")
     rrms = 1.0 / np.sqrt(ms + eps)  # (N,)
     out = (x64 * rrms[:, None] * gamma).astype(x.dtype)  # (N, D)
-    return out, ms, rrms
+    return out, rrms
 
 
 def _backward_numpy(dout, cache):
