@@ -3,8 +3,9 @@
 Batch norm over (N, D) must read all of ``x`` before it can write any output, and its backward
 must read all of ``dy`` and ``x`` before it can write any ``dx``; a column is strided, so an
 input larger than the L2 caches is read twice each way. Spatial batch norm works a channel at a
-time and layer and group norm a row (a group) at a time, so their second pass finds the data in
-cache. The passes over memory, for one forward + backward:
+time, layer and RMS norm a row at a time, group norm (and instance norm, group norm with
+``G = C``) a group at a time, so their second pass finds the data in cache. RMS norm has no
+``beta``, which changes no pass over memory. The passes over memory, for one forward + backward:
 
 * ``reads_twice`` (batch norm): ``read(x)``, ``x -> out``, ``read(dy, x)``, ``(dy, x) -> dx``;
 * otherwise: ``x -> out``, ``(dy, x) -> dx``.

@@ -1,5 +1,7 @@
 """Forward + backward time of normlab's normalization layers against PyTorch CPU.
 
+Batch, spatial batch, layer, group, RMS and instance norm.
+
 Run:  python benchmarks/bench_norm.py [--threads 2] [--repeat 30] [--markdown]
 
 For each case: median time of one forward (train mode) + one backward, float32, for the
@@ -26,6 +28,8 @@ def _cases():
     sbn = ("spatial_batchnorm", L.spatial_batchnorm_forward, L.spatial_batchnorm_backward)
     ln = ("layernorm", L.layernorm_forward, L.layernorm_backward)
     gn = ("groupnorm G=8", L.spatial_groupnorm_forward, L.spatial_groupnorm_backward)
+    rms = ("rmsnorm", L.rmsnorm_forward, L.rmsnorm_backward)  # no beta
+    inn = ("instancenorm", L.spatial_instancenorm_forward, L.spatial_instancenorm_backward)
     return [
         (bn, (32, 32)),
         (bn, (128, 512)),
@@ -37,6 +41,10 @@ def _cases():
         (ln, (4096, 1024)),
         (gn, (32, 64, 32, 32)),
         (gn, (128, 16, 28, 28)),
+        (rms, (128, 512)),
+        (rms, (4096, 1024)),
+        (inn, (32, 64, 32, 32)),
+        (inn, (128, 16, 28, 28)),
     ]
 
 
@@ -45,6 +53,10 @@ def _normlab_step(name, fwd, bwd, x, g, b, dy):
         out, cache = fwd(x, g, b, 8, {})
     elif name == "layernorm":
         out, cache = fwd(x, g, b, {})
+    elif name == "rmsnorm":
+        out, cache = fwd(x, g, {"eps": 1e-5})
+    elif name == "instancenorm":  # no running statistics (PyTorch's default)
+        out, cache = fwd(x, g, b, {"eps": 1e-5})
     else:
         out, cache = fwd(x, g, b, {"mode": "train"})
     bwd(dy, cache)
@@ -57,6 +69,10 @@ def _torch_step(torch, name, x, g, b, dy):
         y = F.group_norm(x, 8, g, b, 1e-5)
     elif name == "layernorm":
         y = F.layer_norm(x, (x.shape[1],), g, b, 1e-5)
+    elif name == "rmsnorm":
+        y = F.rms_norm(x, (x.shape[1],), g, 1e-5)
+    elif name == "instancenorm":
+        y = F.instance_norm(x, None, None, g, b, True, 0.1, 1e-5)
     else:
         y = F.batch_norm(x, None, None, g, b, True, 0.1, 1e-5)
     y.backward(dy)
@@ -98,7 +114,9 @@ def main(argv=None):
         dyt = torch.from_numpy(dy)
         t["torch"] = median_seconds(partial(_torch_step, torch, name, xt, gt, bt, dyt), args.repeat)
         threads = args.threads if x.size >= PARALLEL_MIN else 1
-        reads_twice = name == "batchnorm"  # the others find their second pass in cache
+        # the others find their second pass in cache: row by row (layer, RMS norm), group by
+        # group (group norm; instance norm is group norm with G = C), channel by channel
+        reads_twice = name == "batchnorm"
         timer = partial(lambda repeat, fn: median_seconds(fn, repeat), args.repeat)
         t["floor"] = floor_seconds(x, dy, reads_twice, threads, timer)
         rows.append((name, shape, t["numba"], t["numpy"], t["torch"], t["floor"]))
