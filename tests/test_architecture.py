@@ -15,8 +15,9 @@ PACKAGE = pathlib.Path(normlab.__file__).parent
 FLOORS = {
     "vocab": 0, "_io": 0, "_validate": 0, "_malloc": 0, "augment": 0, "checkpoint": 0,
     "train_state": 0, "divergence": 0, "kernels": 1, "optim": 1, "optimizer": 2, "layers": 2,
-    "warmup": 2, "models": 3, "data": 3, "gradient_check": 3, "solver": 4, "experiments": 5,
-    "report": 6, "cli": 7,
+    "warmup": 2, "models": 3, "data": 3, "gradient_check": 3, "layer_utils": 3, "solver": 4,
+    "experiments": 5, "report": 6, "cli": 7,
+    "diagnostics": 4,
 }  # fmt: skip
 
 
