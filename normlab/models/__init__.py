@@ -1,6 +1,7 @@
-"""Models for the Solver: FullyConnectedNet and ConvNet, with any registered normalization.
+"""Models for the Solver: FullyConnectedNet and ConvNet, with any registered normalization, and
+the CS231n assignments' TwoLayerNet and ThreeLayerConvNet built on them.
 
-Both follow the Solver's model contract (:mod:`normlab.solver`): ``params`` (trainable),
+All follow the Solver's model contract (:mod:`normlab.solver`): ``params`` (trainable),
 ``buffers`` (running statistics, never trained), ``loss(X, y=None)``, ``rng`` and
 ``get_config()``; :func:`build_model` recreates a model from its config.
 """
@@ -15,6 +16,7 @@ from normlab.models.conv_net import ConvNet
 from normlab.models.fc_net import FullyConnectedNet
 from normlab.models.inference import fold_batchnorm, precise_bn
 from normlab.models.norms import RENORM_SCHEDULE, renorm_limits  # and registers the built-ins
+from normlab.models.param_dict import ParamDict
 from normlab.models.registry import (
     NormLayer,
     available_normalizations,
@@ -22,8 +24,15 @@ from normlab.models.registry import (
     register_normalization,
     unregister_normalization,
 )
+from normlab.models.three_layer_conv import ThreeLayerConvNet
+from normlab.models.two_layer import TwoLayerNet
 
-MODELS = {"FullyConnectedNet": FullyConnectedNet, "ConvNet": ConvNet}
+MODELS = {
+    "FullyConnectedNet": FullyConnectedNet,
+    "ConvNet": ConvNet,
+    "TwoLayerNet": TwoLayerNet,
+    "ThreeLayerConvNet": ThreeLayerConvNet,
+}
 
 __all__ = [
     "MODELS",
@@ -32,6 +41,9 @@ __all__ = [
     "FullyConnectedNet",
     "Network",
     "NormLayer",
+    "ParamDict",
+    "ThreeLayerConvNet",
+    "TwoLayerNet",
     "available_normalizations",
     "build_model",
     "fold_batchnorm",
@@ -54,7 +66,8 @@ def build_model(config: dict) -> Network:
 
     Returns
     -------
-    model : FullyConnectedNet or ConvNet
+    model : Network
+        A FullyConnectedNet, ConvNet, TwoLayerNet or ThreeLayerConvNet.
         With ``seed`` given, the very same initial parameters as the model the config came
         from; load trained values with :func:`normlab.checkpoint.restore_model`.
 
