@@ -12,6 +12,7 @@ digits     scikit-learn's bundled 8x8 digits, the offline default.
 discovery  where files are looked for; verified downloads.
 splits     validation carving, subsampling, scaling, mean subtraction.
 loaders    ``load_<name>`` per dataset and :func:`load_dataset`.
+cs231n     :func:`get_CIFAR10_data`, CIFAR-10 split and centred as the CS231n assignments do.
 
 :class:`Augment` (random flips and shifts of training batches) lives in :mod:`normlab.augment`,
 beside the Solver that applies it, and is re-exported here.
@@ -25,6 +26,7 @@ from .cifar import (
     read_cifar_bin_batch,
     read_cifar_pickle_batch,
 )
+from .cs231n import get_CIFAR10_data
 from .digits import load_digits
 from .discovery import ChecksumError, DatasetNotFoundError
 from .idx import read_idx
@@ -40,6 +42,7 @@ __all__ = [
     "RawDataset",
     "RefusedGlobalError",
     "RestrictedUnpickler",
+    "get_CIFAR10_data",
     "load_cifar10",
     "load_dataset",
     "load_digits",
