@@ -812,3 +812,13 @@ def test_results_and_config_record_the_folder_the_data_came_from(tmp_path):
     save_results(results, tmp_path / "out")
     saved = json.loads((tmp_path / "out" / "config.json").read_text())
     assert saved["data_dir_used"] == str(folder) and saved["config"]["data_dir"] == str(folder)
+
+
+def test_data_dir_used_skips_runs_that_read_no_data():
+    """darknet-mismatch's gradient draws come first and read nothing: the folder of a later run
+    that did read the dataset is the one reported, not None ('embedded data')."""
+    from normlab.experiments.runner import _data_dir_used
+
+    outputs = {"gradient/m=2": {"rel_error": 0.1}, "bn": {"data_dir": "/d/fm"}, "x": {}}
+    assert _data_dir_used(outputs) == "/d/fm"
+    assert _data_dir_used({"a": {"data_dir": None}, "b": {}}) is None

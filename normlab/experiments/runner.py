@@ -429,7 +429,7 @@ def run_experiment(
         "config_help": {name: text for name, _, text in config_help(type(config))},
         "seed": config.seed,
         "seeds": config.seeds,
-        "data_dir_used": next((o.get("data_dir") for o in outputs.values()), None),
+        "data_dir_used": _data_dir_used(outputs),
         "runs": outputs,
         "run_seconds": seconds,
     }
@@ -446,6 +446,12 @@ def run_experiment(
         "scheduler": scheduler,
         "wall_time_s": round(time.perf_counter() - t0, 3),
     }
+
+
+def _data_dir_used(outputs: dict) -> str | None:
+    """The folder the runs read their dataset from: the first run that read one (runs that read
+    no data, such as darknet-mismatch's gradient draws, say None); None for the embedded digits."""
+    return next((o["data_dir"] for o in outputs.values() if o.get("data_dir")), None)
 
 
 def summarize_runs(experiment: Experiment, config: Any, outputs: dict, seconds: dict) -> dict:
