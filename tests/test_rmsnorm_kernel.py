@@ -204,8 +204,15 @@ def test_same_bits_on_one_thread_and_on_two(monkeypatch):
         np.testing.assert_array_equal(one, two, strict=True)
 
 
+@pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_kernel_refuses_nonfinite_statistics_in_train_mode(monkeypatch, rng, dtype):
+def test_kernel_refuses_nonfinite_statistics_in_train_mode(monkeypatch, rng, dtype, parallel):
+    """The kernel counts the rows whose mean square is NaN or inf (the multi-threaded variant
+    too); the layer then names them."""
+    from normlab.kernels import norm as kern
+
+    if parallel:
+        monkeypatch.setattr(kern, "PARALLEL_MIN", 1)
     monkeypatch.setenv("NORMLAB_BACKEND", "numba")
     x = rng.standard_normal((5, 6)).astype(dtype)
     x[1, 2] = np.nan

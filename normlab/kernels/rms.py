@@ -25,8 +25,8 @@ float64 element by element took 1.5 times as long). The dx pass is
 formed (it leaves float32's range for |x| ~ 1e20 or ~1e-20 while dx stays in it). A row whose
 ``rrms`` is not a normal number of x's dtype, or whose reciprocal is not (float32 x near its
 largest values, eps far below 1e-38 on a zero row, a NaN row in test mode), is done in float64
-and rounded once. ``ms`` and ``rrms`` come back in float64; the layer checks ``ms`` for NaN and
-inf in train mode.
+and rounded once. ``ms`` and ``rrms`` come back in float64, with the number of rows whose ``ms``
+is NaN or inf, which the layer refuses in train mode.
 
 ``dgamma`` is summed per feature in x's dtype over ``_FLUSH`` rows and then added into float64
 partial sums, one per chunk of rows (:func:`normlab.kernels.norm.chunks`, from the input's size
@@ -55,9 +55,10 @@ def _normal(rr, tiny):
 @_jit
 def rms_forward(x, gamma, eps, out, ms, rrms):
     """RMSNorm forward per row: x (N, D), gamma (D,) of x's dtype -> out (N, D); ms, rrms (N,)
-    float64 out."""
+    float64 out. Returns the number of rows whose ``ms`` is NaN or inf."""
     N, D = x.shape
     tiny = _tiny(x)
+    bad = 0
     for n in prange(N):
         row = x[n]
         o = out[n]
@@ -66,6 +67,7 @@ def rms_forward(x, gamma, eps, out, ms, rrms):
             v = np.float64(row[i])
             s += v * v
         m = s / D
+        bad += not np.isfinite(m)
         rr = 1.0 / np.sqrt(m + eps)
         ms[n] = m
         rrms[n] = rr
@@ -76,6 +78,7 @@ def rms_forward(x, gamma, eps, out, ms, rrms):
         else:  # rrms out of x's range (or NaN): the row in float64, rounded once
             for i in range(D):
                 o[i] = np.float64(row[i]) * rr * gamma[i]
+    return bad
 
 
 @_jit

@@ -117,8 +117,8 @@ def rmsnorm_forward(x, gamma, rms_param):
     if get_backend() == "numpy":
         out, rrms = _forward_numpy(x, gamma, eps, train)
     else:
-        out, ms, rrms = _forward_kernel(x, gamma, eps)
-        if train:
+        out, ms, rrms, bad = _forward_kernel(x, gamma, eps)
+        if train and bad:  # the kernel counted them (np.dot here may wake BLAS threads)
             check_finite_stats(ms, ms, fn, "samples")
     return out, RMSCache(x, gamma, rrms)
 
@@ -194,8 +194,8 @@ def _forward_kernel(x, gamma, eps):
     out = np.empty_like(x)  # (N, D)
     N = x.shape[0]
     ms, rrms = np.empty(N), np.empty(N)  # (N,) float64
-    kern.rms_forward.pick(x.size)(x, g, eps, out, ms, rrms)
-    return out, ms, rrms
+    bad = kern.rms_forward.pick(x.size)(x, g, eps, out, ms, rrms)  # rows with ms NaN or inf
+    return out, ms, rrms, bad
 
 
 def _backward_kernel(dout, cache):
