@@ -46,7 +46,7 @@ def test_rmsnorm_quick_runs_end_to_end():
         assert out["steps_timed"] == out["iterations_per_epoch"] - 1  # intervals between steps
         assert out["step_ms"] > 0 and len(out["step_ms_by_epoch"]) == 1
         assert res["time_ratio"][n] == pytest.approx(out["step_ms"] / res["step_ms"]["layernorm"])
-    assert "normlab's RMSNorm (a NumPy reference)" in res["headline"]
+    assert "normlab's RMSNorm against its layer norm (both numba kernels)" in res["headline"]
     assert "one seed: no spread to judge it by" in res["headline"]
 
 

@@ -7,8 +7,9 @@ He initial weights, Adam with learning rate 1e-3, batches of 100, on Fashion-MNI
 ``--quick``); the same initial weights and batches for every normalization (a paired seed).
 
 What the time compares is normlab's own implementations on this CPU, not the two methods in the
-abstract: :func:`~normlab.layers.rmsnorm_forward` is a NumPy reference (float64 statistics),
-while layer norm runs on numba kernels. The time per step is measured inside the task, after
+abstract: both layers run on their numba kernels (``normlab/kernels/rms.py`` and
+``normlab/kernels/norm.py``; with ``NORMLAB_BACKEND=numpy`` both on their NumPy references, and
+the headline says which). The time per step is measured inside the task, after
 the runner has compiled the kernels: the interval between consecutive Solver callbacks (one
 whole step: batch, forward, backward, update), and its **median** over the run, so the few
 intervals that also hold an epoch-end accuracy check do not count. The relative time
@@ -28,6 +29,7 @@ from normlab.experiments.base import Experiment
 from normlab.experiments.config import ExperimentConfig, field_of, opt
 from normlab.experiments.training import paired_runs, train_fc
 from normlab.experiments.wording import join, num, with_norm
+from normlab.kernels import get_backend
 from normlab.vocab import label, seed_outputs, short_label
 
 NAME = "rmsnorm"
@@ -88,7 +90,7 @@ def run_task(config: RMSNormConfig, params: dict, seed: int) -> dict:
         What :func:`~normlab.experiments.training.train_fc` returns, plus ``step_ms`` (median
         milliseconds between consecutive steps' callbacks: one step each, epoch-end checks
         aside), ``step_ms_by_epoch`` (E,) the same median within each epoch, ``steps_timed``
-        and ``cpu``.
+        ``cpu`` and ``backend`` (``numba`` or ``numpy``, :func:`normlab.kernels.get_backend`).
     """
     stamps: list[float] = []
 
@@ -107,6 +109,7 @@ def run_task(config: RMSNormConfig, params: dict, seed: int) -> dict:
         "step_ms_by_epoch": [statistics.median(v) for _, v in sorted(by_epoch.items())],
         "steps_timed": len(ms),
         "cpu": _cpu(),
+        "backend": get_backend(),
     }
 
 
@@ -179,9 +182,11 @@ def headline(results: dict) -> str:
     runs = {n: seed_outputs(results, n) for n in cfg["normalizations"]}
     others = [n for n in runs if n != REFERENCE]
     cpu = runs[REFERENCE][0].get("cpu") or "this CPU"
+    how = {"numba": "numba kernels", "numpy": "NumPy references"}
+    backend = how.get(runs[REFERENCE][0].get("backend"), "implementations")
     times = [_time_phrase(n, noise.per_seed(results, ["time_ratio", n]), seeds) for n in others]
     sentence = (
-        f"normlab's RMSNorm (a NumPy reference) against its layer norm (numba kernels) on {cpu}: "
+        f"normlab's RMSNorm against its layer norm (both {backend}) on {cpu}: "
         f"median time per training step {join([t for t, _ in times])}."
     )
     n_val = runs[REFERENCE][0].get("num_val")
