@@ -159,6 +159,14 @@ class Network:
         pre-activation of layer ``i`` for every ``i`` in ``record`` (test-mode passes, such as
         the Solver's accuracy checks, overwrite it too; read it in a Solver callback to see the
         training batch's). The arrays are not copied; they are never modified afterwards.
+    probe : callable or None
+        ``probe(stage, blk, h)``, when set, is called during every train-mode forward pass of
+        :meth:`loss` (``loss(X, y)``; never in test mode) with each stage's output ``h``:
+        ``stage`` is ``'input'`` (``blk`` None), then per block ``'linear'`` (the affine or
+        conv output, (N, M) or (N, F, H', W')), ``'norm'``, ``'act'`` and ``'dropout'`` for the
+        stages the block has. It must not modify ``h`` nor draw from ``rng``. None (the
+        default) costs one attribute read per :meth:`loss` call (:mod:`normlab.diagnostics`
+        sets it for the iterations it records).
     """
 
     def __init__(
@@ -208,6 +216,7 @@ class Network:
         self._input_shape: tuple[int, ...] | None = None
         self.record: set[int] = set()
         self.activations: dict[int, np.ndarray] = {}
+        self.probe = None  # fn(stage, blk, h) seeing train-mode passes of loss (see above)
         self._config: dict = {}
 
     def _finish(self, model: str, **architecture) -> None:
@@ -463,7 +472,7 @@ class Network:
         """
         if y is None:
             return self._forward(X, "test")[0]
-        scores, caches = self._forward(X, "train")
+        scores, caches = self._forward(X, "train", probe=self.probe)
         loss, dout = softmax_cross_entropy(scores, y)
         params, grads = self.params, {}
         first = self.blocks[0]
