@@ -1,0 +1,90 @@
+"""What a user installs: the embedded digits and the dependencies."""
+
+import ast
+import hashlib
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+import normlab
+from normlab.data.digits import (
+    DIGITS_NUM_TEST,
+    DIGITS_TEST_SEED,
+    digits_arrays,
+    load_digits,
+    stratified_holdout,
+)
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = pathlib.Path(normlab.__file__).parent
+
+# sha256 of what sklearn.datasets.load_digits(return_X_y=True) returned (scikit-learn 1.9.1):
+# X.tobytes() of the (1797, 64) float64 array and y.tobytes() of the (1797,) int64 labels
+DIGITS_X_SHA256 = "20def7f70a702f0af9732fbba4375e147a7d54fe70d8c45569b8e7c1c7010c10"
+DIGITS_Y_SHA256 = "a3c91c262eddcf7ba8f0e37507c30284493c9b20412ffe4af30d536401f7ba21"
+
+
+# ------------------------------------------------------------------ the embedded digits
+
+
+def test_digits_arrays_are_scikit_learns_without_scikit_learn():
+    X, y = digits_arrays()
+    assert X.shape == (1797, 64) and X.dtype == np.float64 and X.flags.c_contiguous
+    assert y.shape == (1797,) and y.dtype == np.int64
+    assert hashlib.sha256(X.tobytes()).hexdigest() == DIGITS_X_SHA256
+    assert hashlib.sha256(y.tobytes()).hexdigest() == DIGITS_Y_SHA256
+    assert np.bincount(y).tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+
+
+def test_digits_arrays_equal_scikit_learns_load_digits():
+    datasets = pytest.importorskip("sklearn.datasets")
+    bunch = datasets.load_digits()
+    X, y = digits_arrays()
+    np.testing.assert_array_equal(X, bunch.data)
+    np.testing.assert_array_equal(y, bunch.target)
+    assert X.dtype == bunch.data.dtype and y.dtype == bunch.target.dtype
+    # load_digits as it was when it read scikit-learn's copy (normlab 0.1.0 before the embedding)
+    images = bunch.images.astype(np.uint8)[:, None]  # (1797, 1, 8, 8)
+    test = stratified_holdout(bunch.target, DIGITS_NUM_TEST, DIGITS_TEST_SEED)  # (300,)
+    train = np.setdiff1d(np.arange(1797), test)  # (1497,)
+    raw = load_digits()
+    np.testing.assert_array_equal(raw.X_train, images[train])
+    np.testing.assert_array_equal(raw.y_train, bunch.target[train])
+    np.testing.assert_array_equal(raw.X_test, images[test])
+    np.testing.assert_array_equal(raw.y_test, bunch.target[test])
+    assert raw.X_train.dtype == np.uint8 and raw.y_train.dtype == np.int64 and raw.pixel_max == 16
+
+
+def test_digits_file_is_the_one_its_attribution_names():
+    text = (PACKAGE / "data" / "DIGITS-LICENSE").read_text()
+    for needed in ("Alpaydin", "Kaynak", "CC BY 4.0", "10.24432/C50P49", "unchanged"):
+        assert needed in text
+    pinned = re.search(r"sha256 ([0-9a-f]{64})", text).group(1)
+    data = (PACKAGE / "data" / "digits.csv.gz").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == pinned
+
+
+def test_package_data_ships_every_data_file():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(config["tool"]["setuptools"]["package-data"]["normlab.data"])
+    on_disk = {p.name for p in (PACKAGE / "data").iterdir() if p.is_file()}
+    assert {n for n in on_disk if not n.endswith((".py", ".pyc"))} <= listed
+
+
+def test_runtime_needs_neither_scikit_learn_nor_an_undeclared_scipy():
+    tomllib = pytest.importorskip("tomllib")
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[\[<>=!~ ]", d)[0].lower() for d in deps}
+    assert "scikit-learn" not in names
+    imported = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                imported.add(node.module.split(".")[0])
+    assert "sklearn" not in imported
+    assert "scipy" not in imported or "scipy" in names  # a direct import is a declared dependency
