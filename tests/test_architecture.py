@@ -16,7 +16,7 @@ FLOORS = {
     "vocab": 0, "_io": 0, "_validate": 0, "_malloc": 0, "augment": 0, "checkpoint": 0,
     "train_state": 0, "divergence": 0, "kernels": 1, "optim": 1, "optimizer": 2, "layers": 2,
     "warmup": 2, "models": 3, "data": 3, "gradient_check": 3, "layer_utils": 3, "solver": 4,
-    "experiments": 5, "report": 6, "cli": 7,
+    "experiments": 5, "report": 6, "cli": 7, "__main__": 7,
     "diagnostics": 4,
 }  # fmt: skip
 

@@ -1,9 +1,12 @@
-"""What a user installs: the embedded digits and the dependencies."""
+"""What a user installs and first meets: the embedded digits, the dependencies, ``python -m
+normlab`` and ``normlab.__doc__``."""
 
 import ast
 import hashlib
 import pathlib
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -88,3 +91,29 @@ def test_runtime_needs_neither_scikit_learn_nor_an_undeclared_scipy():
                 imported.add(node.module.split(".")[0])
     assert "sklearn" not in imported
     assert "scipy" not in imported or "scipy" in names  # a direct import is a declared dependency
+
+
+# ------------------------------------------------------------------ first contact
+
+
+def _normlab(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "normlab", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_python_dash_m_normlab_is_the_command():
+    version = _normlab("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"normlab {normlab.__version__}"
+    helped = _normlab("--help")
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: normlab")
+    for command in ("demo", "experiment", "train", "report", "gradcheck"):
+        assert command in helped.stdout
+    assert _normlab("no-such-command").returncode == 2
+
+
+def test_the_package_docstring_says_what_it_is_and_where_to_start():
+    doc = normlab.__doc__
+    assert doc and doc.startswith("normlab: batch normalization")
+    for needed in ("normlab.layers", "normlab.models", "normlab.solver", "normlab demo", "README"):
+        assert needed in doc
