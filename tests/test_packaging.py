@@ -1,5 +1,5 @@
 """What a user installs and first meets: the embedded digits, the dependencies, ``python -m
-normlab`` and ``normlab.__doc__``."""
+normlab``, ``normlab.__doc__`` and the README's quick starts."""
 
 import ast
 import hashlib
@@ -117,3 +117,19 @@ def test_the_package_docstring_says_what_it_is_and_where_to_start():
     assert doc and doc.startswith("normlab: batch normalization")
     for needed in ("normlab.layers", "normlab.models", "normlab.solver", "normlab demo", "README"):
         assert needed in doc
+
+
+def test_readme_quick_starts_each_make_their_own_environment():
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)\n```", quick, re.S)
+    assert len(commands) == 2, commands
+    venvs = [re.match(r"python3 -m venv (\S+) && \. (\S+)/bin/activate", c) for c in commands]
+    assert all(venvs), commands
+    assert all(m.group(1) == m.group(2) for m in venvs)  # activates the one it made
+    demo, tests = (m.group(1) for m in venvs)
+    assert demo != tests
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert f"{demo}/" in ignored and f"{tests}/" in ignored
+    assert commands[0].endswith("pip install . && normlab demo")
+    assert commands[1].endswith('pip install -e ".[test]" && python -m pytest')
