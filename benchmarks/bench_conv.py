@@ -1,127 +1,139 @@
 """Forward + backward time of normlab's convolution and max pooling against PyTorch CPU.
 
-Run:  python benchmarks/bench_conv.py [--threads 2] [--repeat 50] [--tune-malloc]
+Run:  python benchmarks/bench_conv.py [--threads 2] [--rounds 21] [--inner 3] [--only conv|pool]
 
-For each case (the layers of a small ConvNet on 28x28 Fashion-MNIST, batch 64): the minimum
-and median time of one forward + one backward in float32 for normlab and for PyTorch
-(``y.backward(dy)`` through autograd), timed alternately in the same loop so that load from
-other processes hits both alike, with the ratio normlab / PyTorch of the minima. BLAS threads
-(NumPy) and intra-op threads (PyTorch) are both limited to ``--threads``.
-
-``--tune-malloc`` raises glibc's mmap and trim thresholds first (Linux only): by default every
-multi-megabyte temporary is returned to the OS when freed and page-faulted back in on the next
-call, which can double the time of a layer whose arrays are a few MB. Not a test: nothing here
+For each case (the layers of the Fashion-MNIST and CIFAR-10 ConvNets of issue 11: 3x3 and 5x5
+filters, stride 1 and 2, 1-64 channels, batch 32-128; float32): one forward + one backward in
+normlab and in PyTorch (``y.backward(dy)`` through autograd), timed in interleaved rounds in
+the same process -- each round runs normlab ``--inner`` times then PyTorch ``--inner`` times
+(the order alternating from round to round), so that load from other processes hits both
+alike. Printed: the median time per call of each, and the median over rounds of the per-round
+ratio normlab / PyTorch with its interquartile range (the spread to judge a difference by).
+BLAS and numba threads (NumPy) and intra-op threads (PyTorch) are all ``--threads``, and
+glibc's malloc thresholds are pinned for both (``_common.setup``). Not a test: nothing here
 asserts a time.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import os
-import platform
 import time
 
 import numpy as np
+from _common import machine_line, setup
+
+CONV_CASES = [  # (x shape, w shape, stride, pad)
+    ((64, 1, 28, 28), (32, 1, 3, 3), 1, 1),  # Fashion-MNIST conv1
+    ((64, 32, 14, 14), (64, 32, 3, 3), 1, 1),  # Fashion-MNIST conv2
+    ((64, 16, 14, 14), (32, 16, 3, 3), 1, 1),
+    ((64, 32, 7, 7), (64, 32, 3, 3), 1, 1),
+    ((64, 16, 28, 28), (32, 16, 3, 3), 2, 1),  # stride 2
+    ((128, 3, 32, 32), (32, 3, 5, 5), 1, 2),  # CIFAR-10 conv1, 5x5
+    ((128, 32, 16, 16), (64, 32, 3, 3), 1, 1),  # CIFAR-10 conv2
+    ((32, 64, 8, 8), (64, 64, 3, 3), 1, 1),  # batch 32, 64 channels
+    ((32, 32, 16, 16), (64, 32, 5, 5), 2, 2),  # 5x5, stride 2
+]
+POOL_CASES = [  # (x shape, pool size, stride)
+    ((64, 32, 28, 28), 2, 2),  # after Fashion-MNIST conv1
+    ((64, 64, 14, 14), 2, 2),  # after Fashion-MNIST conv2
+    ((128, 32, 32, 32), 2, 2),  # after CIFAR-10 conv1
+    ((64, 16, 28, 28), 3, 2),  # overlapping windows
+]
 
 
-def _cases():
-    from normlab.layers.conv import conv_backward, conv_forward, max_pool_backward, max_pool_forward
+def _conv_steps(torch, x, w, stride, pad, rng):
+    """(normlab step, torch step): one forward + backward each, same data."""
+    from normlab.layers.conv import conv_backward, conv_forward
 
-    conv = ("conv", conv_forward, conv_backward)
-    pool = ("max_pool", max_pool_forward, max_pool_backward)
-    return [
-        (conv, (64, 1, 28, 28), (16, 1, 3, 3), {"stride": 1, "pad": 1}),
-        (conv, (64, 16, 14, 14), (32, 16, 3, 3), {"stride": 1, "pad": 1}),
-        (conv, (64, 32, 7, 7), (64, 32, 3, 3), {"stride": 1, "pad": 1}),
-        (conv, (64, 16, 28, 28), (32, 16, 3, 3), {"stride": 2, "pad": 1}),
-        (pool, (64, 16, 28, 28), None, {"pool_height": 2, "pool_width": 2, "stride": 2}),
-        (pool, (64, 32, 14, 14), None, {"pool_height": 2, "pool_width": 2, "stride": 2}),
-        (pool, (64, 16, 28, 28), None, {"pool_height": 3, "pool_width": 3, "stride": 2}),
-    ]
-
-
-def _tune_malloc():
-    libc = ctypes.CDLL("libc.so.6")
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    libc.mallopt(m_mmap_threshold, 1 << 28)
-    libc.mallopt(m_trim_threshold, 1 << 30)
-
-
-def _steps(torch, kind, fwd, bwd, x, w, param, rng):
-    """(normlab step, torch step) closures doing one forward + backward each."""
     F = torch.nn.functional
-    xt = torch.from_numpy(x).requires_grad_(True)
-    if kind == "conv":
-        b = rng.standard_normal(w.shape[0], dtype=np.float32)
-        out, _ = fwd(x, w, b, param)
-        wt, bt = torch.from_numpy(w).requires_grad_(True), torch.from_numpy(b).requires_grad_(True)
-        s, p = param["stride"], param["pad"]
-
-        def ours():
-            bwd(dy, fwd(x, w, b, param)[1])
-
-        def theirs():
-            xt.grad = wt.grad = bt.grad = None
-            F.conv2d(xt, wt, bt, stride=s, padding=p).backward(dyt)
-    else:
-        out, _ = fwd(x, param)
-        k, s = (param["pool_height"], param["pool_width"]), param["stride"]
-
-        def ours():
-            bwd(dy, fwd(x, param)[1])
-
-        def theirs():
-            xt.grad = None
-            F.max_pool2d(xt, k, s).backward(dyt)
-
-    dy = rng.standard_normal(out.shape, dtype=np.float32)
+    b = rng.standard_normal(w.shape[0], dtype=np.float32)
+    param = {"stride": stride, "pad": pad}
+    dy = rng.standard_normal(conv_forward(x, w, b, param)[0].shape, dtype=np.float32)
+    xt, wt, bt = (torch.from_numpy(a).requires_grad_(True) for a in (x, w, b))
     dyt = torch.from_numpy(dy)
+
+    def ours():
+        conv_backward(dy, conv_forward(x, w, b, param)[1])
+
+    def theirs():
+        xt.grad = wt.grad = bt.grad = None
+        F.conv2d(xt, wt, bt, stride=stride, padding=pad).backward(dyt)
+
     return ours, theirs
+
+
+def _pool_steps(torch, x, k, stride, rng):
+    """(normlab step, torch step) of a k x k max pool."""
+    from normlab.layers.conv import max_pool_backward, max_pool_forward
+
+    F = torch.nn.functional
+    param = {"pool_height": k, "pool_width": k, "stride": stride}
+    dy = rng.standard_normal(max_pool_forward(x, param)[0].shape, dtype=np.float32)
+    xt, dyt = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(dy)
+
+    def ours():
+        max_pool_backward(dy, max_pool_forward(x, param)[1])
+
+    def theirs():
+        xt.grad = None
+        F.max_pool2d(xt, k, stride).backward(dyt)
+
+    return ours, theirs
+
+
+def interleaved(ours, theirs, rounds: int, inner: int):
+    """Per-call seconds of each, per round, in alternating order: two arrays (rounds,)."""
+    for fn in (ours, theirs, ours, theirs):  # compile, first-touch allocation
+        fn()
+    times = {ours: [], theirs: []}
+    for r in range(rounds):
+        for fn in (ours, theirs) if r % 2 == 0 else (theirs, ours):
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            times[fn].append((time.perf_counter() - t0) / inner)
+    return np.array(times[ours]), np.array(times[theirs])
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=50)
-    ap.add_argument("--tune-malloc", action="store_true", help="raise glibc malloc thresholds")
+    ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--inner", type=int, default=3, help="calls per round and library")
+    ap.add_argument("--only", choices=["conv", "pool"], default=None)
     args = ap.parse_args(argv)
-    if args.tune_malloc:
-        _tune_malloc()
 
     import torch
     from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(args.threads)
+    setup(args.threads)
     rng = np.random.default_rng(0)
+    print(f"# {machine_line(args.threads)}")
+    print(f"# float32, forward + backward, {args.rounds} interleaved rounds of {args.inner} calls")
     print(
-        f"# {time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, "
-        f"{args.threads} threads, numpy {np.__version__}, torch {torch.__version__}, float32, "
-        f"min / median of {args.repeat}, malloc {'tuned' if args.tune_malloc else 'default'}"
+        f"{'layer':<9} {'x':<18} {'w / pool':<16} {'normlab ms':>10} {'torch ms':>9} "
+        f"{'ratio':>6}  ratio IQR"
     )
-    print(f"{'layer':<9} {'x':<18} {'w / pool':<18} {'normlab ms':>16} {'torch ms':>16} ratio")
+    cases = []
+    if args.only != "pool":
+        cases += [("conv", xs, str(ws) + f" s{s}", (ws, s, p)) for xs, ws, s, p in CONV_CASES]
+    if args.only != "conv":
+        cases += [("max_pool", xs, f"{k}x{k}/{s}", (k, s)) for xs, k, s in POOL_CASES]
     with threadpool_limits(args.threads, user_api="blas"):
-        for (kind, fwd, bwd), xs, ws, param in _cases():
+        for kind, xs, what, geo in cases:
             x = rng.standard_normal(xs, dtype=np.float32)
-            w = None if ws is None else rng.standard_normal(ws, dtype=np.float32)
-            ours, theirs = _steps(torch, kind, fwd, bwd, x, w, param, rng)
-            times = {ours: [], theirs: []}
-            for _ in range(3):
-                ours(), theirs()
-            for _ in range(args.repeat):
-                for fn in (ours, theirs):
-                    t0 = time.perf_counter()
-                    fn()
-                    times[fn].append(time.perf_counter() - t0)
-            (a_min, a_med), (t_min, t_med) = (
-                (min(times[f]) * 1e3, float(np.median(times[f])) * 1e3) for f in (ours, theirs)
-            )
-            what = (
-                str(ws) if ws else f"{param['pool_height']}x{param['pool_width']}/{param['stride']}"
-            )
+            if kind == "conv":
+                ws, s, p = geo
+                w = rng.standard_normal(ws, dtype=np.float32)
+                ours, theirs = _conv_steps(torch, x, w, s, p, rng)
+            else:
+                ours, theirs = _pool_steps(torch, x, *geo, rng)
+            a, t = interleaved(ours, theirs, args.rounds, args.inner)
+            q1, med, q3 = np.percentile(a / t, [25, 50, 75])
             print(
-                f"{kind:<9} {str(xs):<18} {what:<18} {a_min:7.2f} / {a_med:6.2f} "
-                f"{t_min:7.2f} / {t_med:6.2f} {a_min / t_min:5.2f}"
+                f"{kind:<9} {str(xs):<18} {what:<16} {np.median(a) * 1e3:10.2f} "
+                f"{np.median(t) * 1e3:9.2f} {med:6.2f}  {q1:.2f}-{q3:.2f}",
+                flush=True,
             )
 
 
