@@ -16,7 +16,12 @@ import pytest
 from normlab.cli import main
 from normlab.experiments.runner import strip_timings
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+pytestmark = [
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
+    # the resumed runs are compared with uninterrupted ones run here, as a user's process runs
+    # them (the BLAS on all its threads), as well as the interrupted command
+    pytest.mark.usefixtures("default_blas_threads"),
+]
 
 # Runs `normlab` with every Solver step slowed down, in this process and in the spawned workers
 # (they import this file as __mp_main__), so that a signal lands while runs are in flight.

@@ -23,7 +23,9 @@ def _results(path):
     return strip_timings(json.loads((path / "results.json").read_text()))
 
 
-def test_jobs_1_and_jobs_2_give_the_same_results(tmp_path, capsys):
+def test_jobs_1_and_jobs_2_give_the_same_results(tmp_path, capsys, default_blas_threads):
+    # --jobs 1 as a user runs it: numba and the BLAS on all their threads, here; the workers of
+    # --jobs 2 on one thread each
     argv = ["experiment", "batch-size", "--quick", "--set", "batch_sizes=10,50"]
     assert main([*argv, "--out", str(tmp_path / "j1")]) == 0
     assert main([*argv, "--out", str(tmp_path / "j2"), "--jobs", "2"]) == 0
