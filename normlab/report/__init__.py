@@ -12,6 +12,8 @@ Files of an output directory
 ``results.json``  every curve and number, with its ``format_version`` (:mod:`.results`);
 ``config.json``   the experiment's name and configuration;
 ``<figure>.png``  one file per declared figure (:mod:`.figures`);
+``diagnostics_*.png``  the runs' training diagnostics, where they recorded them
+                  (:mod:`.diagnostics`);
 ``report.html``   self-contained page: headline, tables, embedded figures, environment.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from normlab.report.diagnostics import diagnostics_figures
 from normlab.report.figures import make_figures, render_png
 from normlab.report.html import render_html, write_report
 from normlab.report.results import FORMAT_VERSION, headline, load_results, save_results
@@ -26,6 +29,7 @@ from normlab.report.tables import html_table, text_table
 
 __all__ = [
     "FORMAT_VERSION",
+    "diagnostics_figures",
     "headline",
     "html_table",
     "load_results",

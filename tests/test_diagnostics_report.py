@@ -1,0 +1,113 @@
+"""Report figures from diagnostics records: each draws a PNG from a real record, runs side by
+side, and refuses a malformed record naming what is missing."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from normlab.data import load_dataset
+from normlab.diagnostics import Recorder
+from normlab.models import FullyConnectedNet
+from normlab.report.diagnostics import (
+    FIGURES,
+    activation_histograms,
+    diagnostics_figures,
+    saturation,
+    signal_propagation,
+    update_ratios,
+)
+from normlab.report.figures import render_png
+from normlab.solver import Solver
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DRAW = [activation_histograms, update_ratios, saturation, signal_propagation]
+
+
+def _record(normalization):
+    data = load_dataset("digits", num_training=200, num_validation=50, num_test=50)
+    model = FullyConnectedNet(
+        [20, 20], input_dim=64, num_classes=10, normalization=normalization,
+        activation="tanh", seed=0,
+    )  # fmt: skip
+    rec = Recorder(model, every=2)
+    Solver(
+        model, data, update_rule="adam", optim_config={"learning_rate": 1e-2}, batch_size=50,
+        num_iterations=6, verbose=False, callbacks=[rec], seed=0,
+    ).train()  # fmt: skip
+    return json.loads(json.dumps(rec.to_dict()))  # as results.json gives it back
+
+
+@pytest.fixture(scope="module")
+def records():
+    return {"none": _record(None), "batchnorm": _record("batchnorm")}
+
+
+@pytest.mark.parametrize("draw", DRAW, ids=lambda f: f.__name__)
+def test_each_figure_draws_a_png_of_one_and_of_several_runs(records, draw):
+    for recs in (records, records["batchnorm"]):
+        png = render_png(draw(recs))
+        assert png.startswith(PNG_MAGIC) and len(png) > 5000
+
+
+def test_histograms_of_the_pre_normalization_too(records):
+    assert render_png(activation_histograms(records, stage="pre_norm")).startswith(PNG_MAGIC)
+    with pytest.raises(ValueError, match="unknown stage 'post'"):
+        activation_histograms(records, stage="post")
+
+
+def test_all_figures_by_stem(records):
+    figs = diagnostics_figures(records)
+    assert list(figs) == list(FIGURES)
+    no_signal = copy.deepcopy(records)
+    no_signal["none"]["signal_propagation"] = None
+    assert "diagnostics_signal" not in diagnostics_figures(no_signal)
+
+
+def _without(rec, path):
+    """A deep copy of ``rec`` without the key at the dotted ``path``."""
+    out = copy.deepcopy(rec)
+    *head, last = path.split(".")
+    node = out
+    for k in head:
+        node = node[k]
+    del node[last]
+    return out
+
+
+@pytest.mark.parametrize(
+    "draw, path",
+    [
+        (activation_histograms, "hist_edges"),
+        (activation_histograms, "layers.2.pre_act.hist"),
+        (update_ratios, "params"),
+        (update_ratios, "params.W1.update_data_log10"),
+        (saturation, "layers.1.saturation"),
+        (saturation, "iterations"),
+        (signal_propagation, "signal_propagation.pre_act.var"),
+        (signal_propagation, "signal_propagation"),
+    ],
+)
+def test_a_malformed_record_is_refused_naming_what_is_missing(records, draw, path):
+    bad = {"none": records["none"], "batchnorm": _without(records["batchnorm"], path)}
+    with pytest.raises(ValueError, match=f"'batchnorm' has no '{path}'"):
+        draw(bad)
+
+
+@pytest.mark.parametrize("draw", DRAW, ids=lambda f: f.__name__)
+def test_not_a_record_is_refused(records, draw):
+    with pytest.raises(ValueError, match="expected a diagnostics record"):
+        draw([])
+    with pytest.raises(ValueError, match="format_version 7"):
+        draw({"x": {**records["none"], "format_version": 7}})
+    with pytest.raises(ValueError, match="is a list, not a dict"):
+        draw({"x": []})
+
+
+def test_a_record_of_no_iteration_is_refused(records):
+    empty = copy.deepcopy(records["none"])
+    empty["iterations"] = []
+    with pytest.raises(ValueError, match="no recorded 'iterations'"):
+        update_ratios(empty)
+    assert np.isfinite(records["none"]["params"]["W1"]["update_data_log10"]).all()
