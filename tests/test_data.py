@@ -291,7 +291,7 @@ def test_explicit_data_dir_is_the_only_place_searched(tmp_path, monkeypatch):
     assert load_dataset("fashion-mnist", num_validation=2, download=False)["data_dir"] == str(
         tmp_path / "env" / "fashion-mnist"
     )
-    assert load_dataset("digits")["data_dir"] is None  # bundled with scikit-learn
+    assert load_dataset("digits")["data_dir"] is None  # embedded in the package
 
 
 def test_relative_data_dir_is_looked_in_and_recorded_absolute(tmp_path, monkeypatch):

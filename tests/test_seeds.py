@@ -108,9 +108,7 @@ def test_paired_seeds_cancel_what_the_pairs_share():
     assert difference(a, b, paired=True).clear
     assert not difference(a, b, paired=False).clear
     d = difference(a, b, paired=False)
-    from scipy.stats import t
-
-    q = t.ppf(0.975, 3)  # 4 seeds a side: 3 degrees of freedom (the smaller side's, cautious)
+    q = 3.1824463052837078  # t(0.975, 3): 4 seeds a side, the smaller side's dof (cautious)
     assert d.bound == pytest.approx(q * math.sqrt(2 * statistics.variance(a) / 4))
 
 
@@ -241,12 +239,10 @@ def test_seed_zero_of_several_is_the_one_seed_run():
 
 
 def test_few_seeds_widen_the_bound_as_student_t_says():
-    from scipy.stats import t
-
     a, b = [0.80, 0.82], [0.86, 0.87]  # paired differences 0.06 and 0.05
     d = difference(a, b, paired=True)
     se = statistics.stdev([0.06, 0.05]) / math.sqrt(2)
-    assert d.bound == pytest.approx(t.ppf(0.975, 1) * se)  # 12.7 standard errors
+    assert d.bound == pytest.approx(12.706204736174694 * se)  # t(0.975, 1): 12.7 SEs
     assert not d.clear  # two seeds agreeing to 0.01 say little about their spread
     assert difference(a * 3, b * 3, paired=True).bound < d.bound  # 6 seeds: tighter
 
@@ -265,3 +261,31 @@ def test_a_quick_run_needs_three_seeds_to_conclude():
     assert qualify("A rose.", big, quick=True) == "A rose."
     one = [difference([0.2], [0.9], 1000)]  # clear on one seed: evaluation noise only
     assert one[0].clear and qualify("A rose.", one, quick=True).startswith("Quick run")
+
+
+# t(0.975, df) as SciPy 1.17's t.ppf gives it (and printed tables, to their 3 decimals)
+_T975 = {1: 12.706204736174694, 2: 4.302652729749462, 3: 3.1824463052837078,
+         4: 2.7764451051977934, 5: 2.5705818356363146, 9: 2.262157162798205,
+         29: 2.045229642132703, 99: 1.9842169515864174, 1000: 1.9623390808264083}  # fmt: skip
+
+
+@pytest.mark.parametrize("df", sorted(_T975))
+def test_student_t_quantile_without_scipy(df):
+    from normlab.experiments.noise import _t975
+
+    assert _t975(df) == pytest.approx(_T975[df], rel=1e-11)
+
+
+def test_student_t_quantile_matches_scipy_where_installed():
+    stats = pytest.importorskip("scipy.stats")
+    from normlab.experiments.noise import _t975
+
+    for df in range(1, 60):
+        assert _t975(df) == pytest.approx(stats.t.ppf(0.975, df), rel=1e-11)
+
+
+def test_student_t_quantile_refuses_no_degrees_of_freedom():
+    from normlab.experiments.noise import _t975
+
+    with pytest.raises(ValueError, match="at least 1 degree of freedom"):
+        _t975(0)

@@ -8,7 +8,7 @@ Modules
 -------
 idx        IDX files of MNIST / Fashion-MNIST (:func:`read_idx`).
 cifar      CIFAR-10 pickled (with a restricted unpickler) and binary batches.
-digits     scikit-learn's bundled 8x8 digits, the offline default.
+digits     the embedded 8x8 digits (UCI optdigits, CC BY 4.0), the offline default.
 discovery  where files are looked for; verified downloads.
 splits     validation carving, subsampling, scaling, mean subtraction.
 loaders    ``load_<name>`` per dataset and :func:`load_dataset`.

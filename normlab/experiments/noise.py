@@ -172,11 +172,45 @@ def difference(a: list, b: list, n_eval: int | None = None, paired: bool = False
     return Difference(ma, mb, math.sqrt((seeds_part or 0.0) + (eval_part or 0.0)), n_seeds)
 
 
-def _t975(df: int) -> float:
-    """The 97.5% quantile of Student's t distribution with ``df`` degrees of freedom."""
-    from scipy.stats import t  # scikit-learn's dependency; imported when a bound needs it
+def _t_central(t: float, df: int) -> float:
+    """``P(|T| < t)`` for Student's t with an integer ``df >= 1`` degrees of freedom, in closed
+    form (Abramowitz & Stegun 26.7.3-4): with ``theta = atan(t / sqrt(df))``, ``c = cos(theta)^2``,
 
-    return float(t.ppf(0.975, df))
+    * odd df: ``(2/pi) * (theta + sin(theta) cos(theta) (1 + 2/3 c + 2*4/(3*5) c^2 + ...))``,
+      the series to ``c^((df-3)/2)`` (empty for df = 1, the Cauchy distribution);
+    * even df: ``sin(theta) * (1 + 1/2 c + 1*3/(2*4) c^2 + ...)``, to ``c^((df-2)/2)``.
+    """
+    theta = math.atan(t / math.sqrt(df))
+    c = math.cos(theta) ** 2
+    odd = df % 2
+    term = total = 1.0
+    for k in range(2 if odd else 1, df - 1, 2):  # the series' k-th ratio: k / (k + 1) * c
+        term *= c * k / (k + 1)
+        total += term
+    if odd:
+        series = math.sin(theta) * math.cos(theta) * total if df > 1 else 0.0
+        return 2.0 / math.pi * (theta + series)
+    return math.sin(theta) * total
+
+
+def _t975(df: int) -> float:
+    """The 97.5% quantile of Student's t distribution with ``df`` degrees of freedom (12.706
+    for 1, 4.303 for 2, 2.776 for 4; 1.96 as df grows): the ``t`` with ``P(|T| < t) = 0.95``,
+    by bisection on :func:`_t_central` (monotone in t), to float precision. SciPy's
+    ``t.ppf(0.975, df)`` computes the same number; written here so that the runtime needs no
+    SciPy (issue 14: a 140 MB dependency for one quantile).
+    """
+    if df < 1:
+        raise ValueError(f"expected at least 1 degree of freedom (2 seeds), got {df}")
+    lo, hi = 0.0, 1.0
+    while _t_central(hi, df) < 0.95:  # bracket: hi = 16 holds df = 1's 12.706
+        hi *= 2.0
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            break
+        lo, hi = (mid, hi) if _t_central(mid, df) < 0.95 else (lo, mid)
+    return 0.5 * (lo + hi)
 
 
 def qualify(sentence: str, differences: list[Difference], quick: bool) -> str:

@@ -318,7 +318,7 @@ def environment() -> dict:
     Returns
     -------
     env : dict
-        ``python``, ``numpy``, ``numba``, ``matplotlib``, ``scipy``, ``dask``, ``normlab``
+        ``python``, ``numpy``, ``numba``, ``matplotlib``, ``dask``, ``normlab``
         versions (None if absent), ``platform``, ``cpu``, ``cpu_count``, ``numba_threads``,
         ``backend`` (``$NORMLAB_BACKEND``).
     """
@@ -337,7 +337,6 @@ def environment() -> dict:
         "numpy": np.__version__,
         "numba": numba.__version__,
         "matplotlib": version("matplotlib"),
-        "scipy": version("scipy"),  # scikit-learn until the digits were embedded
         "dask": version("dask"),
         "normlab": version("normlab"),
         "platform": platform.platform(),
