@@ -111,3 +111,23 @@ def test_a_record_of_no_iteration_is_refused(records):
     with pytest.raises(ValueError, match="no recorded 'iterations'"):
         update_ratios(empty)
     assert np.isfinite(records["none"]["params"]["W1"]["update_data_log10"]).all()
+
+
+def test_an_experiment_records_and_its_report_draws_the_diagnostics(tmp_path):
+    from normlab.cli import main
+    from normlab.experiments.demo import DemoConfig
+
+    out = tmp_path / "demo"
+    argv = ["experiment", "demo", "--quick", "--set", "num_epochs=1", "--set", "diagnostics=10"]
+    assert main([*argv, "--set", "normalizations=none,batchnorm", "--out", str(out)]) == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert set(runs) == {"none", "batchnorm"}
+    assert all(run["diagnostics"]["every"] == 10 for run in runs.values())
+    for stem in FIGURES:
+        assert (out / f"{stem}.png").read_bytes().startswith(PNG_MAGIC)
+        (out / f"{stem}.png").unlink()
+    assert main(["report", str(out)]) == 0  # redrawn from results.json alone
+    assert all((out / f"{stem}.png").is_file() for stem in FIGURES)
+    assert 'alt="diagnostics_signal"' in (out / "report.html").read_text()
+    with pytest.raises(ValueError, match="expected diagnostics >= 1"):
+        DemoConfig(diagnostics=0)

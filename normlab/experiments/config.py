@@ -75,6 +75,9 @@ class ExperimentConfig:
     seeds: int = opt(1, "runs of every setting, each from its own seed; mean and spread shown")
     quick: bool = opt(False, "the reduced variant that finishes in seconds")
     normalizations: tuple[str, ...] = opt(("none", "batchnorm"), "normalizations compared")
+    diagnostics: int | None = opt(
+        None, "record diagnostics every N iterations (normlab.diagnostics.Recorder)"
+    )
 
     def __post_init__(self) -> None:
         from normlab.models import available_normalizations

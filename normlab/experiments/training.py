@@ -186,7 +186,9 @@ def build_model(data: dict, seed: int, normalization: str | None, model: str = "
     return built, solver_seed
 
 
-def train_solver(model: Any, data: dict, seed: int, callbacks=(), **options: Any) -> dict:
+def train_solver(
+    model: Any, data: dict, seed: int, callbacks=(), diagnostics: int | None = None, **options: Any
+) -> dict:
     """Train ``model`` with a Solver; return its curves and scores (divergence included).
 
     Parameters
@@ -199,6 +201,9 @@ def train_solver(model: Any, data: dict, seed: int, callbacks=(), **options: Any
         The Solver's seed (batch order, accuracy subsamples).
     callbacks : sequence of callables
         Solver callbacks.
+    diagnostics : int, optional
+        Record training diagnostics every ``diagnostics`` iterations with a
+        :class:`~normlab.diagnostics.Recorder` (None: none).
     **options
         Solver keyword arguments (``update_rule``, ``optim_config``, ``batch_size``,
         ``num_epochs``...); ``verbose`` defaults to False.
@@ -213,10 +218,18 @@ def train_solver(model: Any, data: dict, seed: int, callbacks=(), **options: Any
         ``diverged`` (the loss became NaN or infinite: the curves stop there and the scores are
         those reached before), ``num_val`` and ``num_test`` (images the validation and test
         accuracies are measured on: the noise bounds of :mod:`~normlab.experiments.noise`),
-        ``data_dir`` (the folder the dataset was read from; None for the embedded digits).
+        ``data_dir`` (the folder the dataset was read from; None for the embedded digits);
+        with ``diagnostics``, also ``diagnostics``: the Recorder's ``to_dict()``.
     """
     options.setdefault("verbose", False)
-    solver = Solver(model, data, seed=seed, callbacks=list(callbacks), **options)
+    callbacks = list(callbacks)
+    recorder = None
+    if diagnostics is not None:
+        from normlab.diagnostics import Recorder
+
+        recorder = Recorder(model, every=diagnostics)  # θ copied now: right before training
+        callbacks.append(recorder)
+    solver = Solver(model, data, seed=seed, callbacks=callbacks, **options)
     diverged = False
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
@@ -227,6 +240,7 @@ def train_solver(model: Any, data: dict, seed: int, callbacks=(), **options: Any
     losses = solver.loss_history
     last = losses[-ipe:] if len(losses) >= ipe else losses
     test_acc = None if diverged else accuracy(model, data["X_test"], data["y_test"])
+    extra = {} if recorder is None else {"diagnostics": recorder.to_dict()}
     return {
         "loss": finite(losses),
         "train_acc": finite(solver.train_acc_history),
@@ -241,6 +255,7 @@ def train_solver(model: Any, data: dict, seed: int, callbacks=(), **options: Any
         "num_val": len(data["y_val"]) if solver.num_val_samples is None else solver.num_val_samples,
         "num_test": len(data["y_test"]),
         "data_dir": data.get("data_dir"),
+        **extra,
     }
 
 
@@ -250,8 +265,9 @@ def train_fc(config: Any, params: dict, seed: int, callbacks=(), **options: Any)
     The net has ``config.hidden_dims`` and initial weights of ``weight_scale``; it learns from
     ``config.num_training`` images with ``config.update_rule`` (Adam where the config has
     none) at ``config.learning_rate``, in batches of ``batch_size``, for ``config.num_epochs``
-    epochs. A setting the run sweeps (``weight_scale``, ``batch_size``) is in its ``params``,
-    beside its ``normalization``; else it is the config's.
+    epochs; with ``config.diagnostics`` (where the config has it) a Recorder records every
+    that many iterations. A setting the run sweeps (``weight_scale``, ``batch_size``) is in
+    its ``params``, beside its ``normalization``; else it is the config's.
 
     Parameters
     ----------
@@ -290,7 +306,7 @@ def train_fc(config: Any, params: dict, seed: int, callbacks=(), **options: Any)
         optim_config={"learning_rate": config.learning_rate},
         batch_size=setting("batch_size"),
         num_epochs=config.num_epochs,
-        **options,
+        **{"diagnostics": getattr(config, "diagnostics", None), **options},
     )
     return {**out, **{k: v for k, v in params.items() if k != "normalization"}}
 

@@ -38,6 +38,7 @@ __all__ = [
     "UPDATE_RULE_OF_THUMB",
     "activation_histograms",
     "diagnostics_figures",
+    "run_diagnostics",
     "saturation",
     "signal_propagation",
     "update_ratios",
@@ -370,3 +371,23 @@ def diagnostics_figures(records: dict) -> dict[str, Figure]:
             continue
         figs[stem] = draw(recs)
     return figs
+
+
+def run_diagnostics(results: dict) -> dict[str, dict]:
+    """The diagnostics records of an experiment's runs, by run name (``{}``: none recorded).
+
+    A run holds one in its output's ``'diagnostics'`` (an experiment run with
+    ``diagnostics=N``). With several seeds, the first seed's runs stand for their settings
+    (``'batchnorm/seed=0'`` is shown as ``'batchnorm'``): the figures compare runs, not seeds.
+    """
+    seeds = results.get("seeds", 1)
+    out = {}
+    for name, run in results.get("runs", {}).items():
+        if not isinstance(run, dict) or not run.get("diagnostics"):
+            continue
+        if seeds > 1:
+            if not name.endswith("/seed=0"):
+                continue
+            name = name.removesuffix("/seed=0")
+        out[name] = run["diagnostics"]
+    return out

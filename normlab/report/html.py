@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from normlab._io import atomic_write, atomic_write_text
+from normlab.report.diagnostics import diagnostics_figures, run_diagnostics
 from normlab.report.figures import make_figures, render_png
 from normlab.report.results import headline
 from normlab.report.tables import html_table
@@ -125,6 +126,9 @@ def render_html(results: dict, pngs: dict[str, bytes]) -> str:
 def write_report(results: dict, out_dir: str | Path) -> Path:
     """Draw the figures into ``out_dir/<name>.png`` and write ``out_dir/report.html`` (atomically).
 
+    The declared figures, then, where runs recorded training diagnostics, the figures of
+    :mod:`normlab.report.diagnostics` (``diagnostics_*.png``).
+
     Parameters
     ----------
     results : dict
@@ -140,7 +144,11 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pngs = {}
-    for stem, fig in make_figures(results).items():
+    figures = make_figures(results)
+    records = run_diagnostics(results)  # runs of an experiment run with diagnostics=N
+    if records:
+        figures.update(diagnostics_figures(records))
+    for stem, fig in figures.items():
         pngs[stem] = render_png(fig)
         with atomic_write(out / f"{stem}.png") as f:
             f.write(pngs[stem])
