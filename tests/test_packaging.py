@@ -91,6 +91,10 @@ def test_runtime_needs_neither_scikit_learn_nor_scipy():
                 imported.add(node.module.split(".")[0])
     assert "sklearn" not in imported
     assert "scipy" not in names and "scipy" not in imported  # noise.py's t quantile is ours
+    # every third-party import is a declared dependency (threadpoolctl came with scikit-learn)
+    third_party = imported - set(sys.stdlib_module_names) - {"normlab"}
+    provided = names | ({"distributed"} if any("dask[distributed]" in d for d in deps) else set())
+    assert third_party <= provided, f"imported but not declared: {sorted(third_party - provided)}"
 
 
 # ------------------------------------------------------------------ first contact
