@@ -131,3 +131,18 @@ def test_an_experiment_records_and_its_report_draws_the_diagnostics(tmp_path):
     assert 'alt="diagnostics_signal"' in (out / "report.html").read_text()
     with pytest.raises(ValueError, match="expected diagnostics >= 1"):
         DemoConfig(diagnostics=0)
+
+
+def test_overwrite_removes_the_diagnostics_figures_too(tmp_path):
+    """--overwrite deletes what an experiment wrote: the diagnostics PNGs included, so a rerun
+    without --set diagnostics leaves none of the old run's behind."""
+    from normlab.report import diagnostics
+    from normlab.report.results import DIAGNOSTICS_FIGURES, output_files, remove_outputs
+
+    assert set(diagnostics.FIGURES) == set(DIAGNOSTICS_FIGURES)
+    for stem in DIAGNOSTICS_FIGURES:
+        (tmp_path / f"{stem}.png").write_bytes(b"png")
+    (tmp_path / "notes.png").write_bytes(b"theirs")  # not ours: kept
+    assert {p.name for p in output_files(tmp_path)} == {f"{s}.png" for s in DIAGNOSTICS_FIGURES}
+    remove_outputs(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.png"]

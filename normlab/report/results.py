@@ -38,6 +38,11 @@ __all__ = [
 FORMAT_VERSION = 2
 RUNS_DIR = "runs"  # one <run name>.json per finished run, written as the run ends
 _FILES = ("results.json", "config.json", "report.html")  # besides the runs and the figures
+# the figures report.diagnostics draws from runs that recorded diagnostics (its FIGURES' keys)
+DIAGNOSTICS_FIGURES = (
+    "diagnostics_histograms", "diagnostics_update_ratio", "diagnostics_saturation",
+    "diagnostics_signal",
+)  # fmt: skip
 
 
 def _dump(obj, indent: int) -> str:
@@ -121,10 +126,11 @@ def output_files(out_dir: str | Path, figure_names=()) -> list[Path]:
     """The files an experiment wrote into ``out_dir`` that exist there, nothing else.
 
     ``results.json``, ``config.json``, ``report.html``, the runs in ``runs/`` and the PNG of
-    every figure named in ``figure_names`` or declared by the ``results.json`` there.
+    every figure named in ``figure_names``, declared by the ``results.json`` there, or drawn
+    from recorded diagnostics (:data:`DIAGNOSTICS_FIGURES`).
     """
     out = Path(out_dir)
-    names = set(figure_names)
+    names = set(figure_names) | set(DIAGNOSTICS_FIGURES)
     try:
         declared = json.loads((out / "results.json").read_text()).get("figures", [])
         names |= {f["name"] for f in declared if isinstance(f, dict) and "name" in f}
