@@ -118,7 +118,7 @@ def test_an_experiment_records_and_its_report_draws_the_diagnostics(tmp_path):
     from normlab.experiments.demo import DemoConfig
 
     out = tmp_path / "demo"
-    argv = ["experiment", "demo", "--quick", "--set", "num_epochs=1", "--set", "diagnostics=10"]
+    argv = ["experiment", "demo", "--quick", "--set", "num_epochs=1", "--diagnostics", "10"]
     assert main([*argv, "--set", "normalizations=none,batchnorm", "--out", str(out)]) == 0
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert set(runs) == {"none", "batchnorm"}

@@ -16,7 +16,14 @@ import time
 from pathlib import Path
 
 from .errors import UsageError
-from .options import DATA_FIELDS, check_data_dir, check_resume_options, check_run_options, given
+from .options import (
+    DATA_FIELDS,
+    RUN_FIELDS,
+    check_data_dir,
+    check_resume_options,
+    check_run_options,
+    given,
+)
 from .outputs import (
     INTERRUPTED,
     check_out_dir,
@@ -26,7 +33,7 @@ from .outputs import (
     stop_requested,
 )
 
-EXPERIMENT_FIELDS = ("seed", "seeds", *DATA_FIELDS)  # the ExperimentConfig fields given as flags
+EXPERIMENT_FIELDS = (*RUN_FIELDS, *DATA_FIELDS)  # the ExperimentConfig fields given as flags
 
 
 def _shown(value) -> str:
@@ -172,7 +179,7 @@ def demo(args) -> int:
 
     check_run_options(args)
     exp = get_experiment("demo")
-    config = config_from_dict(exp.config_cls, given(args, ["seed", "seeds"]))
+    config = config_from_dict(exp.config_cls, given(args, RUN_FIELDS))
     if args.quick:
         config = exp.quick(config)
     return _run_and_report(exp, config, args, Path(args.out))

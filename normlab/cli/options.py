@@ -97,12 +97,15 @@ def given(args: argparse.Namespace, names: Iterable[str]) -> dict:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
+RUN_FIELDS = ("seed", "seeds", "diagnostics")  # ExperimentConfig fields given as flags
+
+
 def add_run_options(
     parser, config_cls: type, out_default: str | None, quick_help: str, scheduler: bool
 ) -> None:
     """How an experiment runs and where it writes: ``--out``, ``--seed``, ``--seeds``,
-    ``--jobs``, ``--scheduler`` (if ``scheduler``) and ``--quick``; ``--seed`` and ``--seeds``
-    are ``config_cls``'s fields."""
+    ``--diagnostics``, ``--jobs``, ``--scheduler`` (if ``scheduler``) and ``--quick``;
+    ``--seed``, ``--seeds`` and ``--diagnostics`` are ``config_cls``'s fields."""
     parser.add_argument(
         "--out",
         default=out_default,
@@ -110,7 +113,7 @@ def add_run_options(
         help="output directory for results.json, config.json, figures and report.html "
         f"(default {out_default or 'normlab-NAME'})",
     )
-    add_config_options(parser, config_cls, ["seed", "seeds"])
+    add_config_options(parser, config_cls, RUN_FIELDS)
     add_resume_options(parser, "--out DIR", "the runs saved in --out (same settings)")
     parser.add_argument(
         "--jobs",
