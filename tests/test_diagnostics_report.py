@@ -146,3 +146,40 @@ def test_overwrite_removes_the_diagnostics_figures_too(tmp_path):
     assert {p.name for p in output_files(tmp_path)} == {f"{s}.png" for s in DIAGNOSTICS_FIGURES}
     remove_outputs(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.png"]
+
+
+class _Trained(Exception):
+    """Raised by the stand-in Solver run: the task got as far as training."""
+
+
+@pytest.mark.parametrize("name", sorted(__import__("normlab.experiments").experiments.EXPERIMENTS))
+def test_every_experiment_that_trains_passes_diagnostics_on(name, monkeypatch):
+    """--diagnostics N reaches the Solver run of every experiment's training tasks: none of them
+    drops it silently (each calls training.train_solver, directly or through train_fc)."""
+    import sys
+
+    from normlab.experiments import get_experiment
+    from normlab.experiments import training as T
+
+    seen = []
+
+    def fake_train_solver(model, data, seed, callbacks=(), diagnostics=None, **options):
+        seen.append(diagnostics)
+        raise _Trained
+
+    for mod in list(sys.modules.values()):  # the name as each experiment module imported it
+        if getattr(mod, "__name__", "").startswith("normlab.experiments") and hasattr(
+            mod, "train_solver"
+        ):
+            monkeypatch.setattr(mod, "train_solver", fake_train_solver)
+    assert T.train_solver is fake_train_solver
+    exp = get_experiment(name)
+    config = exp.quick(exp.config_cls(dataset="digits", diagnostics=7))
+    trains = False
+    for spec in exp.runs(config):
+        try:
+            exp.run_task(config, spec.params, 0)
+        except _Trained:
+            trains = True
+    assert trains, f"{name}: no task reached the Solver"
+    assert set(seen) == {7}, f"{name}: diagnostics passed as {seen}"

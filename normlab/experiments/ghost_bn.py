@@ -121,6 +121,7 @@ def run_task(config: GhostBNConfig, params: dict, seed: int) -> dict:
         model,
         data,
         solver_seed,
+        diagnostics=config.diagnostics,
         update_rule="sgd_momentum",
         optim_config={"learning_rate": config.learning_rate, "momentum": config.momentum},
         batch_size=config.batch_size,

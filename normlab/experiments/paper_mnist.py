@@ -123,6 +123,7 @@ def run_task(config: PaperMNISTConfig, params: dict, seed: int) -> dict:
         model,
         data,
         solver_seed,
+        diagnostics=config.diagnostics,
         callbacks=[measure],
         update_rule="sgd",
         optim_config={"learning_rate": config.learning_rate},

@@ -146,6 +146,7 @@ def run_task(config: RenormConfig, params: dict, seed: int) -> dict:
         model,
         data,
         solver_seed,
+        diagnostics=config.diagnostics,
         update_rule="sgd_momentum",
         optim_config={"learning_rate": lr, "momentum": config.momentum},
         batch_size=bs,

@@ -77,6 +77,7 @@ def run_task(config: SmallBatchConfig, params: dict, seed: int) -> dict:
         model,
         data,
         solver_seed,
+        diagnostics=config.diagnostics,
         update_rule="sgd_momentum",
         optim_config={"learning_rate": lr, "momentum": config.momentum},
         batch_size=bs,
