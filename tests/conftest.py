@@ -1,3 +1,7 @@
+import contextlib
+import io
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -31,6 +35,20 @@ def default_blas_threads(one_blas_thread):
     one_blas_thread.restore_original_limits()
     yield
     threadpool_limits(limits=1, user_api="blas")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """One ``normlab demo --quick --seed 3``, shared by the tests that read it (test_cli,
+    test_experiments, test_report): ``rc``, its ``out`` folder, ``stdout`` and ``stderr``.
+    Copy the folder before changing anything in it."""
+    from normlab.cli import main
+
+    out = tmp_path_factory.mktemp("demo-run") / "demo"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        rc = main(["demo", "--quick", "--out", str(out), "--seed", "3"])
+    return SimpleNamespace(rc=rc, out=out, stdout=stdout.getvalue(), stderr=stderr.getvalue())
 
 
 @pytest.fixture(params=["numba", "numpy"])

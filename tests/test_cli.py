@@ -41,17 +41,16 @@ def test_experiment_list(capsys):
     assert all(len(ln.split(None, 1)[1]) > 20 for ln in lines)
 
 
-def test_demo(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out), "--seed", "3"]) == 0
-    captured = capsys.readouterr()
-    header = captured.out.strip().splitlines()[0]
+def test_demo(demo_run):
+    out = demo_run.out  # normlab demo --quick --seed 3 (conftest)
+    assert demo_run.rc == 0
+    header = demo_run.stdout.strip().splitlines()[0]
     for col in ("final val acc", "best val acc", "test acc", "epochs to 0.90", "time (s)"):
         assert col in header
     for norm in ("none", "batch norm", "layer norm", "group norm"):
-        assert f"\n{norm} " in captured.out
-    assert f"report: {out / 'report.html'}" in captured.out
-    assert captured.err.count("best val acc") == 4  # one progress line per run
+        assert f"\n{norm} " in demo_run.stdout
+    assert f"report: {out / 'report.html'}" in demo_run.stdout
+    assert demo_run.stderr.count("best val acc") == 4  # one progress line per run
     res = json.loads((out / "results.json").read_text())
     assert res["seed"] == 3 and sorted(res["runs"]) == [
         "batchnorm", "groupnorm", "layernorm", "none"]  # fmt: skip

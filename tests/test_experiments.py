@@ -146,11 +146,8 @@ def test_every_experiment_has_a_check():
     assert set(CHECKS) == set(EXPERIMENTS)
 
 
-@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
-def test_quick_mode_through_the_cli(name, tmp_path, capsys):
-    out = tmp_path / name
-    assert main(["experiment", name, "--quick", "--out", str(out)]) == 0
-    captured = capsys.readouterr()
+def _check_quick_run(name, out, stdout, stderr):
+    """What a --quick run of experiment ``name`` wrote into ``out`` and printed."""
     for f in ("results.json", "config.json", "report.html"):
         assert (out / f).is_file(), f
     pngs = sorted(out.glob("*.png"))
@@ -165,8 +162,23 @@ def test_quick_mode_through_the_cli(name, tmp_path, capsys):
     assert page.count("data:image/png;base64,") == len(pngs)
     assert "<table" in page and res["environment"]["numpy"] in page
     # progress: one line per run on stderr; the table, headline and report path on stdout
-    assert captured.err.count("/{}]".format(len(res["runs"]))) == len(res["runs"])
-    assert f"report: {out / 'report.html'}" in captured.out
+    assert stderr.count("/{}]".format(len(res["runs"]))) == len(res["runs"])
+    assert f"report: {out / 'report.html'}" in stdout
+
+
+@pytest.mark.parametrize("name", sorted(set(EXPERIMENTS) - {"demo"}))
+def test_quick_mode_through_the_cli(name, tmp_path, capsys):
+    out = tmp_path / name
+    assert main(["experiment", name, "--quick", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    _check_quick_run(name, out, captured.out, captured.err)
+
+
+def test_quick_demo_through_its_command(demo_run):
+    """The demo through ``normlab demo --quick`` (conftest's run, which test_cli and test_report
+    read too); ``normlab experiment NAME`` is the path of every other experiment above."""
+    assert demo_run.rc == 0
+    _check_quick_run("demo", demo_run.out, demo_run.stdout, demo_run.stderr)
 
 
 def test_quick_variants_are_reduced_and_flagged():

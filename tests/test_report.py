@@ -2,6 +2,7 @@
 
 import base64
 import json
+import shutil
 
 import pytest
 
@@ -21,9 +22,11 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--quick", "--out", str(out)]) == 0
+def demo_dir(demo_run, tmp_path_factory):
+    """A copy of the session's quick demo (conftest), which these tests rewrite."""
+    assert demo_run.rc == 0
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    shutil.copytree(demo_run.out, out)
     return out
 
 
