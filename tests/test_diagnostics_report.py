@@ -131,6 +131,9 @@ def test_an_experiment_records_and_its_report_draws_the_diagnostics(tmp_path):
     assert 'alt="diagnostics_signal"' in (out / "report.html").read_text()
     with pytest.raises(ValueError, match="expected diagnostics >= 1"):
         DemoConfig(diagnostics=0)
+    for bad in (2.5, "20", True):  # refused when built, not inside every task
+        with pytest.raises(ValueError, match="expected diagnostics an integer >= 1"):
+            DemoConfig(diagnostics=bad)
 
 
 def test_overwrite_removes_the_diagnostics_figures_too(tmp_path):
@@ -183,3 +186,25 @@ def test_every_experiment_that_trains_passes_diagnostics_on(name, monkeypatch):
             trains = True
     assert trains, f"{name}: no task reached the Solver"
     assert set(seen) == {7}, f"{name}: diagnostics passed as {seen}"
+
+
+def test_a_single_record_still_draws_its_points(records):
+    """A run recorded once (a sweep's largest batch, a short run) has one point per curve: it
+    gets markers, or its panel would be empty."""
+    import copy
+
+    from normlab.report.diagnostics import saturation, update_ratios
+
+    one = copy.deepcopy(records["batchnorm"])
+    keep = slice(0, 1)
+    one["iterations"] = one["iterations"][keep]
+    for p in one["params"].values():
+        for k, v in p.items():
+            if isinstance(v, list):
+                p[k] = v[keep]
+    for layer in one["layers"].values():
+        layer["saturation"] = layer["saturation"][keep]
+    for draw in (update_ratios, saturation):
+        lines = [ln for ax in draw({"batchnorm": one}).axes for ln in ax.get_lines()]
+        drawn = [ln for ln in lines if len(ln.get_xdata()) == 1]
+        assert drawn and all(ln.get_marker() == "o" for ln in drawn)

@@ -84,6 +84,12 @@ class ExperimentConfig:
 
         for f in dataclasses.fields(self):
             _check_positive(type(self).__name__, f.name, getattr(self, f.name), f.metadata)
+        d = self.diagnostics
+        if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1):
+            raise ValueError(
+                f"{type(self).__name__}: expected diagnostics an integer >= 1 (record every N "
+                f"iterations) or None (no recording), got {d!r}"
+            )
         require_nonempty(self, "normalizations")
         known = ["none", *[n for n in available_normalizations() if n is not None]]
         for n in self.normalizations:

@@ -228,7 +228,7 @@ def update_ratios(records: dict) -> Figure:
             )
         for p in weights:
             _require({name: rec}, f"params.{p}.update_data_log10")
-            ax.plot(its, _arr(rec["params"][p]["update_data_log10"]), lw=1.2, label=p)
+            ax.plot(its, _arr(rec["params"][p]["update_data_log10"]), lw=1.2, label=p, **_few(its))
         ax.axhline(UPDATE_RULE_OF_THUMB, color="k", ls="--", lw=0.8, label="1e-3")
         ax.set(title=_style(name)[0], xlabel="iteration")
         ax.grid(alpha=0.3)
@@ -279,7 +279,7 @@ def saturation(records: dict) -> Figure:
             if entry["activation"] is None:
                 continue  # the scores layer: nothing saturates
             meaning.add(f"{entry['activation']}: {rec['saturation'].get(entry['activation'])}")
-            ax.plot(its, _arr(entry["saturation"]), lw=1.2, label=f"layer {layer}")
+            ax.plot(its, _arr(entry["saturation"]), lw=1.2, label=f"layer {layer}", **_few(its))
         ax.set(title=_style(name)[0], xlabel="iteration", ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -346,6 +346,12 @@ def signal_propagation(records: dict) -> Figure:
     source = next(iter(recs.values()))["signal_propagation"].get("source", "")
     fig.suptitle(f"signal propagation at initialization ({source})", fontsize=10)
     return fig
+
+
+def _few(iterations) -> dict:
+    """Markers for a curve of few records: a line needs two points, and one record (a short run,
+    or a sweep's largest batch) would otherwise draw nothing."""
+    return {"marker": "o", "ms": 3} if len(iterations) <= 5 else {}
 
 
 FIGURES = {
