@@ -58,11 +58,11 @@ A model trained with that option (and ``momentum = 1 - p`` for PyTorch's ``momen
 accumulates PyTorch's statistics, up to the initial values (normlab's running variance starts at
 0, PyTorch's at 1: a difference that decays as ``momentum**t``). A default (biased) model
 exports a variance smaller by about ``(m - 1)/m`` than PyTorch would have accumulated on batches
-of ``m``; it cannot be converted exactly without ``m`` (and the initial value's residue), so it
-is not scaled: the file reproduces normlab's test mode, and PyTorch training on from it blends
-its unbiased estimates in (the difference fades at the rate of the momentum). The same holds in
-reverse: a PyTorch file loaded into a default model holds unbiased statistics that normlab's
-training then blends biased ones into.
+of ``m``; converting it needs that batch (or ghost batch) size, which the model does not
+store, so it is not scaled: the file reproduces normlab's test mode, and PyTorch training on
+from it blends its unbiased estimates in (the difference fades at the rate of the momentum).
+The same holds in reverse: a PyTorch file loaded into a default model holds unbiased statistics
+that normlab's training then blends biased ones into.
 
 ``num_batches_tracked``: a normlab model keeps the count only with ``momentum=None`` (PyTorch's
 cumulative average, where it is needed); it is written then, and 0 otherwise (PyTorch uses it

@@ -348,7 +348,8 @@ def affine_norm_relu_forward(x, w, b, gamma, beta, norm, norm_param):
     if not set(names) <= set(_GAMMA_BETA):
         raise ValueError(
             f"normalization {layer.name!r} takes the parameters {list(names)}, not gamma and "
-            f"beta alone: call its forward ({layer.forward.__name__}) directly"
+            "beta alone: call its forward function in normlab.layers directly (e.g. "
+            "spatial_evonorm_s0_forward)"
         )
     a, fc_cache = affine_forward(x, w, b)  # (N, M)
     _fill_norm_param(layer, norm_param, a.shape[1], a.dtype)

@@ -319,7 +319,7 @@ class Network:
         """Run the blocks; return ``(scores, caches)``, or the linear output of block ``stop``.
 
         ``probe(stage, blk, h)``, when given, sees each stage's output (``stage`` one of
-        'input', 'linear', 'norm', 'act', 'pool', 'dropout'); :meth:`first_nonfinite` uses it.
+        'input', 'linear', 'norm', 'act', 'dropout'); :meth:`first_nonfinite` uses it.
         """
         params, buffers = self.params, self.buffers
         record = self.record
