@@ -81,6 +81,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from normlab._io import atomic_write
 from normlab.models.base import Block, Network
 
 __all__ = ["StateMismatchError", "load_torch_state", "save_torch_state", "torch_modules"]
@@ -242,6 +243,8 @@ def save_torch_state(model: Network, path: str | os.PathLike) -> None:
     ------
     ValueError
         For a normalization or option with no ``torch.nn`` equivalent.
+    FileNotFoundError
+        If ``path``'s folder does not exist (nothing is written).
 
     Notes
     -----
@@ -259,8 +262,13 @@ def save_torch_state(model: Network, path: str | os.PathLike) -> None:
     and in PyTorch: ``net = nn.Sequential(nn.Linear(784, 32), nn.BatchNorm1d(32), nn.ReLU(),
     nn.Linear(32, 10)); net.load_state_dict(safetensors.torch.load_file("fc.safetensors"))``.
     """
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"save_torch_state: the folder {directory} does not exist; create it first"
+        )
     tensors = {}
     for e in _layout(model)[1]:
         if e.kind == "count":
@@ -269,7 +277,9 @@ def save_torch_state(model: Network, path: str | os.PathLike) -> None:
             continue
         a = model.buffers[e.name] if e.kind == "buffer" else model.params[e.name]
         tensors[e.key] = np.ascontiguousarray(a.T if e.kind == "linear" else a)
-    save_file(tensors, os.fspath(path), metadata={"format": "pt", "written_by": "normlab"})
+    data = save(tensors, metadata={"format": "pt", "written_by": "normlab"})
+    with atomic_write(path) as f:  # the file's mode as open() gives it; never half written
+        f.write(data)
 
 
 def _key_order(key: str) -> tuple:

@@ -224,3 +224,25 @@ def test_no_pickle_anywhere(tmp_path, monkeypatch):
     assert header["__metadata__"]["format"] == "pt"
     assert header["0.weight"]["dtype"] == "F32"
     assert header["1.num_batches_tracked"]["dtype"] == "I64"
+
+
+def test_saved_file_has_the_modes_open_gives_and_a_missing_folder_is_named(tmp_path):
+    """Written through normlab's atomic write: mode 0o666 minus the umask (not mkstemp's 0o600
+    that safetensors' save_file leaves), and a folder that does not exist is named as such."""
+    import os
+
+    from normlab.interop import save_torch_state
+    from normlab.models import FullyConnectedNet
+
+    model = FullyConnectedNet([4], input_dim=3, num_classes=2, normalization="batchnorm")
+    path = tmp_path / "fc.safetensors"
+    umask = os.umask(0o022)
+    try:
+        save_torch_state(model, path)
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
+    missing = tmp_path / "nope"
+    with pytest.raises(FileNotFoundError, match=f"folder {missing} does not exist"):
+        save_torch_state(model, missing / "fc.safetensors")
+    assert not missing.exists()

@@ -42,8 +42,8 @@ class Recorder:
       fixed bins :data:`~normlab.diagnostics.stats.HIST_EDGES` (60 bins of 0.2 over [-6, 6])
       and the counts below and above them;
     - ``saturation``: of the post-activation t: tanh ``|t| > 0.97``, sigmoid ``t < 0.03 or t >
-      0.97``, ReLU ``t == 0`` (dead), as a fraction of all units of the batch (None for a block
-      without activation, such as the last one);
+      0.97``, ReLU ``t == 0`` (zero outputs), as a fraction of all units of the batch (None for
+      a block without activation, such as the last one);
 
     and, for each parameter ``θ`` (``W1``, ``b1``, ``gamma1``...), with ``g`` the iteration's
     gradient and ``Δθ`` the change its optimizer step made: ``grad_std`` = std(g),

@@ -27,7 +27,7 @@ _SEARCH = np.array([*HIST_EDGES, np.nextafter(HIST_RANGE[1], np.inf), np.nan])  
 SATURATION = {
     "tanh": "fraction of units with |t| > 0.97",
     "sigmoid": "fraction of units with t < 0.03 or t > 0.97",
-    "relu": "fraction of units with t == 0 (dead ReLU)",
+    "relu": "fraction of ReLU outputs that are 0 (about half is usual; near 1: dying ReLUs)",
 }
 _ACTIVATION_NAMES = {fns[0]: name for name, fns in ACTIVATIONS.items()}  # forward -> name
 
