@@ -167,7 +167,7 @@ def _run_and_report(exp, config, args, out_dir: Path) -> int:
 
 
 def demo(args) -> int:
-    """train a deep net on the digits without and with batch/layer/group norm (seconds)
+    """train a deep net on the digits without and with batch/layer/group norm (takes seconds)
 
     Train the same deep fully-connected network (6 hidden layers of 100, weights N(0, 0.02^2),
     Adam) on the embedded 8x8 digits without normalization and with batch, layer and group

@@ -82,9 +82,12 @@ def add_config_options(
             dest=name,
             type=dataset_name if name == "dataset" else None,
             default=None,
-            metavar=name.upper(),
+            metavar=_METAVARS.get(name, name.upper()),
             help=f"{help_} (default {shown})",
         )
+
+
+_METAVARS = {"diagnostics": "N"}  # where the field's name makes a poor placeholder
 
 
 def _shown(default) -> str:

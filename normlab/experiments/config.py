@@ -76,7 +76,9 @@ class ExperimentConfig:
     quick: bool = opt(False, "the reduced variant that finishes in seconds")
     normalizations: tuple[str, ...] = opt(("none", "batchnorm"), "normalizations compared")
     diagnostics: int | None = opt(
-        None, "record diagnostics every N iterations (normlab.diagnostics.Recorder)"
+        None,
+        "record diagnostics every N iterations (normlab.diagnostics.Recorder): activation "
+        "histograms, saturation, update:data ratios and signal propagation, drawn in the report",
     )
 
     def __post_init__(self) -> None:

@@ -17,7 +17,7 @@ from normlab.experiments import bn_vs_baseline
 from normlab.experiments.config import EVERY_NORMALIZATION, ExperimentConfig, field_of, opt
 
 NAME = "demo"
-DESCRIPTION = "deep net [100]*6 on the digits: none vs batch, layer and group norm (seconds)"
+DESCRIPTION = "deep net [100]*6 on the digits: none vs batch, layer and group norm (takes seconds)"
 
 _Base = bn_vs_baseline.BNvsBaselineConfig
 
