@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -13,12 +14,7 @@ def one_blas_thread():
     spin and wait on each other, and on a loaded machine they made every in-process training
     run several times slower (the suite's CPU time halved with one thread). The results do not
     depend on it: a test comparing runs across thread counts asks for
-    :func:`default_blas_threads`. Yields the limiter (None without threadpoolctl)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # the suite still runs, only slower
-        yield None
-        return
+    :func:`default_blas_threads`. Yields the limiter."""
     limiter = threadpool_limits(limits=1, user_api="blas")
     yield limiter
     limiter.restore_original_limits()
@@ -27,11 +23,6 @@ def one_blas_thread():
 @pytest.fixture
 def default_blas_threads(one_blas_thread):
     """The BLAS's own thread count for one test, as a user's process has it."""
-    if one_blas_thread is None:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-
     one_blas_thread.restore_original_limits()
     yield
     threadpool_limits(limits=1, user_api="blas")
