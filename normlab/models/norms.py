@@ -40,8 +40,9 @@ name without a ``'feature'`` variant works in ``ConvNet(hidden_dims=())``. "Fold
 ``'groupnorm'``
     spatial: :func:`~normlab.layers.spatial_groupnorm_forward`; feature: the (N, D) input viewed as
     (N, D, 1, 1), so each sample is normalized over groups of D/G features. The number of groups of
-    a layer of width C is ``gcd(groups, C)`` (:func:`layer_groups`), ``groups`` being the model's
-    option (default 4): it always divides C, and equals ``groups`` whenever ``groups`` divides C.
+    a layer of width C is ``gcd(groups, C)`` (:func:`~normlab.models.registry.layer_groups`),
+    ``groups`` being the model's option (default 4): it always divides C, and equals ``groups``
+    whenever ``groups`` divides C.
 ``'layernorm2d'``
     spatial: :func:`~normlab.layers.spatial_layernorm_forward`, per (sample, position) over the C
     channels (ConvNeXt's ``LayerNorm2d``); feature: :func:`~normlab.layers.layernorm_forward`,
