@@ -88,7 +88,7 @@ class Solver:
         ``model.rng`` (np.random.Generator) and ``model.get_config()``.
     data : dict
         ``X_train`` (N, ...), ``y_train`` (N,), ``X_val`` (M, ...), ``y_val`` (M,), ndarrays.
-    **options
+    **kwargs
         The CS231n Solver's keyword arguments and a few more; :data:`OPTIONS` lists them with
         their defaults and meaning (``update_rule``, ``optim_config``, ``lr_decay``,
         ``batch_size``, ``num_epochs``, ``num_iterations``, ``checkpoint_name``, ``seed``,
