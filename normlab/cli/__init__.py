@@ -9,11 +9,16 @@ to resume where there is something to resume, and exit status 130.
 
 Modules
 -------
-parser    the subcommands and their option groups (:func:`build_parser`).
-options   the option groups, declared once; config flags come from the config dataclasses.
-outputs   an earlier run's checkpoint or folder: refuse, resume or replace; signals.
-commands  what each subcommand does with its arguments.
-errors    which exceptions are the user's, and their one-line form.
+parser
+    the subcommands and their option groups (:func:`build_parser`).
+options
+    the option groups, declared once; config flags come from the config dataclasses.
+outputs
+    an earlier run's checkpoint or folder: refuse, resume or replace; signals.
+commands
+    what each subcommand does with its arguments.
+errors
+    which exceptions are the user's, and their one-line form.
 """
 
 from __future__ import annotations

@@ -4,18 +4,25 @@ Entry point: :func:`load_dataset` (``'digits'``, ``'mnist'``, ``'fashion-mnist'`
 ``'cifar10'``) returns CS231n-style ``X_train, y_train, X_val, y_val, X_test, y_test``
 arrays of shape (N, C, H, W) plus ``class_names``.
 
-Modules
--------
-idx        IDX files of MNIST / Fashion-MNIST (:func:`read_idx`).
-cifar      CIFAR-10 pickled (with a restricted unpickler) and binary batches.
-digits     the embedded 8x8 digits (UCI optdigits, CC BY 4.0), the offline default.
-discovery  where files are looked for; verified downloads.
-splits     validation carving, subsampling, scaling, mean subtraction.
-loaders    ``load_<name>`` per dataset and :func:`load_dataset`.
-cs231n     :func:`get_CIFAR10_data`, CIFAR-10 split and centred as the CS231n assignments do.
-
 :class:`Augment` (random flips and shifts of training batches) lives in :mod:`normlab.augment`,
 beside the Solver that applies it, and is re-exported here.
+
+Modules
+-------
+idx
+    IDX files of MNIST / Fashion-MNIST (:func:`read_idx`).
+cifar
+    CIFAR-10 pickled (with a restricted unpickler) and binary batches.
+digits
+    the embedded 8x8 digits (UCI optdigits, CC BY 4.0), the offline default.
+discovery
+    where files are looked for; verified downloads.
+splits
+    validation carving, subsampling, scaling, mean subtraction.
+loaders
+    ``load_<name>`` per dataset and :func:`load_dataset`.
+cs231n
+    :func:`get_CIFAR10_data`, CIFAR-10 split and centred as the CS231n assignments do.
 """
 
 from normlab.augment import Augment, random_flip, random_shift
