@@ -20,8 +20,8 @@ without normalization and with batch, layer and group norm on the embedded digit
 starts, ``docs/`` the derivations, the conventions (momentum, eps, variance, mapped to PyTorch,
 Keras and darknet) and the architecture.
 
-Example
--------
+Examples
+--------
 >>> import numpy as np
 >>> from normlab.layers import batchnorm_forward
 >>> x = np.random.default_rng(0).normal(5, 3, size=(64, 10))  # (N, D)
