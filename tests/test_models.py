@@ -718,3 +718,21 @@ def test_parameters_live_end_to_end_in_one_buffer(make):
     assert len(opt._chunks) == 1  # one kernel pass per step
     opt.step(model.params, {k: np.ones_like(v) for k, v in model.params.items()})
     assert all(model.params[k] is held[k] for k in held)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
+def test_kaiming_init_is_the_activations_gain_over_sqrt_fan_in(activation):
+    # the same seed draws the same normals: 'kaiming' must be exactly gain / sqrt(fan_in) per
+    # layer (the scores layer, without activation, gain 1), PyTorch's calculate_gain
+    torch = pytest.importorskip("torch")
+    gain = torch.nn.init.calculate_gain(activation)
+    net = FullyConnectedNet([30, 20], input_dim=50, activation=activation, weight_scale="kaiming",
+                            dtype=np.float64, seed=4)  # fmt: skip
+    unit = FullyConnectedNet([30, 20], input_dim=50, activation=activation, weight_scale=1.0,
+                             dtype=np.float64, seed=4)  # fmt: skip
+    for name, g, fan_in in (("W1", gain, 50), ("W2", gain, 30), ("W3", 1.0, 20)):
+        np.testing.assert_allclose(net.params[name], g / np.sqrt(fan_in) * unit.params[name],
+                                   rtol=1e-15)  # fmt: skip
+    assert activation != "relu" or gain == pytest.approx(np.sqrt(2))  # = 'he' for ReLU
+    with pytest.raises(ValueError, match="kaiming"):
+        FullyConnectedNet([3], input_dim=4, weight_scale="kaimin")

@@ -36,7 +36,10 @@ from normlab.layers.weight_standardization import (
 )
 from normlab.models.registry import NormLayer, layer_groups
 
-WEIGHT_SCALES = ("he", "xavier")
+WEIGHT_SCALES = ("he", "xavier", "kaiming")
+# The gain of 'kaiming' per activation, PyTorch's torch.nn.init.calculate_gain: sqrt(2) for ReLU,
+# 5/3 for tanh, 1 for sigmoid and for a layer without activation (the scores layer).
+GAINS = {"relu": math.sqrt(2.0), "tanh": 5.0 / 3.0, "sigmoid": 1.0, None: 1.0}
 
 
 class Block:
@@ -98,7 +101,7 @@ class Block:
 
 
 def check_weight_scale(weight_scale):
-    """A positive float, ``'he'`` or ``'xavier'``."""
+    """A positive float, or one of :data:`WEIGHT_SCALES`."""
     if isinstance(weight_scale, str):
         if weight_scale not in WEIGHT_SCALES:
             raise ValueError(
@@ -108,20 +111,27 @@ def check_weight_scale(weight_scale):
         return weight_scale
     if isinstance(weight_scale, bool) or not isinstance(weight_scale, numbers.Real):
         raise ValueError(
-            f"expected weight_scale a float > 0 or 'he'/'xavier', got {weight_scale!r}"
+            f"expected weight_scale a float > 0 or one of {list(WEIGHT_SCALES)}, got "
+            f"{weight_scale!r}"
         )
     if not weight_scale > 0:
         raise ValueError(f"expected weight_scale > 0, got {weight_scale!r}")
     return float(weight_scale)
 
 
-def init_std(weight_scale, fan_in: int, fan_out: int) -> float:
-    """Standard deviation of the initial weights.
+def init_std(weight_scale, fan_in: int, fan_out: int, activation: str | None = None) -> float:
+    """Standard deviation of the initial weights of a layer followed by ``activation``.
 
     A float is used as is (the assignment's ``N(0, weight_scale^2)``); ``'he'`` is
-    ``sqrt(2 / fan_in)`` (He et al. 2015, for ReLU); ``'xavier'`` is ``sqrt(2 / (fan_in +
-    fan_out))`` (Glorot & Bengio 2010, normal variant).
+    ``sqrt(2 / fan_in)`` (He et al. 2015, for ReLU, whatever the activation); ``'xavier'`` is
+    ``sqrt(2 / (fan_in + fan_out))`` (Glorot & Bengio 2010, normal variant); ``'kaiming'`` is
+    ``gain / sqrt(fan_in)`` with the gain of the layer's activation (:data:`GAINS`: sqrt(2)
+    for ReLU, where it equals ``'he'``; 5/3 for tanh; 1 for sigmoid and for the scores layer,
+    ``activation`` None), PyTorch's ``kaiming_normal_(w, nonlinearity=activation)`` and the
+    init of Karpathy's "makemore part 3" (2022).
     """
+    if weight_scale == "kaiming":
+        return float(GAINS[activation] / np.sqrt(fan_in))
     if weight_scale == "he":
         return float(np.sqrt(2.0 / fan_in))
     if weight_scale == "xavier":
@@ -268,7 +278,8 @@ class Network:
         else:
             width, ksize = shape[0], math.prod(shape[2:])  # (F, C, k, k): F, k * k
             fan_in, fan_out = shape[1] * ksize, width * ksize
-        w = init_std(self.weight_scale, fan_in, fan_out) * self.rng.standard_normal(shape)
+        act = self.activation if activation else None
+        w = init_std(self.weight_scale, fan_in, fan_out, act) * self.rng.standard_normal(shape)
         self.params[blk.W] = w.astype(self.dtype)
         self.params[blk.b] = np.zeros(width, self.dtype)
         if norm is not None:

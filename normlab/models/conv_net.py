@@ -42,7 +42,7 @@ class ConvNet(Network):
     normalization : str or None, default None
         A registered name: its ``'spatial'`` variant after every convolution and its
         ``'feature'`` variant after every hidden affine layer; None for none.
-    weight_scale : float or {'he', 'xavier'}, default 'he'
+    weight_scale : float or {'he', 'xavier', 'kaiming'}, default 'he'
         As in :class:`~normlab.models.FullyConnectedNet`; for a convolution ``fan_in = C *
         filter_size**2`` and ``fan_out = F * filter_size**2``. 'he' by default: with a small
         fixed scale an unnormalized ReLU conv net starts with vanishing activations.

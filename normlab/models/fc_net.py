@@ -30,9 +30,12 @@ class FullyConnectedNet(Network):
         affine layer; None for none.
     reg : float, default 0.0
         L2 strength: the loss adds ``0.5 * reg * sum(W**2)`` over the weights.
-    weight_scale : float or {'he', 'xavier'}, default 1e-2
+    weight_scale : float or {'he', 'xavier', 'kaiming'}, default 1e-2
         Weights are drawn from ``N(0, std^2)`` with ``std = weight_scale`` or the named rule
-        (``'he'``: ``sqrt(2 / fan_in)``; ``'xavier'``: ``sqrt(2 / (fan_in + fan_out))``).
+        (``'he'``: ``sqrt(2 / fan_in)``; ``'xavier'``: ``sqrt(2 / (fan_in + fan_out))``;
+        ``'kaiming'``: ``gain / sqrt(fan_in)``, the gain of the layer's activation, 5/3 for
+        tanh, sqrt(2) for ReLU, 1 for sigmoid and the last layer, as PyTorch's
+        ``kaiming_normal_(w, nonlinearity=activation)``; see ``models.base.init_std``).
         Biases and ``beta`` start at zero, ``gamma`` at one.
     dtype : dtype, default np.float32
         Of every parameter, buffer, activation and gradient (float64 for gradient checks).
