@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from normlab.gradient_check import eval_numerical_gradient_array, rel_error
-from normlab.layers.conv import conv_backward, conv_forward, max_pool_backward, max_pool_forward
+from normlab.layers.conv import (
+    conv_backward,
+    conv_forward,
+    conv_param_grads,
+    max_pool_backward,
+    max_pool_forward,
+)
 
 # (x shape, w shape, stride, pad): wide grid (stride 1), narrow grid (stride > 1, or stride 1
 # with a kernel nearly as large as the padded input), non-square inputs and kernels, floored sizes.
@@ -201,6 +207,22 @@ def test_backward_rejects_wrong_dout_shape():
     pooled, pcache = max_pool_forward(X4, _pool_param(2, 2, 2))
     with pytest.raises(ValueError, match=r"expected dout of shape \(2, 3, 2, 2\), got \(3, 2, 2\)"):
         max_pool_backward(pooled[0], pcache)
+
+
+@pytest.mark.parametrize("stride, pad", [(1, 1), (2, 0), (1, 0)])
+def test_conv_param_grads_equal_conv_backward(stride, pad):
+    """The input layer's shortcut returns conv_backward's dw and db, bit for bit (wide grid and
+    not), so a model that skips dx trains the same."""
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((3, 2, 7, 7)), rng.standard_normal((4, 2, 3, 3)), rng.random(4)
+    out, cache = conv_forward(x, w, b, {"stride": stride, "pad": pad})
+    dout = rng.standard_normal(out.shape)
+    _, dw, db = conv_backward(dout, cache)
+    dw2, db2 = conv_param_grads(dout, cache)
+    np.testing.assert_array_equal(dw2, dw)
+    np.testing.assert_array_equal(db2, db)
+    with pytest.raises(ValueError, match=r"conv_param_grads: expected dout of shape"):
+        conv_param_grads(out[..., 0], cache)
 
 
 @pytest.mark.parametrize(

@@ -172,39 +172,70 @@ def conv_backward(dout, cache):
     dw : ndarray of shape (F, C, HH, WW)
     db : ndarray of shape (F,)
 
+    Raises
+    ------
+    ValueError
+        If ``dout`` is not of shape (N, F, H', W').
+
     Notes
     -----
     With ``dout2`` the upstream gradient as (F, N*H'*W'): ``db = dout2.sum(1)``,
     ``dw = dout2 @ cols.T`` and ``dcols = w2.T @ dout2``; col2im scatters ``dcols`` back into
     the padded input with one strided add per kernel offset (HH*WW adds).
     """
-    cols, w, x_shape, (Hb, Wp, Ho, Wo, Gw), stride, pad, (x_dtype, w_dtype, b_dtype) = cache
-    N, C, H, W = x_shape
-    F, _, HH, WW = w.shape
+    dg2 = _grid_gradient(dout, cache, "conv_backward")
+    dw, db = _param_grads(dg2, cache)
+    return _input_grad(dg2, cache), dw, db
+
+
+def conv_param_grads(dout, cache):
+    """:func:`conv_backward` without dx (a network's input layer): ``dw`` (F, C, HH, WW) and
+    ``db`` (F,), the same arrays :func:`conv_backward` returns, one GEMM and the col2im fewer.
+
+    Raises
+    ------
+    ValueError
+        If ``dout`` is not of shape (N, F, H', W').
+    """
+    return _param_grads(_grid_gradient(dout, cache, "conv_param_grads"), cache)
+
+
+def _grid_gradient(dout, cache, fn: str) -> np.ndarray:
+    """``dout`` (N, F, H', W') on the (possibly wide) output grid, F first: (F, N*H'*Gw), the
+    extra columns zero."""
+    _, w, x_shape, (_, _, Ho, Wo, Gw), *_ = cache
+    N, F = x_shape[0], w.shape[0]
     dout = np.asarray(dout)
     if dout.shape != (N, F, Ho, Wo):
-        raise ValueError(
-            f"conv_backward: expected dout of shape {(N, F, Ho, Wo)}, got {tuple(dout.shape)}"
-        )
-    dtype = w.dtype
-    # Upstream gradient on the (possibly wide) grid, F first; the extra columns get zero.
-    dg = np.zeros((F, N, Ho, Gw), dtype) if Gw != Wo else np.empty((F, N, Ho, Gw), dtype)
+        raise ValueError(f"{fn}: expected dout of shape {(N, F, Ho, Wo)}, got {tuple(dout.shape)}")
+    dg = np.zeros((F, N, Ho, Gw), w.dtype) if Gw != Wo else np.empty((F, N, Ho, Gw), w.dtype)
     dg[..., :Wo] = dout.transpose(1, 0, 2, 3)
-    dg2 = dg.reshape(F, -1)  # (F, N*Ho*Gw)
+    return dg.reshape(F, -1)  # (F, N*Ho*Gw)
 
+
+def _param_grads(dg2, cache):
+    """``dw`` (F, C, HH, WW) and ``db`` (F,) from the grid gradient (F, N*H'*Gw)."""
+    cols, w, *_, (_, w_dtype, b_dtype) = cache
     # (F,): a GEMV with a vector of ones is ~3x faster than dg2.sum(axis=1)
-    db = (dg2 @ np.ones(dg2.shape[1], dtype)).astype(b_dtype, copy=False)
+    db = (dg2 @ np.ones(dg2.shape[1], dg2.dtype)).astype(b_dtype, copy=False)
     dw = (cols @ dg2.T).T.reshape(w.shape).astype(w_dtype, copy=False)  # (F, C, HH, WW)
-    dcols = (w.reshape(F, -1).T @ dg2).reshape(C, HH, WW, N, Ho, Gw)
+    return dw, db
 
-    dxb = np.zeros((N, C, Hb, Wp), dtype)  # (N, C, Hb, Wp)
+
+def _input_grad(dg2, cache) -> np.ndarray:
+    """``dx`` (N, C, H, W): ``dcols = w2.T @ dg2``, then col2im, one strided add per offset."""
+    _, w, x_shape, (Hb, Wp, Ho, _, Gw), stride, pad, (x_dtype, *_) = cache
+    N, C, H, W = x_shape
+    F, _, HH, WW = w.shape
+    dcols = (w.reshape(F, -1).T @ dg2).reshape(C, HH, WW, N, Ho, Gw)
+    dxb = np.zeros((N, C, Hb, Wp), w.dtype)  # (N, C, Hb, Wp)
     dwin = _windows(dxb, HH, WW, Ho, Gw, stride, writeable=True)  # (C, HH, WW, N, Ho, Gw)
     for i in range(HH):
         for j in range(WW):
             # One offset's windows never overlap each other, so the in-place add is exact.
             dwin[:, i, j] += dcols[:, i, j]  # (C, N, Ho, Gw)
     dx = dxb if dxb.shape == x_shape else dxb[:, :, pad : pad + H, pad : pad + W]
-    return np.ascontiguousarray(dx, dtype=x_dtype), dw, db
+    return np.ascontiguousarray(dx, dtype=x_dtype)
 
 
 def _pool_geometry(x, pool_param, fn: str):

@@ -28,7 +28,13 @@ import numpy as np
 from normlab._validate import check_int
 from normlab.layers import ACTIVATIONS, affine_backward, dropout_backward, dropout_forward
 from normlab.layers.basic import affine_forward_unchecked, affine_param_grads
-from normlab.layers.conv import conv_backward, conv_forward, max_pool_backward, max_pool_forward
+from normlab.layers.conv import (
+    conv_backward,
+    conv_forward,
+    conv_param_grads,
+    max_pool_backward,
+    max_pool_forward,
+)
 from normlab.layers.losses import softmax_cross_entropy
 from normlab.layers.weight_standardization import (
     weight_standardize_backward,
@@ -499,8 +505,9 @@ class Network:
             if c_norm is not None:
                 dout, *dnorm = blk.norm.backward(dout, c_norm)
                 grads.update(zip(blk.norm_params, dnorm, strict=True))
-            if blk is first and blk.conv_param is None:  # no dx for the input
-                grads[blk.W], grads[blk.b] = affine_param_grads(dout, c_lin)
+            if blk is first:  # no dx for the input
+                param_grads = affine_param_grads if blk.conv_param is None else conv_param_grads
+                grads[blk.W], grads[blk.b] = param_grads(dout, c_lin)
             elif blk.conv_param is None:
                 dout, grads[blk.W], grads[blk.b] = affine_backward(dout, c_lin)
             else:
