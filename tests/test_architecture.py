@@ -17,7 +17,7 @@ FLOORS = {
     "train_state": 0, "divergence": 0, "kernels": 1, "optim": 1, "optimizer": 2, "layers": 2,
     "warmup": 2, "models": 3, "data": 3, "gradient_check": 3, "layer_utils": 3, "solver": 4,
     "experiments": 5, "report": 6, "cli": 7, "__main__": 7,
-    "diagnostics": 4, "interop": 3,
+    "diagnostics": 4, "interop": 3, "claims": 5,
 }  # fmt: skip
 
 

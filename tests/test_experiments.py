@@ -7,6 +7,8 @@ import re
 
 import numpy as np
 import pytest
+from test_landscape import check_quick_results as check_landscape_quick
+from test_population_stats import check_quick_results as check_population_stats_quick
 
 from normlab.cli import main
 from normlab.experiments import EXPERIMENTS, get_experiment, run_experiment
@@ -139,6 +141,8 @@ CHECKS = {
     "darknet-mismatch": _check_darknet_mismatch,
     "renorm": _check_renorm,
     "ghost-bn": _check_ghost_bn,
+    "landscape": check_landscape_quick,
+    "population-stats": check_population_stats_quick,
 }
 
 

@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 import pytest
+from test_landscape import check_summary as check_landscape
+from test_population_stats import check_summary as check_population_stats
 
 from normlab.experiments import EXPERIMENTS
 from normlab.experiments.config import config_to_dict
@@ -348,6 +350,8 @@ CHECKS = {
     "renorm": check_renorm,
     "ghost-bn": check_ghost_bn,
     "darknet-mismatch": check_darknet_mismatch,
+    "landscape": check_landscape,
+    "population-stats": check_population_stats,
 }
 
 

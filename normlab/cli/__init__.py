@@ -1,7 +1,7 @@
 """The ``normlab`` command: thin argument parsing over the library, experiments and reports.
 
-Subcommands: ``demo``, ``experiment``, ``train``, ``evaluate``, ``report``, ``gradcheck``. A bad
-argument, missing data or a diverged run (the user's errors, listed in
+Subcommands: ``demo``, ``experiment``, ``claims``, ``train``, ``evaluate``, ``report``,
+``gradcheck``. A bad argument, missing data or a diverged run (the user's errors, listed in
 :mod:`normlab.cli.errors`) ends with one line on stderr, ``normlab: error: ...``, and exit
 status 2 (set ``NORMLAB_DEBUG=1`` to see the traceback instead); any other exception is a bug
 and keeps its traceback. Ctrl-C (or SIGTERM) ends a command with one line, what was kept and how

@@ -84,73 +84,105 @@ def _progress_line(done: int, total: int, result, label: str) -> None:
     )
 
 
-def _run_and_report(exp, config, args, out_dir: Path) -> int:
-    """Run ``exp`` with ``config``, print the table and headline, write every output.
+def _sweep(name, saved: dict, specs, labels, args, out_dir: Path, announce: str, preload, run):
+    """Run a sweep of tasks into ``out_dir``, keeping each finished run; the results, or None
+    when interrupted (after saying how many runs are kept and how to resume).
 
-    Each run is saved to ``out_dir/runs`` as it finishes; ``--resume`` runs only the missing
-    ones. Ctrl-C or SIGTERM stops the workers and says how many runs are kept.
+    ``name`` and ``saved`` (its config as a dict) are what ``config.json`` records and a
+    ``--resume`` must match; ``specs`` the tasks, ``labels`` their progress names; ``announce``
+    the first line (the runs kept are added); ``preload()`` fails on missing data before
+    anything is written; ``run(progress, done, on_result)`` runs the tasks and returns the
+    results. Each run is saved to ``out_dir/runs`` as it finishes; ``--resume`` runs only the
+    missing ones. Ctrl-C or SIGTERM stops the workers and says how many runs are kept.
     """
-    from normlab.experiments import run_experiment
-    from normlab.experiments.config import config_to_dict
-    from normlab.experiments.runner import RunResult, task_specs
-    from normlab.experiments.training import preload_data
-    from normlab.report import headline, save_results, text_table, write_outputs
+    from normlab.experiments.runner import RunResult
     from normlab.report.results import save_run
 
-    scheduler = getattr(args, "scheduler", None)
-    where = (
-        f"scheduler {scheduler}"
-        if scheduler
-        else f"{args.jobs} process{'es' if args.jobs > 1 else ''}"
-    )
-    specs = task_specs(exp, config)
     params = {s.name: s.params for s in specs}
-    saved = config_to_dict(config)
-    records = check_out_dir(out_dir, exp.name, saved, args.resume, args.overwrite)
+    records = check_out_dir(out_dir, name, saved, args.resume, args.overwrite)
     done = {
-        name: RunResult(name, r["output"], r.get("seconds", 0.0))
-        for name, r in records.items()
-        if name in params and r.get("params") == json.loads(json.dumps(params[name]))
+        run: RunResult(run, r["output"], r.get("seconds", 0.0))
+        for run, r in records.items()
+        if run in params and r.get("params") == json.loads(json.dumps(params[run]))
     }
-    # fail on a missing dataset before announcing anything (cached: the runs reuse it)
-    preload_data(config, scheduler or None)
-    start_out_dir(out_dir, exp.name, saved, args.overwrite)  # unwritable: fails before training
-    n = len(specs)
+    preload()  # fail on a missing dataset before announcing anything (cached: the runs reuse it)
+    start_out_dir(out_dir, name, saved, args.overwrite)  # unwritable: fails before training
     kept = f"; {len(done)} kept from {out_dir}/runs" if args.resume else ""
-    seeds = (
-        f"seed {config.seed}" if config.seeds == 1 else f"{config.seeds} seeds from {config.seed}"
-    )
-    print(
-        f"normlab {exp.name}: {n} runs on {config.dataset}"
-        f"{' (quick)' if config.quick else ''}, {where}, {seeds}{kept}",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(f"{announce}{kept}", file=sys.stderr, flush=True)
 
     def keep(result) -> None:  # as each run finishes, before anything can lose it
         record = {"params": params[result.name], "output": result.output}
         save_run(out_dir, result.name, {**record, "seconds": round(result.seconds, 3)})
         done[result.name] = result
 
-    t0 = time.perf_counter()
     try:
         with interrupts_raise():
-            results = run_experiment(
-                exp,
-                config,
-                jobs=args.jobs,
-                scheduler=scheduler,
-                progress=_progress({s.name: describe(s) for s in specs}),
-                on_runs=lambda raw: save_results(raw, out_dir),  # training survives a report bug
-                done=dict(done),
-                on_result=keep,
-            )
+            return run(_progress(labels), dict(done), keep)
     except KeyboardInterrupt:
         print(
-            f"normlab: interrupted; {len(done)} of {n} runs kept in {out_dir}/runs; "
+            f"normlab: interrupted; {len(done)} of {len(specs)} runs kept in {out_dir}/runs; "
             f"resume with: {resume_command(args.argv)}",
             file=sys.stderr,
         )
+        return None
+
+
+def _where(args) -> str:
+    """Where the runs go: ``scheduler ADDRESS`` or ``N processes``."""
+    scheduler = getattr(args, "scheduler", None)
+    if scheduler:
+        return f"scheduler {scheduler}"
+    return f"{args.jobs} process{'es' if args.jobs > 1 else ''}"
+
+
+def _seeds(config) -> str:
+    """``seed 0`` or ``3 seeds from 0``."""
+    if config.seeds == 1:
+        return f"seed {config.seed}"
+    return f"{config.seeds} seeds from {config.seed}"
+
+
+def _run_and_report(exp, config, args, out_dir: Path) -> int:
+    """Run ``exp`` with ``config`` (:func:`_sweep`), print the table and headline, write every
+    output."""
+    from normlab.experiments import run_experiment
+    from normlab.experiments.config import config_to_dict
+    from normlab.experiments.runner import task_specs
+    from normlab.experiments.training import preload_data
+    from normlab.report import headline, save_results, text_table, write_outputs
+
+    scheduler = getattr(args, "scheduler", None)
+    specs = task_specs(exp, config)
+    announce = (
+        f"normlab {exp.name}: {len(specs)} runs on {config.dataset}"
+        f"{' (quick)' if config.quick else ''}, {_where(args)}, {_seeds(config)}"
+    )
+
+    def run(progress, done, on_result):
+        return run_experiment(
+            exp,
+            config,
+            jobs=args.jobs,
+            scheduler=scheduler,
+            progress=progress,
+            on_runs=lambda raw: save_results(raw, out_dir),  # training survives a report bug
+            done=done,
+            on_result=on_result,
+        )
+
+    t0 = time.perf_counter()
+    results = _sweep(
+        exp.name,
+        config_to_dict(config),
+        specs,
+        {s.name: describe(s) for s in specs},
+        args,
+        out_dir,
+        announce,
+        lambda: preload_data(config, scheduler or None),
+        run,
+    )
+    if results is None:
         return INTERRUPTED
     report = write_outputs(results, out_dir)
     print()
@@ -224,6 +256,75 @@ def experiment(args) -> int:
     config = _experiment_config(exp, args)
     out = Path(args.out) if args.out is not None else Path(f"normlab-{exp.name}")
     return _run_and_report(exp, config, args, out)
+
+
+def claims(args) -> int:
+    """test published claims about normalization: a verdict table (see --list)
+
+    Run the experiments behind a table of published claims -- batch norm trains faster,
+    tolerates any weight scale, degrades at small batch; batch renorm and ghost batch norm;
+    RMSNorm against layer norm ... -- each experiment once, every run an independent task
+    (here, in --jobs local processes or on a Dask cluster with --scheduler), and give each
+    claim a verdict computed from its numbers: holds or does not hold (a difference beyond its
+    95% interval over the seeds), or inconclusive (within it, or one seed: use --seeds 3).
+    Prints the verdict table; writes results.json, config.json and report.html (the table,
+    then every claim's figures) into --out, and each run into --out/runs as it finishes:
+    after Ctrl-C, --resume runs only the missing ones.
+    """
+    from normlab.claims import CLAIMS, ClaimsConfig, plan
+    from normlab.claims.run import NAME, run_claims, task_specs
+    from normlab.experiments.base import RunSpec
+    from normlab.experiments.config import config_from_dict, config_to_dict
+    from normlab.experiments.training import preload_data
+    from normlab.report import write_outputs
+    from normlab.report.claims import claims_text
+
+    if args.list:
+        width = max(len(c.name) for c in CLAIMS)
+        for c in CLAIMS:
+            print(f"{c.name:<{width}}  {c.text} ({c.source}; {c.experiment})")
+        return 0
+    check_run_options(args)
+    values = {**given(args, RUN_FIELDS), "quick": args.quick}
+    if args.only:
+        values["only"] = args.only
+    config = config_from_dict(ClaimsConfig, values)  # an unknown claim lists the known ones
+    scheduler = getattr(args, "scheduler", None)
+    studies = plan(config)
+    specs = task_specs(studies)
+    labels = {
+        s.name: f"{s.params['study']}: "
+        + describe(RunSpec(s.name.partition(":")[2], s.params["params"]))
+        for s in specs
+    }
+    n = sum(len(s.claims) for s in studies.values())
+    announce = (
+        f"normlab claims: {n} claim{'s' if n > 1 else ''} from {len(studies)} experiment"
+        f"{'s' if len(studies) > 1 else ''}, {len(specs)} runs"
+        f"{' (quick, on the digits)' if config.quick else ''}, {_where(args)}, {_seeds(config)}"
+    )
+
+    def preload() -> None:
+        for study in studies.values():
+            preload_data(study.config, scheduler or None)
+
+    def run(progress, done, on_result):
+        return run_claims(config, args.jobs, scheduler, progress, done, on_result)
+
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    saved = config_to_dict(config)
+    results = _sweep(NAME, saved, specs, labels, args, out, announce, preload, run)
+    if results is None:
+        return INTERRUPTED
+    report_path = write_outputs(results, out)
+    print()
+    print(claims_text(results))
+    print()
+    print(results["headline"])
+    print(f"\nfinished in {time.perf_counter() - t0:.1f}s; results in {out}/")
+    print(f"report: {report_path}")
+    return 0
 
 
 def report(args) -> int:

@@ -45,6 +45,19 @@ def _experiment(p) -> None:
     )
 
 
+def _claims(p) -> None:
+    from normlab.claims import ClaimsConfig
+
+    p.add_argument("--list", action="store_true", help="list the claims and exit")
+    p.add_argument(
+        "--only",
+        metavar="NAME[,NAME]",
+        help="run only these claims (see --list), e.g. --only bn-trains-faster,rmsnorm-matches",
+    )
+    quick = "every experiment's reduced variant on the digits (minutes on 2 cores; too short to conclude)"
+    add_run_options(p, ClaimsConfig, "normlab-claims", quick, scheduler=True)
+
+
 def _train(p) -> None:
     from normlab.experiments.config import TrainConfig
 
@@ -84,6 +97,7 @@ def _gradcheck(p) -> None:
 _SUBCOMMANDS = (
     (commands.demo, _demo),
     (commands.experiment, _experiment),
+    (commands.claims, _claims),
     (commands.train, _train),
     (commands.evaluate, _evaluate),
     (commands.report, _report),

@@ -18,6 +18,8 @@ rmsnorm            Zhang & Sennrich 2019: RMSNorm vs layer norm, accuracy and ti
 darknet-mismatch   darknet's batch-norm backward against the true gradient of its forward
 renorm             Ioffe 2017 / Wu & He 2018, small scale: BN vs renorm vs GN (+WS), bs 2..64
 ghost-bn           Hoffer et al. 2017: batch 1024, ghost batch norm V = 16..1024, the gap
+landscape          Santurkar et al. 2018 s3.2: loss band, gradient change, beta along the gradient
+population-stats   Wu & Johnson 2021: EMA vs precise BN; train/test inconsistency vs batch size
 =================  ==========================================================================
 
 Every experiment runs each of its runs as an independent task (:mod:`.runner`), so a sweep runs
@@ -44,8 +46,10 @@ from normlab.experiments import (
     darknet_mismatch,
     demo,
     ghost_bn,
+    landscape,
     mlp_adam,
     paper_mnist,
+    population_stats,
     renorm,
     rmsnorm,
     small_batch,
@@ -69,6 +73,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         darknet_mismatch,
         renorm,
         ghost_bn,
+        landscape,
+        population_stats,
     )
 }
 

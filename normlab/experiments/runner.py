@@ -44,6 +44,7 @@ from normlab.experiments.config import config_help, config_to_dict
 
 __all__ = [
     "RunResult",
+    "collect",
     "derive_seed",
     "environment",
     "run_experiment",
@@ -418,6 +419,22 @@ def run_experiment(
     done = run_tasks(
         experiment.run_task, config, specs, config.seed, jobs, scheduler, progress, done, on_result
     )
+    return collect(experiment, config, done, jobs, scheduler, t0, on_runs)
+
+
+def collect(
+    experiment: Experiment,
+    config: Any,
+    done: dict[str, RunResult],
+    jobs: int = 1,
+    scheduler: str | None = None,
+    started: float | None = None,
+    on_runs: Callable[[dict], None] | None = None,
+) -> dict:
+    """The results dict of :func:`run_experiment` from its finished tasks ``done`` (by task
+    name, :func:`task_specs`): what a sweep that ran them with other tasks (``normlab
+    claims``) reports for this experiment. ``started`` is the ``time.perf_counter()`` the
+    wall time counts from (None: no wall time); ``on_runs`` as in :func:`run_experiment`."""
     outputs = {name: json.loads(json.dumps(json_safe(r.output))) for name, r in done.items()}
     seconds = {name: round(r.seconds, 3) for name, r in done.items()}
     compile_seconds = round(sum(r.compile_seconds for r in done.values()), 3)
@@ -443,7 +460,7 @@ def run_experiment(
         "compile_seconds": compile_seconds,
         "jobs": jobs,
         "scheduler": scheduler,
-        "wall_time_s": round(time.perf_counter() - t0, 3),
+        "wall_time_s": None if started is None else round(time.perf_counter() - started, 3),
     }
 
 

@@ -140,7 +140,16 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     -------
     path : Path
         Of ``report.html``.
+
+    Notes
+    -----
+    The results of ``normlab claims`` (a ``claims`` key) get their own page, every study's
+    figures embedded (:func:`normlab.report.claims.write_claims_report`).
     """
+    if "claims" in results:
+        from normlab.report.claims import write_claims_report  # it imports this module
+
+        return write_claims_report(results, out_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pngs = {}

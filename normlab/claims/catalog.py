@@ -1,0 +1,178 @@
+"""The claims, as data: what each says, where it comes from, the experiment and setting that
+test it, and the function of the results that measures it (:mod:`normlab.claims.measures`).
+
+A setting is the experiment's config overrides for the full run (``setting``: Fashion-MNIST
+where two cores allow the steps a claim needs, the embedded digits where they do not) and for
+``--quick`` (``quick``: overrides of the experiment's own quick variant, always on the digits).
+Claims that name the same experiment with the same setting share its runs
+(:func:`normlab.claims.run.plan`): the batch-size claims read one ``renorm`` sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from normlab.claims import measures
+from normlab.claims.verdict import Finding
+
+__all__ = ["CLAIMS", "Claim", "get_claims"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One published claim and how normlab tests it.
+
+    Attributes
+    ----------
+    name : str
+        Short identifier (``--only NAME``), e.g. ``"bn-trains-faster"``.
+    text : str
+        The claim in one line.
+    source : str
+        Paper and section, or course.
+    experiment : str
+        The registered experiment that tests it (:data:`normlab.experiments.EXPERIMENTS`).
+    setting : dict
+        Config overrides of the full run (dataset, sizes).
+    quick : dict
+        Config overrides of the ``--quick`` run, on top of the experiment's quick variant on
+        the digits.
+    measure : callable
+        ``measure(results) -> Finding`` of the experiment's results.
+    shown : tuple of str
+        Config fields the row prints beside the dataset (the setting as a reader needs it).
+    note : str
+        What the row must say beside the numbers (an equivalence margin, a proxy).
+    """
+
+    name: str
+    text: str
+    source: str
+    experiment: str
+    measure: Callable[[dict], Finding]
+    setting: dict = field(default_factory=dict)
+    quick: dict = field(default_factory=dict)
+    shown: tuple[str, ...] = ()
+    note: str = ""
+
+
+# One ConvNet sweep over the batch size serves two claims (batch norm degrades at small batch;
+# batch renorm recovers it): batch, renorm, layer and group norm side by side.
+_BATCH_SWEEP = {
+    "dataset": "fashion-mnist",
+    "normalizations": ["batchnorm", "batchrenorm", "layernorm", "groupnorm"],
+    "weight_standardized": [],
+    "batch_sizes": [4, 16, 64],
+    "num_training": 2000,
+    "num_epochs": 3,
+}
+_BATCH_SWEEP_QUICK = {
+    "normalizations": ["batchnorm", "batchrenorm", "layernorm", "groupnorm"],
+    "weight_standardized": [],
+}
+_BATCH_SHOWN = ("batch_sizes", "num_training", "num_epochs", "num_filters")
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        "bn-trains-faster",
+        "Batch norm trains faster: higher accuracy sooner than the same net without it.",
+        "Ioffe & Szegedy 2015, §4.1 and §4.2",
+        "bn-vs-baseline",
+        measures.trains_faster,
+        setting={"dataset": "fashion-mnist"},
+        shown=("hidden_dims", "weight_scale", "num_training", "num_epochs"),
+        note="speed measured as the mean validation accuracy over the epochs (area under the "
+        "learning curve)",
+    ),
+    Claim(
+        "sigmoid-input-stable",
+        "With batch norm the input distribution of a sigmoid stays stable during training.",
+        "Ioffe & Szegedy 2015, §4.1, Figure 1 (b, c)",
+        "paper-mnist",
+        measures.sigmoid_input_stable,
+        setting={"dataset": "fashion-mnist", "num_steps": 6000, "eval_every": 300},
+        shown=("hidden_dims", "num_steps", "batch_size"),
+        note="stability measured as the range over training of one last-layer sigmoid's median "
+        "input on fixed test images (the paper: 50,000 steps on MNIST)",
+    ),
+    Claim(
+        "bn-weight-scale",
+        "Batch norm makes training insensitive to the initial weight scale.",
+        "CS231n assignment 2, BatchNormalization.ipynb",
+        "weight-scale",
+        measures.weight_scale_insensitive,
+        setting={"dataset": "fashion-mnist", "num_scales": 10},
+        shown=("hidden_dims", "scale_min", "scale_max", "num_scales", "num_training"),
+        note="sensitivity measured as the mean shortfall, over the scales, of the best "
+        "validation accuracy from the best scale's",
+    ),
+    Claim(
+        "bn-small-batch",
+        "Batch norm degrades at small batch sizes while layer and group norm do not.",
+        "CS231n assignment 2 (layer norm); Wu & He 2018, Figure 1",
+        "renorm",
+        measures.small_batch_degrades,
+        setting=_BATCH_SWEEP,
+        quick=_BATCH_SWEEP_QUICK,
+        shown=_BATCH_SHOWN,
+        note="test accuracy at the best validation epoch; 'do not' read as 'degrade less than "
+        "batch norm' (each drop from the largest batch to the smallest)",
+    ),
+    Claim(
+        "renorm-small-batch",
+        "Batch renormalization recovers much of batch norm's small-batch accuracy.",
+        "Ioffe 2017, §4.2, Figure 2",
+        "renorm",
+        measures.renorm_recovers,
+        setting=_BATCH_SWEEP,
+        quick=_BATCH_SWEEP_QUICK,
+        shown=_BATCH_SHOWN,
+        note="test accuracy at the best validation epoch at the smallest batch",
+    ),
+    Claim(
+        "ghost-bn-gap",
+        "Ghost batch norm narrows the generalization gap of large-batch training.",
+        "Hoffer, Hubara & Soudry 2017, §4, Table 1",
+        "ghost-bn",
+        measures.ghost_narrows_gap,
+        setting={
+            "dataset": "fashion-mnist",
+            "ghost_sizes": [16, 128, 1024],
+            "num_training": 10_000,
+            "num_epochs": 5,
+        },
+        shown=("batch_size", "ghost_sizes", "num_training", "num_epochs"),
+        note="gap = final training minus validation accuracy, plain batch norm over the batch "
+        "against the smallest ghost batch",
+    ),
+    Claim(
+        "rmsnorm-matches",
+        "RMSNorm matches layer norm's accuracy at a lower cost per step.",
+        "Zhang & Sennrich 2019, §5",
+        "rmsnorm",
+        measures.rmsnorm_matches,
+        setting={"dataset": "fashion-mnist"},
+        shown=("hidden_dims", "num_training", "num_epochs", "batch_size"),
+        note=f"'matches': test accuracies within ±{measures.ACCURACY_MARGIN} (equivalence "
+        "margin, the whole 95% interval inside it); cost: normlab's own kernels on this CPU",
+    ),
+)
+
+
+def get_claims(only: tuple[str, ...] | list[str] = ()) -> list[Claim]:
+    """The claims named in ``only`` (all when empty), in catalog order.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name; the message lists the known ones.
+    """
+    known = [c.name for c in CLAIMS]
+    unknown = [n for n in only if n not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown claim {unknown[0]!r}; known claims are {', '.join(known)} "
+            "(see `normlab claims --list`)"
+        )
+    return [c for c in CLAIMS if not only or c.name in only]
