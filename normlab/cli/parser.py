@@ -54,7 +54,7 @@ def _claims(p) -> None:
         metavar="NAME[,NAME]",
         help="run only these claims (see --list), e.g. --only bn-trains-faster,rmsnorm-matches",
     )
-    quick = "every experiment's reduced variant on the digits (minutes on 2 cores; too short to conclude)"
+    quick = "every experiment's quick variant on the digits (minutes; too short to conclude)"
     add_run_options(p, ClaimsConfig, "normlab-claims", quick, scheduler=True)
 
 
