@@ -94,6 +94,7 @@ def test_missing_folder_says_where_it_looked_and_how_to_get_it(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="cifar-10-python.tar.gz") as err:
         get_CIFAR10_data(tmp_path / "nowhere")
     assert err.value.looked_in == (tmp_path / "nowhere",)
+    assert "get_CIFAR10_data(cifar10_dir=" in str(err.value)  # the fix in this API's terms
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ import numpy as np
 
 from normlab._validate import check_int
 
+from .discovery import DatasetNotFoundError
 from .loaders import load_cifar10
 
 __all__ = ["get_CIFAR10_data"]
@@ -86,7 +87,17 @@ def get_CIFAR10_data(
         raise ValueError(f"expected a floating dtype such as np.float64, got {dtype}")
     if not isinstance(subtract_mean, bool | np.bool_):
         raise ValueError(f"expected subtract_mean True or False, got {subtract_mean!r}")
-    raw = load_cifar10(cifar10_dir, download=False)
+    try:
+        raw = load_cifar10(cifar10_dir, download=False)
+    except DatasetNotFoundError as err:  # the fix in this function's own terms
+        how = (
+            f"{err.how_to_get}, or anywhere and pass "
+            "get_CIFAR10_data(cifar10_dir='<that folder>/cifar-10-batches-py')"
+        )
+        fields = (err.name, err.looked_in, err.missing, how, err.downloadable)
+        raise DatasetNotFoundError(
+            *fields, err.download_dir, err.download_error, err.data_dir, err.expected
+        ) from None
     n_train, n_test = len(raw.y_train), len(raw.y_test)
     num_training = check_int("num_training", num_training, 1, n_train)
     num_validation = check_int("num_validation", num_validation, 0, n_train - num_training)
