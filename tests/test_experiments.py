@@ -8,6 +8,8 @@ import re
 import numpy as np
 import pytest
 from test_landscape import check_quick_results as check_landscape_quick
+from test_lr_stability import check_quick_results as check_lr_stability_quick
+from test_noisy_bn import check_quick_results as check_noisy_bn_quick
 from test_population_stats import check_quick_results as check_population_stats_quick
 
 from normlab.cli import main
@@ -141,6 +143,8 @@ CHECKS = {
     "darknet-mismatch": _check_darknet_mismatch,
     "renorm": _check_renorm,
     "ghost-bn": _check_ghost_bn,
+    "noisy-bn": check_noisy_bn_quick,
+    "lr-stability": check_lr_stability_quick,
     "landscape": check_landscape_quick,
     "population-stats": check_population_stats_quick,
 }

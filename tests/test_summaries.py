@@ -15,6 +15,8 @@ import math
 import numpy as np
 import pytest
 from test_landscape import check_summary as check_landscape
+from test_lr_stability import check_summary as check_lr_stability
+from test_noisy_bn import check_summary as check_noisy_bn
 from test_population_stats import check_summary as check_population_stats
 
 from normlab.experiments import EXPERIMENTS
@@ -350,6 +352,8 @@ CHECKS = {
     "renorm": check_renorm,
     "ghost-bn": check_ghost_bn,
     "darknet-mismatch": check_darknet_mismatch,
+    "noisy-bn": check_noisy_bn,
+    "lr-stability": check_lr_stability,
     "landscape": check_landscape,
     "population-stats": check_population_stats,
 }

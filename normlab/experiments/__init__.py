@@ -18,6 +18,8 @@ rmsnorm            Zhang & Sennrich 2019: RMSNorm vs layer norm, accuracy and ti
 darknet-mismatch   darknet's batch-norm backward against the true gradient of its forward
 renorm             Ioffe 2017 / Wu & He 2018, small scale: BN vs renorm vs GN (+WS), bs 2..64
 ghost-bn           Hoffer et al. 2017: batch 1024, ghost batch norm V = 16..1024, the gap
+noisy-bn           Santurkar et al. 2018 s2.1: BN + per-step noise (covariate shift) vs BN, none
+lr-stability       Bjorck et al. 2018: largest learning rate that trains, with and without BN
 landscape          Santurkar et al. 2018 s3.2: loss band, gradient change, beta along the gradient
 population-stats   Wu & Johnson 2021: EMA vs precise BN; train/test inconsistency vs batch size
 =================  ==========================================================================
@@ -47,7 +49,9 @@ from normlab.experiments import (
     demo,
     ghost_bn,
     landscape,
+    lr_stability,
     mlp_adam,
+    noisy_bn,
     paper_mnist,
     population_stats,
     renorm,
@@ -75,6 +79,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         ghost_bn,
         landscape,
         population_stats,
+        noisy_bn,
+        lr_stability,
     )
 }
 

@@ -1,0 +1,272 @@
+"""normlab claims: the verdict logic, the table, every claim's measure on results shaped by its
+experiment's own summary, and the command end to end."""
+
+import contextlib
+import io
+import json
+import math
+
+import pytest
+
+from normlab.claims import CLAIMS, FAILS, HOLDS, INCONCLUSIVE, VERDICTS, ClaimsConfig, plan
+from normlab.claims.run import claim_row, measured_text, task_specs, verdict_table
+from normlab.claims.verdict import all_of, beyond, greater, matches
+from normlab.experiments import get_experiment, runner
+from normlab.experiments.runner import RunResult
+
+# -- the verdict logic ---------------------------------------------------------------------------
+
+
+def test_greater_holds_fails_and_is_inconclusive_by_the_interval():
+    high, low = [0.90, 0.91, 0.92], [0.50, 0.52, 0.51]
+    assert greater(high, low, "bn", "none", n_eval=1000).verdict == HOLDS
+    assert greater(low, high, "none", "bn", n_eval=1000).verdict == FAILS
+    # 0.01 apart with a seeds' spread of 0.05: within noise either way
+    noisy_a, noisy_b = [0.80, 0.85, 0.90], [0.79, 0.86, 0.88]
+    f = greater(noisy_a, noisy_b, "a", "b")
+    assert f.verdict == INCONCLUSIVE and "within noise" in f.reason
+    assert f.difference["value"] == pytest.approx(0.0067, abs=1e-4)
+    assert f.measured[0] == {"label": "a", "mean": 0.85, "spread": pytest.approx(0.05), "seeds": 3}
+
+
+def test_one_seed_or_no_scores_is_inconclusive_whatever_the_gap():
+    f = greater([0.99], [0.10], "bn", "none", n_eval=100_000)
+    assert f.verdict == INCONCLUSIVE and "one seed" in f.reason
+    assert f.measured[0]["spread"] is None
+    gone = greater([None, None], [0.5, 0.6], "bn", "none")
+    assert gone.verdict == INCONCLUSIVE and "no scores" in gone.reason
+
+
+def test_the_binomial_term_can_make_a_clear_seed_difference_inconclusive():
+    # identical per-seed offsets: no spread, but 0.02 apart on 100 images is within noise
+    a, b = [0.80, 0.81, 0.82], [0.78, 0.79, 0.80]
+    assert greater(a, b, "a", "b").verdict == HOLDS
+    assert greater(a, b, "a", "b", n_eval=100).verdict == INCONCLUSIVE
+
+
+def test_beyond_a_level():
+    assert beyond([0.80, 0.82, 0.81], 1.0, "ratio", above=False).verdict == HOLDS
+    assert beyond([1.20, 1.22, 1.21], 1.0, "ratio", above=False).verdict == FAILS
+    assert beyond([0.9, 1.1, 1.0], 1.0, "ratio", above=False).verdict == INCONCLUSIVE
+    # an accuracy's binomial error widens the bound: 0.52 on 100 images is not above 0.5
+    assert beyond([0.52, 0.52, 0.52], 0.5, "acc", above=True).verdict == HOLDS
+    assert beyond([0.52, 0.52, 0.52], 0.5, "acc", above=True, n_eval=100).verdict == INCONCLUSIVE
+
+
+def test_matches_needs_the_whole_interval_inside_the_margin():
+    base = [0.850, 0.860, 0.855]
+    inside = [0.851, 0.862, 0.854]
+    assert matches(base, inside, "ln", "rms", 0.02).verdict == HOLDS
+    outside = [0.800, 0.810, 0.805]
+    assert matches(base, outside, "ln", "rms", 0.02).verdict == FAILS
+    straddles = [0.835, 0.850, 0.830]  # about 0.018 below with a spread of its own
+    f = matches(base, straddles, "ln", "rms", 0.02)
+    assert f.verdict == INCONCLUSIVE and "straddles" in f.reason
+    assert matches(base[:1], inside[:1], "ln", "rms", 0.02).verdict == INCONCLUSIVE
+    with pytest.raises(ValueError, match="margin > 0"):
+        matches(base, inside, "ln", "rms", 0.0)
+
+
+def test_all_of():
+    h = greater([0.9, 0.91, 0.92], [0.5, 0.5, 0.51], "a", "b")
+    f = greater([0.5, 0.5, 0.51], [0.9, 0.91, 0.92], "b", "a")
+    i = greater([0.9], [0.5], "a", "b")
+    assert all_of([("x", h), ("y", h)]).verdict == HOLDS
+    assert all_of([("x", h), ("y", i)]).verdict == INCONCLUSIVE
+    assert all_of([("x", i), ("y", f)]).verdict == FAILS
+    both = all_of([("x", h), ("y", f)])
+    assert [m["label"] for m in both.measured] == ["a", "b"]  # shared numbers listed once
+    assert both.reason.startswith("x: holds")
+    with pytest.raises(ValueError, match="at least one part"):
+        all_of([])
+
+
+# -- every claim's measure, on results its experiment's own summary shapes ----------------------
+
+SEEDS = 3
+
+
+def _fake_output(experiment: str, params: dict, k: int, flip: bool) -> dict:
+    """A run output with the keys its experiment's ``run_task`` writes, numbers chosen so that
+    the claim the experiment tests holds (``flip``: the opposite), with a spread over seeds."""
+    norm = params.get("normalization", "ghostbatchnorm")
+    jitter = 0.003 * (k - 1) * (2 if norm == "batchnorm" else 1)
+    acc, train, step_ms = 0.80, 0.90, 1.0
+    median = [0.0] * 5
+    good, bad = (0.8, 0.3) if not flip else (0.3, 0.8)
+    if experiment == "bn-vs-baseline":
+        acc = good if norm == "batchnorm" else bad
+    if experiment == "paper-mnist":
+        drift = 2.0 if (norm == "none") != flip else 0.1
+        median = [-drift * i / 4 + jitter for i in range(5)]
+    if experiment == "weight-scale":
+        off = abs(math.log10(params["weight_scale"]) + 2) / 10
+        acc = 0.8 - off if (norm == "none") != flip else 0.8 - off / 20
+    if experiment == "renorm":
+        small = params["batch_size"] == 4
+        if small and norm == "batchnorm":
+            acc = good - 0.1 if not flip else 0.85
+        elif small and norm == "batchrenorm":
+            acc = 0.75 if not flip else 0.6
+        elif small and flip:
+            acc = 0.5
+    if experiment == "ghost-bn":
+        big = params["virtual_batch_size"] == 1024
+        train, acc = 0.95, (0.80 if big != flip else 0.88)
+    if experiment == "rmsnorm":
+        step_ms = (0.8 if not flip else 1.3) if norm == "rmsnorm" else 1.0
+        acc = 0.85 if norm == "layernorm" or not flip else 0.75
+    acc += jitter
+    epochs = [0.1, *[acc] * 3]
+    curve = experiment == "paper-mnist"  # its test_acc is the curve at every measured step
+    return {
+        "loss": [1.0, 0.8, 0.6],
+        "train_acc": [0.1, *[train] * 3],
+        "val_acc": epochs,
+        "best_val_acc": acc,
+        "final_val_acc": acc,
+        "best_train_acc": train,
+        "final_train_loss": 0.5,
+        "test_acc": [0.1, 0.5, acc, acc, acc] if curve else acc,
+        "iterations_per_epoch": 10,
+        "diverged": False,
+        "num_val": 1000,
+        "num_test": 10_000,
+        "num_train_eval": 10_000,
+        "data_dir": None,
+        "steps": [100, 200, 300, 400, 500],
+        "final_test_acc": acc,
+        "percentiles": {"15": [m - 1 for m in median], "50": median, "85": [m + 1 for m in median]},
+        "step_ms": step_ms * (1 + jitter),
+        "step_ms_by_epoch": [step_ms] * 3,
+        "cpu": "test CPU",
+        "backend": "numba",
+        **{k: v for k, v in params.items() if k != "normalization"},
+    }
+
+
+def _study_results(seeds: int, flip: bool) -> dict:
+    """Every study's results, summarized by its experiment from fake run outputs."""
+    studies = plan(ClaimsConfig(seeds=seeds))
+    out = {}
+    for key, study in studies.items():
+        exp = get_experiment(study.experiment)
+        done = {}
+        for spec in runner.task_specs(exp, study.config):
+            k = int(spec.name.rpartition("seed=")[2] or 0) if "seed=" in spec.name else 0
+            output = _fake_output(study.experiment, spec.params, k, flip)
+            done[spec.name] = RunResult(spec.name, output, 1.0)
+        out[key] = (study, runner.collect(exp, study.config, done))
+    return out
+
+
+@pytest.fixture(scope="module")
+def studies():
+    return {flip: _study_results(SEEDS, flip) for flip in (False, True)}
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.name)
+def test_every_claim_measures_its_experiments_results(claim, studies):
+    rows = {}
+    for flip in (False, True):
+        key = next(k for k, (s, _) in studies[flip].items() if claim.name in s.claims)
+        study, results = studies[flip][key]
+        rows[flip] = claim_row(claim, study, results)
+    assert rows[False]["verdict"] == HOLDS, rows[False]["reason"]
+    assert rows[True]["verdict"] == FAILS, rows[True]["reason"]
+    row = rows[False]
+    assert row["dataset"] == study.config.dataset and row["seeds"] == SEEDS
+    assert all(m["seeds"] == SEEDS and m["mean"] is not None for m in row["measured"])
+    json.dumps(row, allow_nan=False)  # what results.json stores
+
+
+def test_one_seed_gives_no_verdict():
+    for study, results in _study_results(1, False).values():
+        for claim in (c for c in CLAIMS if c.name in study.claims):
+            row = claim_row(claim, study, results)
+            assert row["verdict"] == INCONCLUSIVE and "one seed" in row["reason"], claim.name
+
+
+def test_claims_of_one_experiment_and_setting_share_its_runs():
+    config = ClaimsConfig(seeds=2, only=("bn-small-batch", "renorm-small-batch"))
+    studies = plan(config)
+    assert list(studies) == ["renorm"]
+    assert studies["renorm"].claims == ("bn-small-batch", "renorm-small-batch")
+    specs = task_specs(studies)
+    alone = runner.task_specs(get_experiment("renorm"), studies["renorm"].config)
+    assert [s.name for s in specs] == [f"renorm:{s.name}" for s in alone]
+    # the same seed key, so the same seeds as `normlab experiment renorm` with these settings
+    assert [s.seed_key for s in specs] == [s.seed_key or s.name for s in alone]
+
+
+def test_unknown_claims_are_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match="unknown claim 'nope'; known claims are bn-trains"):
+        ClaimsConfig(only=("nope",))
+    with pytest.raises(ValueError, match="seeds an integer >= 1"):
+        ClaimsConfig(seeds=0)
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+
+def test_measured_text_and_table():
+    f = greater([0.90, 0.91, 0.92], [0.50, 0.52, 0.51], "batch norm", "none", n_eval=1000)
+    row = {"claim": "c", "source": "s", "setting": "x on y", **f.to_dict()}
+    text = measured_text(row)
+    assert text.startswith("batch norm 0.910 ± 0.010; none 0.510 ± 0.010; difference 0.400 ± ")
+    assert text.endswith("(95%)")
+    one = {**row, **greater([0.9], [0.5], "a", "b").to_dict()}
+    assert measured_text(one) == "a 0.900; b 0.500; difference 0.400 no noise estimate"
+    table = verdict_table([row], 3)
+    assert table["columns"][3] == "measured (mean ± std over 3 seeds)"
+    assert table["rows"] == [["c", "s", "x on y", text, "holds"]]
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def _main(argv):
+    from normlab.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        rc = main(argv)
+    return rc, stdout.getvalue(), stderr.getvalue()
+
+
+def test_claims_quick_end_to_end(tmp_path):
+    from normlab.experiments import run_experiment
+    from normlab.experiments.config import config_from_dict
+    from normlab.report import load_results
+
+    out = tmp_path / "claims"
+    argv = ["claims", "--quick", "--only", "bn-trains-faster", "--seeds", "2", "--out", str(out)]
+    rc, stdout, stderr = _main(argv)
+    assert rc == 0, stderr
+    assert "1 claim from 1 experiment, 4 runs (quick, on the digits)" in stderr
+    first = stdout.strip().splitlines()[0]
+    assert first.split()[0] == "1" and "Batch norm trains faster" in first
+    assert "bn-vs-baseline on digits" in stdout and f"report: {out / 'report.html'}" in stdout
+    results = load_results(out)
+    (row,) = results["claims"]
+    assert row["verdict"] in VERDICTS and row["seeds"] == 2 and len(row["measured"]) == 2
+    assert results["headline"] in stdout
+    study = results["studies"]["bn-vs-baseline"]
+    assert len(study["runs"]) == 4 and len(list((out / "runs").glob("*.json"))) == 4
+    page = (out / "report.html").read_text()
+    assert page.index("<h2>Verdicts</h2>") < page.index('id="bn-trains-faster"')
+    assert page.index('id="bn-trains-faster"') < page.index("data:image/png;base64,")
+    # the study's numbers are `normlab experiment`'s with the same settings and seeds
+    exp = get_experiment("bn-vs-baseline")
+    alone = run_experiment(exp, config_from_dict(exp.config_cls, study["config"]))
+    assert runner.strip_timings(alone["runs"]) == runner.strip_timings(study["runs"])
+    # the finished runs are kept: --resume reruns none; the report redraws from results.json
+    rc, _, stderr = _main([*argv, "--resume"])
+    assert rc == 0 and "4 kept from" in stderr and "[" not in stderr.split("kept")[1]
+    (out / "report.html").unlink()
+    assert _main(["report", str(out)])[0] == 0 and (out / "report.html").is_file()
+    # another command's folder is refused; --list names every claim
+    rc, _, stderr = _main(["experiment", "demo", "--quick", "--out", str(out)])
+    assert rc == 2 and "already holds a previous run" in stderr
+    rc, stdout, _ = _main(["claims", "--list"])
+    assert rc == 0 and all(c.name in stdout for c in CLAIMS)
