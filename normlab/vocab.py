@@ -44,6 +44,7 @@ LABELS = {
     "evonorm-b0": "EvoNorm-B0",
     "evonorm-s0": "EvoNorm-S0",
     "darknet": "darknet batch norm",
+    "noisybatchnorm": "noisy batch norm",
 }
 
 # One colour per normalization, the same in every figure.
@@ -63,6 +64,7 @@ COLORS = {
     "evonorm-b0": "#98df8a",
     "evonorm-s0": "#ff9896",
     "darknet": "#c5b0d5",
+    "noisybatchnorm": "#ff7f0e",
 }
 
 

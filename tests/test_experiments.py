@@ -463,6 +463,7 @@ def test_configs_declare_a_shared_setting_once():
         "batch-size": "cifar10", "paper-mnist": "mnist", "mlp-adam": "mnist",
         "small-batch": "cifar10", "rmsnorm": "fashion-mnist", "darknet-mismatch": "fashion-mnist",
         "renorm": "cifar10", "ghost-bn": "fashion-mnist",
+        "noisy-bn": "fashion-mnist", "lr-stability": "fashion-mnist",
     }  # fmt: skip
     assert _fields(TrainConfig)["dataset"].metadata == base["dataset"].metadata
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from normlab.models import norms  # noqa: E402, F401  (registers the built-in normalizations)
+from normlab.models import (  # noqa: F401  (each registers its normalizations)
+    noisy_bn,  # 'noisybatchnorm'
+    norms,  # the built-ins
+)
 from normlab.models.base import Network
 from normlab.models.conv_net import ConvNet
 from normlab.models.fc_net import FullyConnectedNet

@@ -299,6 +299,8 @@ class Network:
             p = {**options, "mode": "train"}
             if norm.groups:
                 p["groups"] = layer_groups(self.groups, width)
+            if norm.layer_index:
+                p["layer"] = blk.index
             for k, v in norm.init_buffers(width, self.dtype, kept).items():
                 self.buffers[k + suffix] = v
                 p[k] = v
@@ -315,13 +317,17 @@ class Network:
     def _norm_buffers(self, norm: NormLayer, options: dict) -> dict:
         """The buffers of a ``norm`` layer with ``options``; ValueError for options the model
         sets itself or the registration refuses."""
-        reserved = {"mode", "groups", *norm.buffers}
+        reserved = {"mode", "groups", "layer", *norm.buffers}
         clash = sorted(set(self.norm_options) & reserved)
         if not clash:
             kept = norm.buffers_for(options)
             clash = sorted(set(self.norm_options) & set(kept))
         if clash:
-            how = {"mode": "the model's loss sets it", "groups": "pass groups=... to the model"}
+            how = {
+                "mode": "the model's loss sets it",
+                "groups": "pass groups=... to the model",
+                "layer": "the layer number, set by the model",
+            }
             fix = "; ".join(f"{k}: {how.get(k, 'a buffer the model keeps')}" for k in clash)
             raise ValueError(f"norm_options may not set {clash}: the model sets them ({fix})")
         return kept

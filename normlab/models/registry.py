@@ -19,6 +19,8 @@ call ``forward`` with one persistent dict ``norm_param`` per layer holding:
 * every running statistic named in ``buffers``: the model's buffer array itself, which the layer
   updates in place in train mode (as :func:`~normlab.layers.batchnorm_forward` does);
 * ``'groups'``: the number of groups of this layer when the registration says ``groups=True``;
+* ``'layer'``: the layer number (1 first, the suffix of its parameter names) when the
+  registration says ``layer_index=True`` (a layer whose behaviour depends on its depth);
 * the registration's ``defaults`` overridden by the model's ``norm_options`` (``eps``,
   ``momentum``...).
 
@@ -77,7 +79,7 @@ __all__ = [
 KINDS = ("feature", "spatial")
 _NAME = re.compile(r"[A-Za-z_]+\Z")  # no digits: the models append the layer number
 _RESERVED = {"W", "b"}  # the models' own parameter prefixes
-_RESERVED_KEYS = {"mode", "groups"}  # keys of norm_param the models set themselves
+_RESERVED_KEYS = {"mode", "groups", "layer"}  # keys of norm_param the models set themselves
 
 Init = float | Callable[[int], np.ndarray]
 
@@ -104,6 +106,8 @@ class NormLayer:
         Running statistics (never trained), created the same way; passed in ``norm_param``.
     groups : bool
         Whether ``norm_param['groups']`` is set (to :func:`layer_groups` of the layer width).
+    layer_index : bool
+        Whether ``norm_param['layer']`` is set to the layer number (1 first).
     defaults : dict
         Options put into ``norm_param`` (the model's ``norm_options`` override them).
     test_affine : callable or None
@@ -135,6 +139,7 @@ class NormLayer:
     test_affine: Callable | None = None
     batch_stats: bool = False
     configure: Callable | None = None
+    layer_index: bool = False
 
     def __post_init__(self) -> None:
         """Check the fields (a ValueError says which is wrong) and keep them as plain dicts."""
@@ -162,6 +167,7 @@ class NormLayer:
         object.__setattr__(self, "params", params)  # frozen: normalised once, here
         object.__setattr__(self, "buffers", buffers)
         object.__setattr__(self, "groups", bool(self.groups))
+        object.__setattr__(self, "layer_index", bool(self.layer_index))
         object.__setattr__(self, "defaults", defaults)
         object.__setattr__(self, "batch_stats", bool(self.batch_stats))
 
@@ -241,6 +247,7 @@ def register_normalization(
     test_affine: Callable | None = None,
     batch_stats: bool = False,
     configure: Callable | None = None,
+    layer_index: bool = False,
     overwrite: bool = False,
 ) -> NormLayer:
     """Register a normalization under ``name`` for one input kind.
@@ -267,9 +274,12 @@ def register_normalization(
         ``forward`` as ``norm_param[name]``; ``forward`` updates them in place in train mode.
     groups : bool, default False
         Pass the layer's number of groups as ``norm_param['groups']``.
+    layer_index : bool, default False
+        Pass the layer number (1 first) as ``norm_param['layer']``: for a layer whose
+        behaviour depends on its depth (``'noisybatchnorm'``'s noise grows with it).
     defaults : dict, optional
         Options for ``norm_param`` (e.g. ``{'eps': 1e-5}``); the models' ``norm_options``
-        override them. Keys ``'mode'``, ``'groups'`` and the buffer names are reserved.
+        override them. Keys ``'mode'``, ``'groups'``, ``'layer'`` and the buffer names are reserved.
     test_affine : callable, optional
         ``test_affine(params, norm_param) -> (scale, shift)`` of shape (C,) when test mode is a
         per-channel affine map; lets :func:`~normlab.models.inference.fold_batchnorm` fold it.
@@ -308,6 +318,7 @@ def register_normalization(
         test_affine,
         batch_stats,
         configure,
+        layer_index,
     )
     kinds = _REGISTRY.setdefault(name, {})
     if kind in kinds and not overwrite:

@@ -1,0 +1,134 @@
+"""``lr-stability``: the "trains" criterion, the largest trainable rate, the activation-std
+callback, and the summary and headline read from the right runs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from normlab.experiments import lr_stability
+from normlab.experiments.runner import summarize_runs
+
+
+def test_trains_criterion_is_finite_and_below_the_threshold():
+    thr = 0.5 * math.log(10)
+    assert lr_stability.trains({"diverged": False, "final_train_loss": thr}, thr)
+    assert not lr_stability.trains({"diverged": False, "final_train_loss": thr + 1e-9}, thr)
+    assert not lr_stability.trains({"diverged": True, "final_train_loss": None}, thr)
+    assert not lr_stability.trains({"diverged": False, "final_train_loss": None}, thr)
+
+
+def test_config_refuses_rates_out_of_order():
+    with pytest.raises(ValueError, match="increasing"):
+        lr_stability.LRStabilityConfig(learning_rates=(0.1, 0.01))
+
+
+def test_activation_std_callback_against_direct_computation():
+    rng = np.random.default_rng(0)
+
+    class Block:
+        def __init__(self, i):
+            self.index = i
+
+    class Model:
+        blocks = [Block(1), Block(2)]
+        record: set = set()
+        activations: dict = {}
+
+    model = Model()
+    meter = lr_stability.ActivationStd(model)
+    assert model.record == {1, 2}
+    steps = [{i: rng.normal(0, 10.0**i, (8, 4)) for i in (1, 2)} for _ in range(3)]
+    for t, acts in enumerate(steps):
+        model.activations = acts
+        meter(None, {"iteration": t})
+    assert meter.first == [float(np.std(steps[0][i])) for i in (1, 2)]
+    assert meter.last == [float(np.std(steps[-1][i])) for i in (1, 2)]
+
+
+# ------------------------------------------------------ summary and headline (test_summaries)
+
+
+# the final loss of a run at rate index i: 'none' trains up to index 2, batch norm up to 4
+def _run_output(norm, i, n, layers):
+    ok_up_to = 2 if norm == "none" else 4
+    diverged = i > ok_up_to + 1
+    loss = None if diverged else (0.3 + 0.1 * i if i <= ok_up_to else 2.0)
+    if i == 0:
+        loss = 2.2  # too slow at the smallest rate: does not train either
+    std = [float(j) * (i + 1) for j in range(1, len(layers) + 1)]
+    return {
+        "loss": [2.3, 1.0],
+        "train_acc": [0.1, 0.5],
+        "val_acc": [0.1, None if diverged else 0.4 + 0.01 * i],
+        "final_train_loss": loss,
+        "diverged": diverged,
+        "num_val": 10**7,
+        "num_classes": 10,
+        "layers": layers,
+        "act_log10_std": [math.log10(s) for s in std],
+        "act_log10_std_init": [0.0] * len(layers),
+    }
+
+
+def check_summary(experiment, config):
+    """For tests/test_summaries.py: trains, losses and the largest trainable rate per
+    normalization, from the right runs; the headline quoting them."""
+    lrs = list(config.learning_rates)
+    layers = list(range(1, len(config.hidden_dims) + 2))
+    outputs, seconds = {}, {}
+    for k, spec in enumerate(experiment.runs(config)):
+        norm, lr = spec.params["normalization"], spec.params["learning_rate"]
+        outputs[spec.name] = _run_output(norm, lrs.index(lr), len(lrs), layers)
+        seconds[spec.name] = 1.0 + k
+    s = summarize_runs(experiment, config, outputs, seconds)
+    thr = config.loss_fraction * math.log(10)
+    assert s["loss_threshold"] == thr
+    for norm in config.normalizations:
+        runs = [outputs[f"{norm}/lr={lr:g}"] for lr in lrs]
+        ok = [not o["diverged"] and o["final_train_loss"] <= thr for o in runs]
+        assert s["trains"][norm] == [float(t) for t in ok]
+        assert s["final_loss"][norm] == [o["final_train_loss"] for o in runs]
+        assert s["diverged"][norm] == [o["diverged"] for o in runs]
+        want = max((lr for lr, t in zip(lrs, ok, strict=True) if t), default=None)
+        assert s["largest_trainable_lr"][norm] == want
+    assert s["largest_trainable_lr"]["none"] == lrs[2]
+    assert s["largest_trainable_lr"]["batchnorm"] == lrs[min(4, len(lrs) - 1)]
+    for i, row in enumerate(s["table"]["rows"]):
+        assert row[0] == lrs[i]
+        assert row[1:4] == [s["trains"]["none"][i], s["final_loss"]["none"][i],
+                            s["final_val_acc"]["none"][i]]  # fmt: skip
+    results = {"config": {"num_epochs": config.num_epochs, "quick": config.quick},
+               "runs": outputs, **s}  # fmt: skip
+    h = lr_stability.headline(results)
+    big = s["largest_trainable_lr"]
+    assert (
+        f"the largest that trained was {big['none']:g} without normalization and "
+        f"{big['batchnorm']:g} with batch norm" in h
+    )
+    fail = lrs[3]  # the first rate above none's largest at which it fails
+    a = outputs[f"none/lr={fail:g}"]["act_log10_std"]
+    assert f"At {fail:g}, where the net without normalization failed to train" in h
+    assert f"10^{a[0]:.1f} in layer 1 and 10^{a[-1]:.1f} in the last layer" in h
+    assert h.startswith("Quick run, too short") == config.quick
+
+
+def check_quick_results(res):
+    """For tests/test_experiments.py: every (normalization, rate) run is there, diverged ones
+    recorded as such (the sweep went on), and the summary agrees with the runs."""
+    cfg = res["config"]
+    lrs = cfg["learning_rates"]
+    assert res["learning_rates"] == lrs
+    L = len(cfg["hidden_dims"]) + 1
+    for norm in cfg["normalizations"]:
+        for i, lr in enumerate(lrs):
+            out = res["runs"][f"{norm}/lr={lr:g}"]
+            assert res["diverged"][norm][i] == out["diverged"]
+            if out["diverged"]:
+                assert out["final_train_loss"] is None and res["trains"][norm][i] == 0.0
+            assert len(out["act_log10_std"]) == L
+    # at the largest quick rate (10) the unnormalized net diverges: recorded, not a crash
+    assert res["diverged"]["none"][-1] is True
+    assert res["largest_trainable_lr"]["batchnorm"] is not None
