@@ -116,6 +116,52 @@ def _fake_output(experiment: str, params: dict, k: int, flip: bool) -> dict:
     if experiment == "rmsnorm":
         step_ms = (0.8 if not flip else 1.3) if norm == "rmsnorm" else 1.0
         acc = 0.85 if norm == "layernorm" or not flip else 0.75
+    extra = {}
+    if experiment == "landscape":  # smoother with batch norm: smaller band, change, beta
+        scale = (
+            (0.3 if norm == "batchnorm" else 1.0) if not flip else (2.0 if norm != "none" else 1)
+        )
+        extra = {
+            f"median_{m}": scale * (1 + jitter) * (1 + params["learning_rate"])
+            for m in ("band", "predictiveness", "beta")
+        }
+    if experiment == "noisy-bn":
+        acc = {"none": bad, "batchnorm": 0.85, "noisybatchnorm": 0.85 if not flip else 0.5}[norm]
+        extra = {"shift": 0.5 if norm == "noisybatchnorm" else 0.05, "shift_by_layer": [0.1]}
+    if experiment == "lr-stability":  # trains (low final loss) up to 1 with BN, 0.03 without
+        top = 1.0 if (norm == "batchnorm") != flip else 0.03
+        extra = {
+            "final_train_loss": 0.5 if params["learning_rate"] <= top else 2.3,
+            "act_log10_std": [0.0, 0.1],
+            "num_classes": 10,
+            "layers": 2,
+        }
+    if experiment == "population-stats":
+        ema, precise = (0.80, 0.84) if not flip else (0.84, 0.80)
+        v = params.get("virtual_batch_size", 128)
+        pop = 0.30 if v == 2 and not flip else 0.10
+        extra = {
+            "test_acc_ema": {"0.9": [ema + jitter], "0.99": [ema], "0.999": [ema]},
+            "test_acc_precise": {str(n): [precise + jitter] for n in (100, 1000, 10000)},
+            "epochs": [1],
+            "train_error_batch_stats": 0.1,
+            "val_error_batch_stats": 0.12 + jitter,
+            "val_error_population_stats": pop + 2 * jitter,
+            "val_error_ema": pop,
+            "num_val_population": 5000,
+        }
+    if experiment == "init-diagnostics":  # bad init saturated, batch norm from it is not
+        saturated = (norm == "none") != flip and params["weight_scale"] != "kaiming"
+        sat = 0.9 if saturated else 0.05
+        acc = 0.3 if saturated else 0.8
+        hidden = {"activation": "tanh", "saturation": [sat + jitter, sat]}
+        extra = {
+            "diagnostics": {
+                "layers": {"1": hidden, "2": hidden, "3": {"activation": None, "saturation": []}},
+                "iterations": [0, 10],
+                "params": {"W1": {"update_data_log10": [-3.0, -3.0]}},
+            }
+        }
     acc += jitter
     epochs = [0.1, *[acc] * 3]
     curve = experiment == "paper-mnist"  # its test_acc is the curve at every measured step
@@ -142,6 +188,7 @@ def _fake_output(experiment: str, params: dict, k: int, flip: bool) -> dict:
         "cpu": "test CPU",
         "backend": "numba",
         **{k: v for k, v in params.items() if k != "normalization"},
+        **extra,
     }
 
 

@@ -10,6 +10,7 @@ on (``num_val``, ``num_test``), whose binomial error the noise bound holds.
 
 from __future__ import annotations
 
+import math
 import statistics
 
 from normlab.claims.verdict import (
@@ -26,6 +27,12 @@ from normlab.vocab import label, seed_outputs
 
 __all__ = [
     "ACCURACY_MARGIN",
+    "bn_fixes_bad_init",
+    "landscape_smoother",
+    "larger_learning_rate",
+    "noisy_bn_trains",
+    "population_inconsistency",
+    "precise_beats_ema",
     "ghost_narrows_gap",
     "renorm_recovers",
     "rmsnorm_matches",
@@ -198,4 +205,155 @@ def rmsnorm_matches(results: dict) -> Finding:
                 beyond(ratio, 1.0, "step time / layer norm's", above=False, what="time ratio"),
             ),
         ]
+    )
+
+
+def _mean_log10(values: list) -> float | None:
+    """The mean of log10 of the positive values (None: none is)."""
+    logs = [math.log10(v) for v in values if v is not None and v > 0]
+    return statistics.fmean(logs) if logs else None
+
+
+def landscape_smoother(results: dict) -> Finding:
+    """landscape: each of the three measures along the gradient -- the loss band, the gradient
+    change and the effective β-smoothness -- smaller with batch norm: per seed, the mean over
+    the learning rates of log10 of ``ratio_<measure>["batchnorm"]`` (the value without
+    normalization over the value with it, one per rate) above 0."""
+    parts = []
+    for key, words in (
+        ("band", "loss band"),
+        ("predictiveness", "gradient change"),
+        ("beta", "effective β-smoothness"),
+    ):
+        logs = [_mean_log10(r) for r in noise.per_seed(results, [f"ratio_{key}", "batchnorm"])]
+        finding = beyond(logs, 0.0, f"log10 {words} none/BN", above=True, what="mean over rates")
+        parts.append((f"{words} smaller with batch norm", finding))
+    return all_of(parts)
+
+
+NOISY = "noisybatchnorm"  # noisy-bn's run of batch norm with injected noise
+
+
+def noisy_bn_trains(results: dict) -> Finding:
+    """noisy-bn: the injected noise does shift the layers' inputs (``shift``, the mean per-step
+    change of their moments, larger than plain batch norm's); the noisy net's test accuracy
+    (``test_acc``, at the best validation epoch) is above the unnormalized net's, and equal to
+    plain batch norm's within :data:`ACCURACY_MARGIN`; all paired (the same initial weights)."""
+    n_test = _first(results, "num_test")
+    test = {n: noise.per_seed(results, ["test_acc", n]) for n in ("none", "batchnorm", NOISY)}
+    shift = {n: noise.per_seed(results, ["shift", n]) for n in ("batchnorm", NOISY)}
+    return all_of(
+        [
+            (
+                "the noise shifts the inputs",
+                greater(shift[NOISY], shift["batchnorm"], "shift noisy BN", "shift BN"),
+            ),
+            (
+                "noisy BN beats no normalization",
+                greater(test[NOISY], test["none"], "noisy BN", "none", n_test, what="test acc:"),
+            ),
+            (
+                "noisy BN matches BN",
+                matches(
+                    test["batchnorm"],
+                    test[NOISY],
+                    "batch norm",
+                    "noisy BN",
+                    ACCURACY_MARGIN,
+                    n_test,
+                    what="test acc:",
+                ),
+            ),
+        ]
+    )
+
+
+def larger_learning_rate(results: dict) -> Finding:
+    """lr-stability: log10 of the largest rate of the grid at which the net trains
+    (``log10_largest_trainable_lr`` by normalization), batch norm above none, paired."""
+    bn = noise.per_seed(results, ["log10_largest_trainable_lr", "batchnorm"])
+    none = noise.per_seed(results, ["log10_largest_trainable_lr", "none"])
+    return greater(bn, none, "batch norm", "none", what="log10 largest trainable rate:")
+
+
+DEFAULT_EMA = 0.9  # normlab's momentum (PyTorch's momentum=0.1): the EMA a user gets
+
+
+def precise_beats_ema(results: dict) -> Finding:
+    """population-stats: final test accuracy with precise statistics over the most images
+    (``final_test_acc_precise``, one per count of ``precise_samples``) above the EMA's at
+    the momentum of ``ema_momenta`` nearest :data:`DEFAULT_EMA` (``final_test_acc_ema``);
+    paired (the same trained weights, evaluated both ways)."""
+    lams, ns = results["ema_momenta"], results["precise_samples"]
+    i = min(range(len(lams)), key=lambda j: abs(lams[j] - DEFAULT_EMA))
+    j = ns.index(max(ns))
+    precise = [v[j] for v in noise.per_seed(results, ["final_test_acc_precise"])]
+    ema = [v[i] for v in noise.per_seed(results, ["final_test_acc_ema"])]
+    return greater(
+        precise,
+        ema,
+        f"precise BN ({max(ns)} images)",
+        f"EMA λ={lams[i]:g}",
+        _first(results, "num_test"),
+        what="final test acc:",
+    )
+
+
+BAD_INIT = "bad-init"  # init-diagnostics' unnormalized run from the badly scaled weights
+
+
+def bn_fixes_bad_init(results: dict) -> Finding:
+    """init-diagnostics: the saturated fraction of the tanh units at initialization (mean over
+    the hidden layers of ``per_run[name]["saturation_init"]``) higher for the bad init than
+    for batch norm from the same weights, and batch norm's final validation accuracy
+    (``final_val_acc``) above the bad init's; paired."""
+
+    def saturation(name: str) -> list:
+        per_layer = noise.per_seed(results, ["per_run", name, "saturation_init"])
+        return [statistics.fmean(v) if v else None for v in per_layer]
+
+    acc = {
+        n: noise.per_seed(results, ["per_run", n, "final_val_acc"]) for n in (BAD_INIT, "batchnorm")
+    }
+    return all_of(
+        [
+            (
+                "the bad init saturates, batch norm does not",
+                greater(
+                    saturation(BAD_INIT),
+                    saturation("batchnorm"),
+                    "saturation bad init",
+                    "saturation BN",
+                    what="saturated tanh fraction at init:",
+                ),
+            ),
+            (
+                "batch norm trains from it",
+                greater(
+                    acc["batchnorm"],
+                    acc[BAD_INIT],
+                    "val acc BN",
+                    "val acc bad init",
+                    _first(results, "num_val"),
+                ),
+            ),
+        ]
+    )
+
+
+def population_inconsistency(results: dict) -> Finding:
+    """population-stats: at the smallest normalization batch of ``norm_batch_sizes``, the
+    validation error with population statistics (``val_error_population_stats``) above the
+    error with the batch's own (``val_error_batch_stats``); paired (the same net and images)."""
+    vs = results["norm_batch_sizes"]
+    i = vs.index(min(vs))
+    pop = [v[i] for v in noise.per_seed(results, ["val_error_population_stats"])]
+    bat = [v[i] for v in noise.per_seed(results, ["val_error_batch_stats"])]
+    return greater(
+        pop,
+        bat,
+        f"population stats V={min(vs)}",
+        f"batch stats V={min(vs)}",
+        _first(results, "num_val_population"),
+        what="val error:",
     )
