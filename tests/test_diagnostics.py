@@ -99,6 +99,16 @@ def test_numbers_match_a_direct_computation(activation):
                 want = [g.std(), g.std() / b.std(), np.log10((a - b).std() / b.std())]
             got = [out["grad_std"][j], out["grad_data"][j], out["update_data_log10"][j]]
             np.testing.assert_allclose(got, want, rtol=1e-9)
+            tol = 1e-12 * np.abs(g).max()  # a mean that cancels to ~0 (a bias before BN)
+            assert out["grad_mean"][j] == pytest.approx(g.mean(), rel=1e-9, abs=tol)
+            assert ("grad_hist" in out) == name.startswith("W")  # the weights' histograms
+            if name.startswith("W"):  # g on the edges HIST_EDGES * std(g)
+                z = g / g.std()
+                assert out["grad_hist"][j] == np.histogram(z, bins=HIST_EDGES)[0].tolist()
+                assert (out["grad_under"][j], out["grad_over"][j]) == (
+                    np.sum(z < -6),
+                    np.sum(z > 6),
+                )
     assert rec.layers["1"]["activation"] == activation and rec.layers["3"]["activation"] is None
     assert rec.layers["1"]["norm"] == "batchnorm" and rec.layers["3"]["norm"] is None
     assert rec.params["gamma2"]["layer"] == 2 and model.probe is None  # off after training
@@ -254,3 +264,33 @@ def test_distribution_of_nan():
     d = distribution(x)
     assert np.isnan(d["mean"]) and np.isnan(d["std"]) and all(map(np.isnan, d["percentiles"]))
     assert sum(d["hist"]) == 2 and (d["under"], d["over"]) == (0, 1)  # the NaN nowhere
+
+
+def test_gradient_histograms_against_numpy_at_every_scale():
+    # scales 1e-9..1e2 (the bins are each gradient's own std), values a rounding away from
+    # an edge, exact zeros, a gradient of std 0 and one holding NaN
+    from normlab.diagnostics.stats import param_ratios
+
+    rng = np.random.default_rng(0)
+    sizes = [400, 3, 300, 1, 50, 50, 200]
+    gs = [rng.standard_normal(n) * 10.0 ** rng.uniform(-9, 2) for n in sizes]
+    gs[2][:60] = 0.0
+    gs[2][60:] = rng.choice(HIST_EDGES, 240) * 0.37  # z = edge * 0.37 / std: near the edges
+    gs[4][:] = 0.0
+    gs[5][7] = np.nan
+    gs[6][:] = rng.choice(HIST_EDGES, 200)
+    g = np.concatenate(gs).astype(np.float32)  # (P,) as a model's float32 gradients
+    theta = rng.standard_normal(g.size).astype(np.float32)
+    r = param_ratios(g, theta, theta + 1e-3, sizes)
+    lo = 0
+    for j, n in enumerate(sizes):
+        x = g[lo : lo + n].astype(np.float64)
+        lo += n
+        s = x.std()
+        if not (np.isfinite(s) and s > 0):
+            assert (r["grad_hist"][j] == -1).all()
+            continue
+        z = x / s
+        assert r["grad_hist"][j, 1:-1].tolist() == np.histogram(z, HIST_EDGES)[0].tolist()
+        assert (r["grad_hist"][j, 0], r["grad_hist"][j, -1]) == (np.sum(z < -6), np.sum(z > 6))
+        assert r["grad_mean"][j] == pytest.approx(x.mean(), rel=1e-12, abs=1e-300)

@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+from test_init_diagnostics import check_quick_results as check_init_diagnostics_quick
 from test_landscape import check_quick_results as check_landscape_quick
 from test_lr_stability import check_quick_results as check_lr_stability_quick
 from test_noisy_bn import check_quick_results as check_noisy_bn_quick
@@ -143,6 +144,7 @@ CHECKS = {
     "darknet-mismatch": _check_darknet_mismatch,
     "renorm": _check_renorm,
     "ghost-bn": _check_ghost_bn,
+    "init-diagnostics": check_init_diagnostics_quick,
     "noisy-bn": check_noisy_bn_quick,
     "lr-stability": check_lr_stability_quick,
     "landscape": check_landscape_quick,

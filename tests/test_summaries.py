@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 import pytest
+from test_init_diagnostics import check_summary as check_init_diagnostics
 from test_landscape import check_summary as check_landscape
 from test_lr_stability import check_summary as check_lr_stability
 from test_noisy_bn import check_summary as check_noisy_bn
@@ -351,6 +352,7 @@ CHECKS = {
     "rmsnorm": check_rmsnorm,
     "renorm": check_renorm,
     "ghost-bn": check_ghost_bn,
+    "init-diagnostics": check_init_diagnostics,
     "darknet-mismatch": check_darknet_mismatch,
     "noisy-bn": check_noisy_bn,
     "lr-stability": check_lr_stability,

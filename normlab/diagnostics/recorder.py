@@ -25,7 +25,8 @@ from normlab.diagnostics.stats import (
 
 FORMAT_VERSION = 1  # of to_dict()
 _DIST_KEYS = ("mean", "std", "percentiles", "hist", "under", "over")
-_RATIO_KEYS = ("grad_std", "grad_data", "update_data_log10")
+_RATIO_KEYS = ("grad_mean", "grad_std", "grad_data", "update_data_log10")
+_GRAD_HIST_KEYS = ("grad_hist", "grad_under", "grad_over")  # of the weights (W1, W2...) only
 
 
 class Recorder:
@@ -46,9 +47,18 @@ class Recorder:
       a block without activation, such as the last one);
 
     and, for each parameter ``θ`` (``W1``, ``b1``, ``gamma1``...), with ``g`` the iteration's
-    gradient and ``Δθ`` the change its optimizer step made: ``grad_std`` = std(g),
-    ``grad_data`` = std(g) / std(θ) and ``update_data_log10`` = log10(std(Δθ) / std(θ)), θ
-    taken before the step (stds over all elements, ``ddof=0``, float64).
+    gradient and ``Δθ`` the change its optimizer step made: ``grad_mean`` = mean(g),
+    ``grad_std`` = std(g), ``grad_data`` = std(g) / std(θ) and ``update_data_log10`` =
+    log10(std(Δθ) / std(θ)), θ taken before the step (means and stds over all elements,
+    ``ddof=0``, float64); for each weight (``W1``, ``W2``...: a layer's affine or conv
+    weight), the gradient histogram (Karpathy's per-layer plot of the weight gradients):
+    ``grad_hist``, the counts of ``g / std(g)`` in the 60 bins of :data:`~normlab.
+    diagnostics.stats.HIST_EDGES`, that is of ``g`` on the edges ``HIST_EDGES * grad_std``,
+    and ``grad_under`` / ``grad_over``, the counts below and above (None, all three, for a
+    gradient of std 0 or non-finite). Bins in units of each gradient's own std because
+    gradient scales differ by orders of magnitude between layers and networks: fixed bins
+    would squeeze one histogram into a bin and cut another, a log scale would distort the
+    shape around 0 (:func:`~normlab.diagnostics.stats.param_ratios`, Notes).
 
     Parameters
     ----------
@@ -71,8 +81,10 @@ class Recorder:
         ``activation`` (names or None), ``pre_norm`` and ``pre_act`` (dicts of lists, one entry
         per recorded iteration, under the keys of ``distribution``), ``saturation`` (list).
     params : dict of str to dict
-        Per parameter name: ``layer`` (int) and the lists ``grad_std``, ``grad_data``,
-        ``update_data_log10``, one entry per recorded iteration.
+        Per parameter name: ``layer`` (int) and the lists ``grad_mean``, ``grad_std``,
+        ``grad_data``, ``update_data_log10``, one entry per recorded iteration; for the
+        weights also ``grad_hist`` (a list of 60 ints per recorded iteration, or None),
+        ``grad_under`` and ``grad_over`` (ints or None).
     signal : dict or None
         The signal-propagation record (see :meth:`signal_propagation`), None until taken.
 
@@ -124,8 +136,13 @@ class Recorder:
         self.iterations: list[int] = []
         self.layers = {str(b.index): _layer_entry(b) for b in model.blocks}
         owner = {n: b.index for b in model.blocks for n in (b.W, b.b, *b.norm_params)}
+        weights = {b.W for b in model.blocks}
         self.params = {
-            name: {"layer": owner.get(name), **{k: [] for k in _RATIO_KEYS}}
+            name: {
+                "layer": owner.get(name),
+                **{k: [] for k in _RATIO_KEYS},
+                **{k: [] for k in (_GRAD_HIST_KEYS if name in weights else ())},
+            }
             for name in model.params
         }
         self.signal: dict | None = None
@@ -196,11 +213,18 @@ class Recorder:
         params = self.model.params
         after, grad = _flat(params.values()), _flat(grads[k] for k in params)  # (P,), (P,)
         r = param_ratios(grad, self._before, after, self._sizes)
+        hist = r["grad_hist"]  # (K, 62): under, 60 bins, over; -1 for no std
         for j, name in enumerate(params):
             out = self.params[name]
+            out["grad_mean"].append(float(r["grad_mean"][j]))
             out["grad_std"].append(float(r["grad_std"][j]))
             out["grad_data"].append(float(r["grad_data"][j]))
             out["update_data_log10"].append(float(r["update_data"][j]))
+            if "grad_hist" in out:
+                ok = hist[j, 0] >= 0
+                out["grad_hist"].append(hist[j, 1:-1].tolist() if ok else None)
+                out["grad_under"].append(int(hist[j, 0]) if ok else None)
+                out["grad_over"].append(int(hist[j, -1]) if ok else None)
         if self._want_signal and iteration == 0:
             self.signal = _signal_record(self._pending, "training batch of iteration 0")
 
@@ -258,7 +282,8 @@ class Recorder:
         -------
         record : dict
             ``format_version``, ``every``, ``percentiles`` (the 5 percentile levels),
-            ``hist_edges`` (the 61 bin edges), ``saturation`` (what it measures, per
+            ``hist_edges`` (the 61 bin edges; a weight's gradient histogram at record ``j``
+            has the edges ``hist_edges * grad_std[j]``), ``saturation`` (what it measures, per
             activation), ``iterations``, ``layers``, ``params`` and ``signal_propagation``
             (:attr:`signal` or None) as the attributes hold them, in plain lists, floats,
             ints, str and None. NaN and infinite floats (a ratio over a parameter of std 0,

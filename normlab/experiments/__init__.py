@@ -18,6 +18,7 @@ rmsnorm            Zhang & Sennrich 2019: RMSNorm vs layer norm, accuracy and ti
 darknet-mismatch   darknet's batch-norm backward against the true gradient of its forward
 renorm             Ioffe 2017 / Wu & He 2018, small scale: BN vs renorm vs GN (+WS), bs 2..64
 ghost-bn           Hoffer et al. 2017: batch 1024, ghost batch norm V = 16..1024, the gap
+init-diagnostics   Karpathy 2022 (makemore 3): tanh MLP, bad vs fixed init vs BN, diagnostics
 noisy-bn           Santurkar et al. 2018 s2.1: BN + per-step noise (covariate shift) vs BN, none
 lr-stability       Bjorck et al. 2018: largest learning rate that trains, with and without BN
 landscape          Santurkar et al. 2018 s3.2: loss band, gradient change, beta along the gradient
@@ -48,6 +49,7 @@ from normlab.experiments import (
     darknet_mismatch,
     demo,
     ghost_bn,
+    init_diagnostics,
     landscape,
     lr_stability,
     mlp_adam,
@@ -77,6 +79,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         darknet_mismatch,
         renorm,
         ghost_bn,
+        init_diagnostics,
         landscape,
         population_stats,
         noisy_bn,
