@@ -1,0 +1,102 @@
+"""Griffe extension: the Sphinx roles in normlab's docstrings as links on the docs site.
+
+The docstrings cross-reference in Sphinx's syntax (``:func:`~normlab.layers.batchnorm_forward```,
+``:class:`Optimizer```, ``:mod:`normlab.models```), which mkdocstrings would print verbatim.
+This rewrites each role, before the docstrings are parsed, as Sphinx would resolve it: a name
+is looked up in the scope of the object whose docstring holds it (its class, its module and what
+that module imports), a dotted ``normlab.`` path from the package. Then:
+
+* a target that exists becomes a link to where the site documents it (under any of its public
+  names, e.g. ``normlab.models.Network`` for ``normlab.models.base.Network``), and plain code
+  where the site has no entry for it (a private helper, a submodule's undocumented constant);
+* a name outside normlab (``matplotlib.figure.Figure``) and ``:math:`` are plain code;
+* a normlab name that resolves to nothing (a typo, a renamed or removed function) is a warning,
+  so ``mkdocs build --strict`` fails on it, naming the file and the line of the docstring.
+
+Links are autorefs' optional references: the API pages decide what is documented, and a
+reference does not force a page on a helper. Markdown links and ``[title][identifier]``
+references written in ``docs/*.md`` stay required ones.
+
+As in Sphinx, ``~`` keeps the last component (``~normlab.optimizer.Optimizer`` shows
+``Optimizer``) and ``title <target>`` shows the title. A paragraph's closing ``::`` (reST's
+literal-block marker) becomes ``:``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import griffe
+
+ROLE = re.compile(r":(?:py:)?(?P<role>[a-z]+):`(?P<body>[^`]+)`")
+EXPLICIT_TITLE = re.compile(r"^(?P<title>.+?)\s*<(?P<target>[^<>]+)>$")
+LITERAL_MARK = re.compile(r"(?P<text>\S?)[ \t]*::$", re.MULTILINE)  # "as follows::", a lone "::"
+
+
+def lookup(root: griffe.Module, path: str) -> griffe.Object | griffe.Alias | None:
+    """The object at ``path`` under ``root`` (through aliases), or None when there is none."""
+    if path == root.path:
+        return root
+    try:
+        return root[path.removeprefix(root.path + ".")]
+    except (KeyError, griffe.AliasResolutionError, griffe.CyclicAliasError):
+        return None
+
+
+def resolve(obj: griffe.Object, target: str, root: griffe.Module) -> str | None:
+    """The full path of ``target`` as seen from ``obj``'s docstring, or None if it names nothing."""
+    head, _, rest = target.partition(".")
+    if head == root.name:
+        path = target
+    else:
+        try:
+            path = obj.resolve(head)
+        except griffe.NameResolutionError:
+            return None
+        path = f"{path}.{rest}" if rest else path
+    return path if lookup(root, path) is not None else None
+
+
+def rewrite(obj: griffe.Object, text: str, root: griffe.Module) -> str:
+    """``text`` with every Sphinx role replaced as the module docstring says."""
+
+    def replace(match: re.Match) -> str:
+        role, body = match["role"], " ".join(match["body"].split())  # a role may wrap lines
+        if role == "math":
+            return f"`{body}`"
+        explicit = EXPLICIT_TITLE.match(body)
+        target = explicit["target"] if explicit else body
+        target = target.lstrip("!").replace(" ", "")
+        short = target.startswith("~")
+        target = target.lstrip("~").removesuffix("()")
+        title = explicit["title"] if explicit else target.rsplit(".", 1)[-1] if short else target
+        path = resolve(obj, target, root)
+        if path is None:
+            if "." in target and target.split(".")[0] != root.name:
+                return f"`{title}`"  # outside normlab: no page to link to
+            where = f"{obj.relative_filepath}:{obj.docstring.lineno}" if obj.docstring else obj.path
+            griffe.logger.warning(f"{where}: :{role}:`{body}` names nothing in {root.name}")
+            return f"`{title}`"
+        return f'<autoref identifier="{path}" optional><code>{title}</code></autoref>'
+
+    text = ROLE.sub(replace, text)
+    # reST's "::" ending a paragraph introduces the indented block after it, which Markdown
+    # already shows as code: keep one ":" after text, drop a "::" standing alone.
+    return LITERAL_MARK.sub(lambda m: f"{m['text']}:" if m["text"] else "", text)
+
+
+def objects(obj: griffe.Object):
+    """``obj`` and every object defined under it (aliases, i.e. imports, left out)."""
+    yield obj
+    for member in obj.members.values():
+        if not member.is_alias:
+            yield from objects(member)
+
+
+class SphinxRoles(griffe.Extension):
+    """Rewrite Sphinx roles in every docstring of a package once it is loaded."""
+
+    def on_package(self, *, pkg: griffe.Module, **kwargs) -> None:
+        for obj in objects(pkg):
+            if obj.docstring is not None:
+                obj.docstring.value = rewrite(obj, obj.docstring.value, pkg)
