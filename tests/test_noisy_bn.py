@@ -161,8 +161,10 @@ def check_summary(experiment, config):
     seconds = {s.name: 1.0 + i for i, s in enumerate(specs)}
     summary = summarize_runs(experiment, config, outputs, seconds)
     for row, (name, o) in zip(summary["table"]["rows"], outputs.items(), strict=True):
-        assert row[1:] == [o["train_acc"][-1], o["val_acc"][-1], o["test_acc"], o["shift"],
+        mean = float(np.mean(o["val_acc"][1:]))
+        assert row[1:] == [o["train_acc"][-1], o["val_acc"][-1], mean, o["test_acc"], o["shift"],
                            seconds[name]]  # fmt: skip
+        assert summary["mean_val_acc"][name] == mean
         assert summary["final_val_acc"][name] == o["val_acc"][-1]
         assert summary["final_train_acc"][name] == o["train_acc"][-1]
         assert summary["shift_by_layer"][name] == o["shift_by_layer"]
@@ -172,6 +174,9 @@ def check_summary(experiment, config):
     noisy, bn, none = (outputs[n] for n in ("noisybatchnorm", "batchnorm", "none"))
     assert f"accuracy of {noisy['val_acc'][-1]:.2f} (batch norm {bn['val_acc'][-1]:.2f}, " \
            f"no normalization {none['val_acc'][-1]:.2f})" in h  # fmt: skip
+    means = [float(np.mean(o["val_acc"][1:])) for o in (noisy, bn, none)]
+    assert "averaged over the epochs (higher when a net learns sooner) {:.2f} (batch norm " \
+           "{:.2f}, no normalization {:.2f})".format(*means) in h  # fmt: skip
     assert "lower than batch norm beyond noise" in h  # 0.78 vs 0.80 on 10^7 images
     assert "higher than no normalization beyond noise" in h
     assert f"moved {noisy['shift']:.3f} per step against {bn['shift']:.3f}" in h
