@@ -92,6 +92,8 @@ def check_summary(experiment, config):
         assert s["trains"][norm] == [float(t) for t in ok]
         assert s["final_loss"][norm] == [o["final_train_loss"] for o in runs]
         assert s["diverged"][norm] == [o["diverged"] for o in runs]
+        assert s["final_val_acc"][norm] == [None if o["diverged"] else o["val_acc"][-1]
+                                            for o in runs]  # fmt: skip
         want = max((lr for lr, t in zip(lrs, ok, strict=True) if t), default=None)
         assert s["largest_trainable_lr"][norm] == want
     assert s["largest_trainable_lr"]["none"] == lrs[2]

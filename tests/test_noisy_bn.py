@@ -90,6 +90,14 @@ def test_model_noise_per_layer_and_step_reproducible_and_only_in_training():
     assert la == lb and all(np.array_equal(ga[k], gb[k]) for k in gb)
 
 
+def test_cumulative_average_counts_through_the_noise():
+    net = _net(momentum=None)  # PyTorch's cumulative average: a num_batches_tracked buffer
+    X, y = np.random.default_rng(4).normal(size=(16, 6)), np.arange(16) % 10
+    for _ in range(2):
+        net.loss(X, y)
+    assert net.buffers["num_batches_tracked1"][0] == 2 and net.buffers["noise_step1"][0] == 2
+
+
 @pytest.mark.parametrize(
     "options, match",
     [({"noise_seed": -1}, "noise_seed"), ({"mean_range": -0.5}, "mean_range"),

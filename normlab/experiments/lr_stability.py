@@ -25,15 +25,16 @@ the last one kept is at the end of training, or at the last step before divergen
 step.
 
 Default dataset: Fashion-MNIST (784 inputs, 60,000 images: a deep MLP is still learning after a
-few epochs, and the 1,000 validation images keep an accuracy's binomial error near 1.5 points);
+few epochs, and its 5,000 validation images keep an accuracy's binomial error near half a point);
 ``--quick`` runs on the embedded digits.
 
 Summary keys (what a claims table reads): ``largest_trainable_lr`` by normalization (None when
 no rate trains; with several seeds the mean of the seeds' values) and
 ``log10_largest_trainable_lr`` (its log10, whose mean is the geometric mean); per rate, by
-normalization: ``trains`` (1.0 or 0.0; with seeds, the fraction that trained), ``final_loss``,
-``final_val_acc``, ``diverged``; ``act_log10_std`` by normalization, per rate, per layer;
-``learning_rates``, ``loss_threshold``, ``layers``.
+normalization: ``trains`` (1.0 or 0.0; with seeds, the fraction that trained), ``final_loss``
+(the last epoch's mean training loss), ``final_val_acc`` (None where diverged), ``diverged``;
+``act_log10_std`` by normalization, per rate, per layer; ``learning_rates``,
+``loss_threshold``, ``layers``.
 """
 
 from __future__ import annotations
@@ -191,6 +192,12 @@ def trains(out: dict, threshold: float) -> bool:
     return not out["diverged"] and loss is not None and loss <= threshold
 
 
+def _final_val(out: dict) -> float | None:
+    """The validation accuracy at the end of training; None for a diverged run (its curve
+    stops at the epoch before divergence, which is not the end)."""
+    return None if out["diverged"] else finite(out["val_acc"][-1])
+
+
 def summarize(config: LRStabilityConfig, outputs: dict, seconds: dict) -> dict:
     """Per normalization and rate: trains, final loss, final validation accuracy, diverged,
     activation stds; the largest trainable rate per normalization.
@@ -219,7 +226,7 @@ def summarize(config: LRStabilityConfig, outputs: dict, seconds: dict) -> dict:
         },
         "trains": {n: [1.0 if t else 0.0 for t in ok[n]] for n in norms},
         "final_loss": {n: [o["final_train_loss"] for o in by[n]] for n in norms},
-        "final_val_acc": {n: [finite(o["val_acc"][-1]) for o in by[n]] for n in norms},
+        "final_val_acc": {n: [_final_val(o) for o in by[n]] for n in norms},
         "diverged": {n: [bool(o["diverged"]) for o in by[n]] for n in norms},
         "act_log10_std": {n: [o["act_log10_std"] for o in by[n]] for n in norms},
     }

@@ -14,9 +14,9 @@ noise in test mode).
 
 Default dataset: Fashion-MNIST (``/usr/share/datasets/fashion-mnist`` or a download), not the
 embedded digits: with 784 inputs and 60,000 images a deep MLP is far from perfect after a few
-epochs, so the three nets can differ, and 1,000+ validation images keep an accuracy's binomial
-error near 1.5 points (the digits' 1,797 images leave ~300 for validation, an error of ~5
-points, larger than the effects). ``--quick`` runs on the digits (the CLI's default).
+epochs, so the three nets can differ, and its 5,000 validation images keep an accuracy's
+binomial error near half a point (the digits' 1,797 images leave 300 for validation, an error
+of ~2 points, as large as the effects). ``--quick`` runs on the digits (the CLI's default).
 
 The covariate-shift measure
 ---------------------------
