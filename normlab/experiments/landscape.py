@@ -70,7 +70,7 @@ class LandscapeConfig(ExperimentConfig):
     probe_every: int = opt(10, "SGD steps between two landscape probes")
     batch_size: int = opt(128, "images per batch")
     num_training: int | None = opt(None, "training images (None: all)")
-    num_epochs: int = opt(3, "epochs")
+    num_epochs: int = opt(4, "epochs")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -227,7 +227,7 @@ def factor(results: dict, measure: str, norm: str, i: int) -> noise.Difference:
     return noise.difference(none, other, paired=True)
 
 
-def _factor_phrase(d: noise.Difference) -> str:
+def _factor_word(d: noise.Difference) -> str:
     """``"5.1x smaller"`` / ``"1.3x larger"`` for a log10 difference, or ``"n/a"``."""
     if d.a is None or d.b is None:
         return "n/a"
@@ -235,35 +235,38 @@ def _factor_phrase(d: noise.Difference) -> str:
     return f"{num(f, 1)}x smaller" if f >= 1 else f"{num(1 / f, 1)}x larger"
 
 
-def _verdict(d: noise.Difference) -> str:
-    """``"beyond noise, ×/÷1.4"`` on the factor, ``"within noise"``, or no estimate."""
-    if d.bound is None:
-        return "no noise estimate"
-    return f"{'beyond' if d.clear else 'within'} noise, ×/÷{num(10**d.bound, 1)}"
+def _verdicts(ds: list, lrs: list) -> str:
+    """Where the factors are beyond noise: ``"beyond noise at every learning rate"``, ``"beyond
+    noise at lr 0.1 and 0.3, within at 0.03"``; empty without a noise estimate."""
+    if all(d.bound is None for d in ds):
+        return ""
+    beyond = [f"{lr:g}" for d, lr in zip(ds, lrs, strict=True) if d.clear]
+    within = [f"{lr:g}" for d, lr in zip(ds, lrs, strict=True) if not d.clear]
+    if not within:
+        return " (beyond noise at every learning rate)"
+    if not beyond:
+        return " (within noise at every learning rate)"
+    return f" (beyond noise at lr {join(beyond)}, within at {join(within)})"
 
 
 def headline(results: dict) -> str:
-    """For each measure, the factor by which each normalization's median is smaller than
-    without normalization at every learning rate, with its noise verdict (seeds, paired)."""
+    """Per measure, the factors by which each normalization's median is smaller than without
+    normalization, one per learning rate, and where they are beyond noise (seeds, paired)."""
     lrs, norms = results["learning_rates"], results["normalizations"]
-    others = [n for n in norms if n != "none"]
     parts, diffs = [], []
-    for m, words in MEASURES.items():
-        for n in others:
+    for n in [n for n in norms if n != "none"]:
+        measures = []
+        for m, words in MEASURES.items():
             ds = [factor(results, m, n, i) for i in range(len(lrs))]
             diffs += ds
-            at = join(
-                [
-                    f"{_factor_phrase(d)} at lr {lr:g} ({_verdict(d)})"
-                    for d, lr in zip(ds, lrs, strict=True)
-                ]
-            )
-            parts.append(f"the median {words} was {at} with {label(n)}")
-    beyond, seeds = sum(d.clear for d in diffs), results.get("seeds", 1)
+            factors = join([_factor_word(d) for d in ds])
+            measures.append(f"the median {words} was {factors}{_verdicts(ds, lrs)}")
+        parts.append(f"with {label(n)} {join(measures)}")
+    seeds = results.get("seeds", 1)
     noise_words = noise.seeds_phrase(seeds) if seeds > 1 else "one seed: no noise estimate"
     sentence = (
-        f"Along the gradient, against no normalization, {join(parts)}; {beyond} of "
-        f"{len(diffs)} comparisons beyond noise ({noise_words})."
+        f"Along the gradient, against no normalization at learning rates "
+        f"{join([f'{lr:g}' for lr in lrs])}: {'; '.join(parts)} ({noise_words})."
     )
     return noise.qualify(sentence, diffs, results.get("config", {}).get("quick", False))
 

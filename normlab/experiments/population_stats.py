@@ -19,21 +19,23 @@ at a small scale:
   one float64 EMA per λ after every step, starting from the layer's initial zeros and ones.
 - **§5, train/test inconsistency.** With a small normalization batch, a network trained with
   mini-batch statistics is tested with population statistics it never saw in training. Here:
-  the same net trained with ``batch_size`` images per step and ghost batch norm over each
+  a small ConvNet ``{conv 3x3 - batch norm - relu - 2x2 pool} x 2 - affine`` trained for
+  ``sweep_epochs`` epochs with ``batch_size`` images per step and ghost batch norm over each
   normalization batch V of ``norm_batch_sizes`` (V = ``batch_size``: plain batch norm), every
-  run from the same seed; at the end of training, three errors against V: on (at most
-  ``num_train_eval``) training images with mini-batch statistics (each batch of V normalized
-  by its own statistics, as in training), on the validation images with mini-batch
-  statistics, and on the validation images with population statistics (precise BN over the
-  whole training set); and the histograms of one normalized layer's outputs (the last
-  batch-norm layer, after γ and β; 1024 validation images) in train mode (batch statistics)
-  and in eval mode (population statistics).
+  run from the same seed. Every normalization is spatial, so that even V = 2 images give
+  ``2·H·W`` values per statistic, as the paper's ResNets do (a fully-connected layer's batch
+  norm over 2 samples maps every feature to ±γ + β, and cannot learn). At the end of
+  training, three errors against V: on (at most ``num_train_eval``) training images with
+  mini-batch statistics (each batch of V normalized by its own statistics, as in training),
+  on the validation images with mini-batch statistics, and on the validation images with
+  population statistics (precise BN over ``population_samples`` training images); and the
+  histograms of the last batch-norm layer's outputs (after γ and β; 1024 validation images)
+  in train mode (batch statistics) and in eval mode (population statistics).
 
-Both parts train with SGD with momentum at a constant learning rate for ``num_epochs`` epochs
-and evaluate the final weights (no best-epoch restore). Fashion-MNIST by default: the 8x8
-digits have 300 validation and test images, too few to resolve differences of a point or two
-of accuracy (a binomial standard error of ~2 points), where Fashion-MNIST's 5,000 and 10,000
-resolve ~0.5.
+Both parts train with SGD with momentum at a constant learning rate and evaluate the final
+weights (no best-epoch restore). Fashion-MNIST by default: the 8x8 digits have 300 validation
+and test images, too few to resolve differences of a point or two of accuracy (a binomial
+standard error of ~2 points), where Fashion-MNIST's 5,000 and 10,000 resolve ~0.5.
 
 Summary keys (what a claims table reads)
 ----------------------------------------
@@ -69,6 +71,13 @@ DESCRIPTION = (
 STATS_RUN = "batchnorm/stats"  # part 1: EMA vs precise BN
 GHOST = "ghostbatchnorm"
 HIST_ROWS = 1024  # validation images of the train-vs-eval histograms
+BLUES = ("#9ecae1", "#4292c6", "#08519c")  # EMA momenta, light (fast) to dark (slow)
+REDS = ("#fc9272", "#ef3b2c", "#99000d")  # precise-BN sample counts, light (few) to dark
+
+
+def _shade(palette: tuple, i: int, n: int) -> str | None:
+    """The ``i``-th of ``n`` shades of ``palette`` (None, the default cycle, past its length)."""
+    return palette[i + len(palette) - n] if n <= len(palette) else None
 
 
 @dataclass(frozen=True)
@@ -77,12 +86,14 @@ class PopulationStatsConfig(ExperimentConfig):
 
     dataset: str = field_of(ExperimentConfig, "dataset", "fashion-mnist")
     normalizations: tuple[str, ...] = field_of(ExperimentConfig, "normalizations", ("batchnorm",))
-    hidden_dims: tuple[int, ...] = opt((256, 256, 256), "widths of the hidden affine layers")
+    hidden_dims: tuple[int, ...] = opt((256, 256, 256), "part 1: widths of the hidden layers")
+    num_filters: tuple[int, ...] = opt((8, 16), "part 2: filters of each conv block")
     weight_scale: float | str = opt("he", "initial weights: std, or he | xavier", positive=True)
     learning_rate: float = opt(0.1, "SGD-momentum learning rate (constant)", positive=True)
     momentum: float = opt(0.9, "SGD momentum")
-    batch_size: int = opt(128, "images per SGD step (both parts)")
-    num_epochs: int = opt(4, "epochs")
+    batch_size: int = opt(64, "images per SGD step (both parts)")
+    num_epochs: int = opt(4, "part 1: epochs (test accuracies after each)")
+    sweep_epochs: int = opt(1, "part 2: epochs of each normalization batch size")
     num_training: int | None = opt(None, "training images (None: all)")
     ema_momenta: tuple[float, ...] = opt(
         (0.9, 0.99, 0.999), "EMA momenta λ, weight of the old value (PyTorch's 1 - momentum)"
@@ -91,9 +102,10 @@ class PopulationStatsConfig(ExperimentConfig):
         (100, 1000, 10000), "training images precise BN computes the statistics over"
     )
     norm_batch_sizes: tuple[int, ...] = opt(
-        (2, 4, 8, 16, 32, 128), "normalization (ghost) batch sizes V; each divides batch_size"
+        (2, 4, 8, 16, 64), "part 2: normalization (ghost) batch sizes V, divisors of batch_size"
     )
-    num_train_eval: int = opt(5000, "training images of the training error (batch statistics)")
+    num_train_eval: int = opt(5000, "part 2: training images of the train error (batch stats)")
+    population_samples: int = opt(10000, "part 2: training images of the population statistics")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -118,17 +130,20 @@ class PopulationStatsConfig(ExperimentConfig):
 
 
 def quick(config: PopulationStatsConfig) -> PopulationStatsConfig:
-    """Two hidden layers of 32, batches of 32, V = 2, 8 and 32, 2 epochs; precise BN over 50
-    and 500 images."""
+    """Two hidden layers of 32 (part 1), 4 and 8 filters (part 2), batches of 32, V = 2, 8
+    and 32, 2 epochs each; precise BN over 50 and 500 images."""
     return dataclasses.replace(
         config,
         quick=True,
         hidden_dims=(32, 32),
+        num_filters=(4, 8),
         batch_size=32,
         num_epochs=2,
+        sweep_epochs=2,
         precise_samples=(50, 500),
         norm_batch_sizes=(2, 8, 32),
         num_train_eval=500,
+        population_samples=500,
     )
 
 
@@ -186,7 +201,7 @@ def _buffers_set(model, values: dict | None):
             np.copyto(model.buffers[k], v)
 
 
-def _solver(config, model, data, seed: int, callbacks):
+def _solver(config, model, data, seed: int, callbacks, epochs: int):
     """The run's Solver: SGD with momentum at a constant learning rate, no printing."""
     from normlab.solver import Solver
 
@@ -202,18 +217,18 @@ def _solver(config, model, data, seed: int, callbacks):
         update_rule="sgd_momentum",
         optim_config={"learning_rate": config.learning_rate, "momentum": config.momentum},
         batch_size=config.batch_size,
-        num_epochs=config.num_epochs,
+        num_epochs=epochs,
         verbose=False,
     )
 
 
-def _epochs(config, solver):
-    """Step ``solver`` epoch by epoch, yielding each finished epoch (1-based); stops at a
-    non-finite loss, after which ``solver.diverged`` is True."""
+def _epochs(solver):
+    """Step ``solver`` epoch by epoch up to its ``num_epochs``, yielding each finished epoch
+    (1-based); stops at a non-finite loss, after which ``solver.diverged`` is True."""
     from normlab.solver import NonFiniteLossError
 
     solver.diverged = False
-    for epoch in range(1, config.num_epochs + 1):
+    for epoch in range(1, solver.num_epochs + 1):
         try:
             with np.errstate(over="ignore", invalid="ignore"):
                 for _ in range(solver.iterations_per_epoch):
@@ -237,13 +252,13 @@ def _stats_task(config, data, seed: int) -> dict:
         norm_options={"momentum": 0.0},  # buffers = the last batch's statistics (see EmaTracker)
     )
     tracker = EmaTracker(model, config.ema_momenta)
-    solver = _solver(config, model, data, solver_seed, [tracker])
+    solver = _solver(config, model, data, solver_seed, [tracker], config.num_epochs)
     order = np.random.default_rng(split_seed(seed, 3)[2]).permutation(len(data["X_train"]))
     X_test, y_test = data["X_test"], data["y_test"]
     ema = {f"{m:g}": [] for m in config.ema_momenta}
     precise = {str(n): [] for n in config.precise_samples}
     epochs = []
-    for epoch in _epochs(config, solver):
+    for epoch in _epochs(solver):
         epochs.append(epoch)
         for m, stats in tracker.stats.items():
             with _buffers_set(model, stats):
@@ -297,12 +312,12 @@ def _batch_task(config, data, params: dict, seed: int) -> dict:
     from normlab.models import precise_bn
 
     v = params["virtual_batch_size"]
-    options = dict(hidden_dims=config.hidden_dims, weight_scale=config.weight_scale)
+    options = dict(num_filters=config.num_filters, hidden_dims=(), weight_scale=config.weight_scale)
     model, solver_seed = build_model(
-        data, seed, GHOST, norm_options={"virtual_batch_size": v}, **options
+        data, seed, GHOST, "conv", norm_options={"virtual_batch_size": v}, **options
     )
-    solver = _solver(config, model, data, solver_seed, [])
-    for _ in _epochs(config, solver):
+    solver = _solver(config, model, data, solver_seed, [], config.sweep_epochs)
+    for _ in _epochs(solver):
         pass
     out = {
         "part": "batch",
@@ -319,6 +334,7 @@ def _batch_task(config, data, params: dict, seed: int) -> dict:
         data,
         seed,
         GHOST,
+        "conv",
         norm_options={"virtual_batch_size": v, "track_running_stats": False},
         **options,
     )
@@ -330,7 +346,8 @@ def _batch_task(config, data, params: dict, seed: int) -> dict:
     train_err, n_train = _batch_stats_error(twin, X_train, y_train, v, rng)
     val_err, n_val = _batch_stats_error(twin, data["X_val"], data["y_val"], v, rng)
     val_ema = 1.0 - accuracy(model, data["X_val"], data["y_val"])
-    precise_bn(model, data["X_train"])
+    population = rng.permutation(len(data["X_train"]))[: config.population_samples]  # (n,)
+    precise_bn(model, data["X_train"][np.sort(population)])
     val_pop = 1.0 - accuracy(model, data["X_val"], data["y_val"])
     layer = max(b.index for b in model.blocks if b.norm is not None)
     rows = rng.permutation(len(data["X_val"]))[: min(HIST_ROWS, len(data["X_val"])) // v * v]
@@ -463,16 +480,17 @@ def headline(results: dict) -> str:
 def figures(config: PopulationStatsConfig) -> list[dict]:
     """Test accuracy per epoch for every EMA and precise-BN count; the three errors against V;
     the train-vs-eval histograms at the smallest and the largest V."""
+    lams, ns = config.ema_momenta, config.precise_samples
     ema = [
-        figspec.line(
-            ["test_acc_ema", f"{m:g}"], f"EMA λ={m:g}", None, run=STATS_RUN, fmt="o--", first=1
-        )
-        for m in config.ema_momenta
-    ]
+        figspec.line(["test_acc_ema", f"{m:g}"], f"EMA λ={m:g}", _shade(BLUES, i, len(lams)),
+                     run=STATS_RUN, fmt="o--", first=1)
+        for i, m in enumerate(lams)
+    ]  # fmt: skip
     precise = [
-        figspec.line(["test_acc_precise", str(n)], f"precise BN, {n}", None, run=STATS_RUN, first=1)
-        for n in config.precise_samples
-    ]
+        figspec.line(["test_acc_precise", str(n)], f"precise BN, {n} images",
+                     _shade(REDS, i, len(ns)), run=STATS_RUN, first=1)
+        for i, n in enumerate(ns)
+    ]  # fmt: skip
     acc = figspec.curves("Test accuracy, EMA vs precise BN", ema + precise, "accuracy", legend=True)
     errors = figspec.sweep(
         "Error against the normalization batch",
