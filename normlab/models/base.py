@@ -73,6 +73,8 @@ class Block:
     act : tuple (forward, backward) or None
     pool : dict or None
         ``pool_param`` of a max-pool.
+    pool_first : bool
+        Whether the block pools before its activation (ReLU, where the two commute).
     dropout : dict or None
         ``dropout_param`` (``p`` is the keep probability).
     """
@@ -89,6 +91,7 @@ class Block:
         "norm_param",
         "norm_params",
         "pool",
+        "pool_first",
         "ws",
     )
 
@@ -103,6 +106,12 @@ class Block:
         self.norm_param: dict | None = None
         self.act = None
         self.pool = None
+        # ReLU then max pooling, computed as pooling then ReLU: max(relu(x)) = relu(max(x)),
+        # and both route each window's gradient to its first maximum with relu'(x) = [x > 0]
+        # (a window whose maximum is <= 0 gets 0 either way), so the outputs and gradients are
+        # the same numbers with ReLU on a quarter of the elements (2x2 pools). Not for tanh or
+        # sigmoid: rounding can tie their outputs where the inputs differ.
+        self.pool_first = False
         self.dropout = None
 
 
@@ -309,6 +318,7 @@ class Network:
         if activation:
             blk.act = ACTIVATIONS[self.activation]
         blk.pool = pool
+        blk.pool_first = bool(pool is not None and activation and self.activation == "relu")
         if keep < 1:
             blk.dropout = {"p": keep, "mode": "train", "rng": self.rng, "seed": self.dropout_seed}
         self.blocks.append(blk)
@@ -376,11 +386,14 @@ class Network:
                     probe("norm", blk, h)
             if record and blk.index in record:
                 self.activations[blk.index] = h
+            pool_first = blk.pool_first and not probe  # a probe sees the unpooled activation
+            if pool_first:
+                h, c_pool = max_pool_forward(h, blk.pool)
             if blk.act is not None:
                 h, c_act = blk.act[0](h)
                 if probe:
                     probe("act", blk, h)
-            if blk.pool is not None:
+            if blk.pool is not None and not pool_first:
                 h, c_pool = max_pool_forward(h, blk.pool)
             if blk.dropout is not None:
                 d = blk.dropout
@@ -495,7 +508,8 @@ class Network:
         """
         if y is None:
             return self._forward(X, "test")[0]
-        scores, caches = self._forward(X, "train", probe=self.probe)
+        probe = self.probe
+        scores, caches = self._forward(X, "train", probe=probe)
         loss, dout = softmax_cross_entropy(scores, y)
         params, grads = self.params, {}
         first = self.blocks[0]
@@ -504,10 +518,13 @@ class Network:
         ):
             if c_drop is not None:
                 dout = dropout_backward(dout, c_drop)
-            if c_pool is not None:
+            pool_first = blk.pool_first and not probe  # the order _forward took
+            if c_pool is not None and not pool_first:
                 dout = max_pool_backward(dout, c_pool)
             if c_act is not None:
                 dout = blk.act[1](dout, c_act)
+            if pool_first:
+                dout = max_pool_backward(dout, c_pool)
             if c_norm is not None:
                 dout, *dnorm = blk.norm.backward(dout, c_norm)
                 grads.update(zip(blk.norm_params, dnorm, strict=True))
