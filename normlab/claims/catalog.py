@@ -76,12 +76,8 @@ _BATCH_SWEEP_QUICK = {
 _BATCH_SHOWN = ("batch_sizes", "num_training", "num_epochs", "num_filters")
 
 # One population-stats study serves two claims (EMA vs precise BN; train/test inconsistency).
-_POPULATION = {
-    "dataset": "fashion-mnist",
-    "num_training": 20_000,
-    "norm_batch_sizes": [2, 8, 32, 128],
-}
-_POPULATION_SHOWN = ("hidden_dims", "num_training", "num_epochs", "norm_batch_sizes")
+_POPULATION = {"dataset": "fashion-mnist", "num_training": 20_000}
+_POPULATION_SHOWN = ("num_training", "num_epochs", "batch_size", "norm_batch_sizes")
 
 CLAIMS: tuple[Claim, ...] = (
     Claim(
@@ -116,6 +112,19 @@ CLAIMS: tuple[Claim, ...] = (
         shown=("hidden_dims", "scale_min", "scale_max", "num_scales", "num_training"),
         note="sensitivity measured as the mean shortfall, over the scales, of the best "
         "validation accuracy from the best scale's",
+    ),
+    Claim(
+        "bn-fixes-bad-init",
+        "A badly scaled init saturates tanh units and stalls training; batch norm trains from "
+        "the same bad init.",
+        "Karpathy 2022, makemore part 3",
+        "init-diagnostics",
+        measures.bn_fixes_bad_init,
+        setting={"dataset": "fashion-mnist", "num_training": 20_000, "norm_init": "bad"},
+        quick={"norm_init": "bad"},
+        shown=("hidden_dims", "bad_weight_scale", "norm_init", "num_training", "num_epochs"),
+        note="saturation: the share of tanh outputs with |t| > 0.97 on the first batch, mean "
+        "over the hidden layers; training: final validation accuracy",
     ),
     Claim(
         "bn-small-batch",

@@ -157,7 +157,7 @@ def render_claims_html(results: dict, pngs: dict[str, dict[str, bytes]]) -> str:
             f"</b>: {esc(row['reason'])}.</p>",
         ]
         if row.get("note"):
-            parts.append(f'<p class="description">Measured: {esc(row["note"])}.</p>')
+            parts.append(f'<p class="description"><b>How:</b> {esc(row["note"])}.</p>')
         parts.append(_numbers(row))
         if study.get("headline"):
             parts.append(f"<p><b>The experiment's headline:</b> {esc(study['headline'])}</p>")
