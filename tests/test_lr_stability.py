@@ -51,11 +51,16 @@ def test_activation_std_callback_against_direct_computation():
 # ------------------------------------------------------ summary and headline (test_summaries)
 
 
-# the final loss of a run at rate index i: 'none' trains up to index 2, batch norm up to 4
+def _last_ok(norm, n):
+    """The largest rate index at which the synthetic run trains: batch norm the largest rate,
+    none three below it (then one rate where it fails without diverging, then divergence)."""
+    return n - 1 if norm == "batchnorm" else max(1, n - 3)
+
+
 def _run_output(norm, i, n, layers):
-    ok_up_to = 2 if norm == "none" else 4
+    ok_up_to = _last_ok(norm, n)
     diverged = i > ok_up_to + 1
-    loss = None if diverged else (0.3 + 0.1 * i if i <= ok_up_to else 2.0)
+    loss = None if diverged else (0.3 + 0.05 * i if i <= ok_up_to else 2.0)
     if i == 0:
         loss = 2.2  # too slow at the smallest rate: does not train either
     std = [float(j) * (i + 1) for j in range(1, len(layers) + 1)]
@@ -96,8 +101,8 @@ def check_summary(experiment, config):
                                             for o in runs]  # fmt: skip
         want = max((lr for lr, t in zip(lrs, ok, strict=True) if t), default=None)
         assert s["largest_trainable_lr"][norm] == want
-    assert s["largest_trainable_lr"]["none"] == lrs[2]
-    assert s["largest_trainable_lr"]["batchnorm"] == lrs[min(4, len(lrs) - 1)]
+    assert s["largest_trainable_lr"]["none"] == lrs[_last_ok("none", len(lrs))]
+    assert s["largest_trainable_lr"]["batchnorm"] == lrs[-1]
     for i, row in enumerate(s["table"]["rows"]):
         assert row[0] == lrs[i]
         assert row[1:4] == [s["trains"]["none"][i], s["final_loss"]["none"][i],
@@ -110,7 +115,7 @@ def check_summary(experiment, config):
         f"the largest that trained was {big['none']:g} without normalization and "
         f"{big['batchnorm']:g} with batch norm" in h
     )
-    fail = lrs[3]  # the first rate above none's largest at which it fails
+    fail = lrs[_last_ok("none", len(lrs)) + 1]  # the first rate above none's largest: fails
     a = outputs[f"none/lr={fail:g}"]["act_log10_std"]
     assert f"At {fail:g}, where the net without normalization failed to train" in h
     assert f"10^{a[0]:.1f} in layer 1 and 10^{a[-1]:.1f} in the last layer" in h
