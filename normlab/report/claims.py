@@ -56,7 +56,10 @@ def claims_text(results: dict) -> str:
     rows = _rows(results)
     width = max((len(r["verdict"]) for r in rows), default=0)
     table = results.get("table", {})
-    numbers = [r[3] for r in table.get("rows", [])] or [""] * len(rows)
+    col = next(
+        (i for i, c in enumerate(table.get("columns", [])) if c.startswith("measured")), None
+    )
+    numbers = [r[col] for r in table["rows"]] if col is not None else [""] * len(rows)
     lines = []
     pad = " " * (4 + width + 2)
     for i, (row, measured) in enumerate(zip(rows, numbers, strict=True), 1):
