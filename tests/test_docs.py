@@ -87,6 +87,7 @@ def test_every_public_module_has_an_api_page():
 def test_strict_build_renders_every_page(site):
     home = (site / "index.html").read_text()
     assert "Batch normalization from the derivation to the experiment" in home  # README.md
+    assert '<a href="derivations/"><code>docs/derivations.md</code></a>' in home
     for page in ("architecture", "conventions", "derivations"):
         assert (site / page / "index.html").is_file(), page
     for page, identifier in api_pages().items():

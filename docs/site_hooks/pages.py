@@ -3,11 +3,13 @@
 Nothing is copied into ``docs/``: the files join MkDocs' file list from where they live, so a
 fresh clone builds the same site, and ``mkdocs serve`` reloads on their edits. The notebooks
 are listed in the navigation under "Examples", in file-name order, so a new notebook needs no
-edit here; mkdocs-jupyter renders them without running them (``execute: false``).
+edit here; mkdocs-jupyter renders them without running them (``execute: false``). On the home
+page, README's ``docs/<page>.md`` mentions link to those pages (the strict build checks them).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from mkdocs.plugins import event_priority
@@ -16,6 +18,7 @@ from mkdocs.structure.files import File
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 NAV_BEFORE = "API reference"  # the "Examples" section goes just before this one
+DOCS_MENTION = re.compile(r"`docs/(?P<page>[\w-]+\.md)`")  # README's `docs/derivations.md`
 
 
 def notebooks() -> list[Path]:
@@ -54,3 +57,10 @@ def on_files(files, config):
             )
         )
     return files
+
+
+def on_page_markdown(markdown, page, config, files):
+    """On the home page, README's `docs/<page>.md` mentions become links to those pages."""
+    if page.file.src_uri != "index.md":
+        return markdown
+    return DOCS_MENTION.sub(lambda m: f"[{m[0]}]({m['page']})", markdown)
