@@ -14,6 +14,10 @@ step, wider with depth, the same for a given seed, layer and step (so runs are r
 a resumed run draws what an uninterrupted one would), and different between layers. Test mode
 is batch norm's, without noise.
 
+The models tell each layer its number (``norm_param['layer']``, the registration's
+``layer_index=True``); a layer called alone (:func:`~normlab.layer_utils.affine_norm_relu_forward`)
+without ``'layer'`` is a first layer.
+
 Options (``norm_options``, checked when the model is built): ``noise_seed`` (int >= 0, default
 0; experiments derive it from the run seed), ``mean_range`` (>= 0, default 0.25) and
 ``log_scale_range`` (>= 0, default 0.1); batch norm's ``eps``, ``momentum`` and
@@ -117,7 +121,7 @@ def noisy_forward(x, gamma, beta, p):
     if p["mode"] == "train":
         shift, scale = draw_noise(
             p["noise_seed"],
-            p["layer"],
+            p.get("layer", 1),  # set by the models; a layer used alone is a first layer
             int(step[0]),
             x.shape[1],
             p["mean_range"],
