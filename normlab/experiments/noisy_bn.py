@@ -247,6 +247,12 @@ def summarize(config: NoisyBNConfig, outputs: dict, seconds: dict) -> dict:
     }
 
 
+def _sig(x) -> str:
+    """``x`` to two significant digits (batch norm's shift is ~1e-4: not "0.000"); n/a for
+    None."""
+    return "n/a" if x is None else f"{x:.2g}"
+
+
 def headline(results: dict) -> str:
     """Noisy batch norm's final validation accuracy against batch norm's and the unnormalized
     net's (paired, beyond noise or not), and the shift each run's layer inputs saw per step."""
@@ -269,8 +275,8 @@ def headline(results: dict) -> str:
         f"averaged over the epochs (higher when a net learns sooner) {num(mean[NOISY])} (batch "
         f"norm {num(mean['batchnorm'])}, no normalization {num(mean['none'])}): "
         f"{noise.versus(m_bn, 'batch norm')}, and {noise.versus(m_none, 'no normalization')}; "
-        f"yet the moments of its layers' inputs moved {num(shift[NOISY], 3)} per step "
-        f"against {num(shift['batchnorm'], 3)} with batch norm and {num(shift['none'], 3)} "
+        f"yet the moments of its layers' inputs moved {_sig(shift[NOISY])} per step "
+        f"against {_sig(shift['batchnorm'])} with batch norm and {_sig(shift['none'])} "
         f"without ({noise.seeds_phrase(results.get('seeds', 1))})."
     )
     quick = results.get("config", {}).get("quick", False)
