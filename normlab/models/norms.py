@@ -86,6 +86,10 @@ name without a ``'feature'`` variant works in ``ConvNet(hidden_dims=())``. "Fold
     buffers ``running_mean`` (zeros), ``running_var`` (ones), never updated; ``eps=1e-5``.
     Folds; not precise (its statistics are frozen by definition; set them by hand).
 
+``'noisybatchnorm'``
+    Both kinds: batch norm, then per-step noise in train mode (Santurkar et al. 2018, section
+    2.1); registered by :mod:`normlab.models.noisy_bn`, whose docstring gives its options.
+
 ``None`` (no normalization) is always accepted and is not a registered name.
 """
 
