@@ -145,6 +145,11 @@ def check_summary(experiment, config):
     )
     for m, c in zip(config.ema_momenta, ema, strict=True):
         assert f"{num(c[-1])} with EMA λ={m:g} (" in headline
+        assert f"{num(np.mean(c))} with EMA λ={m:g} (" in headline
+    during = (
+        f"averaged over the {config.num_epochs} epochs' evaluations, {num(np.mean(precise[-1]))}"
+    )
+    assert f"{during} against" in headline
     small = outputs[f"ghostbatchnorm/v={min(vs)}"]
     assert (f"at V={min(vs)}, {num(small['val_error_population_stats'])} with population "
             f"statistics against {num(small['val_error_batch_stats'])}") in headline  # fmt: skip

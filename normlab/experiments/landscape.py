@@ -299,6 +299,7 @@ def figures(config: LandscapeConfig) -> list[dict]:
             None,
             ["learning_rates"],
             [figspec.norm_line(n, [f"median_{m}", n]) for n in config.normalizations],
+            ticks=True,
             ylog=True,
             legend=m == "band",
         )

@@ -437,27 +437,38 @@ def summarize(config: PopulationStatsConfig, outputs: dict, seconds: dict) -> di
     return {**summary, "table": table}
 
 
+def _against_emas(results: dict, when: str, n_test: int | None) -> tuple[str, list]:
+    """Precise BN (the most images) against every EMA in the summary's ``{when}_test_acc_*``
+    (``'final'`` or ``'mean'``): the phrase and the differences (paired: one run per seed)."""
+    top = len(results["precise_samples"]) - 1
+    precise = noise.per_seed(results, [f"{when}_test_acc_precise"])
+    emas = noise.per_seed(results, [f"{when}_test_acc_ema"])
+    parts, diffs = [], []
+    for i, m in enumerate(results["ema_momenta"]):
+        d = noise.difference([p[top] for p in precise], [e[i] for e in emas], n_test, paired=True)
+        diffs.append(d)
+        acc = num(results[f"{when}_test_acc_ema"][i])
+        parts.append(f"{acc} with EMA λ={m:g} ({noise.versus(d, 'precise BN')})")
+    return f"{num(results[f'{when}_test_acc_precise'][top])} against {join(parts)}", diffs
+
+
 def headline(results: dict) -> str:
-    """Precise BN (most images) against every EMA at the end of training; at the smallest and
-    the largest V, the validation error with population against batch statistics."""
-    lams, ns, vs = results["ema_momenta"], results["precise_samples"], results["norm_batch_sizes"]
+    """Precise BN (most images) against every EMA at the end of training and averaged over the
+    epochs; at the smallest and the largest V, the validation error with population against
+    batch statistics."""
+    vs = results["norm_batch_sizes"]
     runs_ = results.get("runs", {})
     n_test = next((o.get("num_test") for o in runs_.values() if o.get("num_test")), None)
     n_val = next(
         (o.get("num_val_population") for o in runs_.values() if o.get("num_val_population")), None
     )
-    precise = noise.per_seed(results, ["final_test_acc_precise"])
-    emas = noise.per_seed(results, ["final_test_acc_ema"])
-    diffs, parts = [], []
-    top = len(ns) - 1
-    for i, m in enumerate(lams):
-        d = noise.difference([p[top] for p in precise], [e[i] for e in emas], n_test, paired=True)
-        diffs.append(d)
-        acc = num(results["final_test_acc_ema"][i])
-        parts.append(f"{acc} with EMA λ={m:g} ({noise.versus(d, 'precise BN')})")
+    final, diffs = _against_emas(results, "final", n_test)
+    during, more = _against_emas(results, "mean", n_test)
+    diffs += more
     sentence = (
-        f"At the end of training, precise BN over {ns[top]} images gave test accuracy "
-        f"{num(results['final_test_acc_precise'][top])} against {join(parts)}"
+        f"At the end of training, precise BN over {results['precise_samples'][-1]} images gave "
+        f"test accuracy {final}; averaged over the {len(results['epochs'])} epochs' "
+        f"evaluations, {during}"
     )
     pop = noise.per_seed(results, ["val_error_population_stats"])
     bat = noise.per_seed(results, ["val_error_batch_stats"])
