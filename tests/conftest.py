@@ -30,15 +30,17 @@ def default_blas_threads(one_blas_thread):
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
-    """One ``normlab demo --quick --seed 3``, shared by the tests that read it (test_cli,
-    test_experiments, test_report): ``rc``, its ``out`` folder, ``stdout`` and ``stderr``.
-    Copy the folder before changing anything in it."""
+    """One ``normlab demo --quick --seed 3 --diagnostics 0``, shared by the tests that read it
+    (test_cli, test_experiments, test_report): ``rc``, its ``out`` folder, ``stdout`` and
+    ``stderr``. Copy the folder before changing anything in it. Without the demo's default
+    diagnostics: test_report redraws this folder several times, and drawing the diagnostics
+    figures (tests/test_diagnostics_report.py) would be most of their time."""
     from normlab.cli import main
 
     out = tmp_path_factory.mktemp("demo-run") / "demo"
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        rc = main(["demo", "--quick", "--out", str(out), "--seed", "3"])
+        rc = main(["demo", "--quick", "--out", str(out), "--seed", "3", "--diagnostics", "0"])
     return SimpleNamespace(rc=rc, out=out, stdout=stdout.getvalue(), stderr=stderr.getvalue())
 
 

@@ -129,9 +129,7 @@ def test_an_experiment_records_and_its_report_draws_the_diagnostics(tmp_path):
     assert main(["report", str(out)]) == 0  # redrawn from results.json alone
     assert all((out / f"{stem}.png").is_file() for stem in FIGURES)
     assert 'alt="diagnostics_signal"' in (out / "report.html").read_text()
-    with pytest.raises(ValueError, match="expected diagnostics >= 1"):
-        DemoConfig(diagnostics=0)
-    for bad in (2.5, "20", True):  # refused when built, not inside every task
+    for bad in (2.5, "20", True, -1):  # refused when built, not inside every task
         with pytest.raises(ValueError, match="expected diagnostics an integer >= 1"):
             DemoConfig(diagnostics=bad)
 
@@ -208,3 +206,29 @@ def test_a_single_record_still_draws_its_points(records):
         lines = [ln for ax in draw({"batchnorm": one}).axes for ln in ax.get_lines()]
         drawn = [ln for ln in lines if len(ln.get_xdata()) == 1]
         assert drawn and all(ln.get_marker() == "o" for ln in drawn)
+
+
+def test_the_demo_records_by_default_and_diagnostics_0_turns_it_off(monkeypatch, tmp_path):
+    """``normlab demo`` shows why the baseline stalls without a flag; ``--diagnostics 0`` is
+    no Recorder at all."""
+    from normlab.cli import main
+    from normlab.experiments import training
+
+    seen = []
+    real = training.train_solver
+
+    def stand_in(model, data, seed, callbacks=(), diagnostics=None, **options):
+        seen.append(diagnostics)
+        raise _Trained
+
+    monkeypatch.setattr(training, "train_solver", stand_in)
+    for k, (argv, want) in enumerate(
+        (([], 20), (["--diagnostics", "0"], 0), (["--diagnostics", "7"], 7))
+    ):
+        with pytest.raises(_Trained):
+            main(["demo", "--quick", "--out", str(tmp_path / str(k)), *argv])
+        assert seen.pop() == want
+    data = load_dataset("digits", num_training=60, num_validation=20, num_test=20)
+    model = FullyConnectedNet([8], input_dim=64, seed=0)
+    out = real(model, data, 0, diagnostics=0, num_iterations=2, batch_size=20)
+    assert "diagnostics" not in out and model.probe is None

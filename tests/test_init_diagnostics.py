@@ -49,7 +49,7 @@ def _output(rng, params: dict, config, saturated: float) -> dict:
         "final_val_acc": val[-1],
         "num_val": NUM_EVAL,
         "weight_scale": params["weight_scale"],
-        "diagnostics": _record(rng, hidden, 7, config.diagnostics, saturated),
+        "diagnostics": _record(rng, hidden, 7, 10, saturated),
     }
 
 
@@ -99,14 +99,16 @@ def check_summary(experiment, config):
     h = experiment.headline(results)
     bad, fixed, bn = (summary["per_run"][n] for n in ("bad-init", "fixed-init", "batchnorm"))
     pct = "{:.0f}%".format
+    every = [np.mean(bad[k]) for k in ("saturation_init", "saturation_final")]
     assert (
         f"{pct(100 * bad['saturation_init'][0])} -> {pct(100 * bad['saturation_final'][0])} "
-        "with the bad init" in h
+        f"(all hidden layers {pct(100 * every[0])} -> {pct(100 * every[1])}) with the bad init" in h
     )
     assert f"{fixed['final_val_acc']:.2f} with the fixed init, " in h
     word = "lower" if bad["final_val_acc"] < fixed["final_val_acc"] else "higher"
     assert f"{bad['final_val_acc']:.2f} with the bad init ({word} than the fixed init beyond" in h
-    assert f"{bn['update_data_log10_median']:.1f} with batch norm (one seed" in h
+    assert f"{bn['update_data_log10_median']:.1f} with batch norm (against" in h
+    assert "one seed: no noise estimate" in h
     assert h.startswith("Quick run, too short") == config.quick
 
 
@@ -120,7 +122,8 @@ def check_quick_results(res):
         out, got = res["runs"][name], res["per_run"][name]
         assert len(out["val_acc"]) == cfg["num_epochs"] + 1 and not out["diverged"]
         rec = out["diagnostics"]
-        assert rec["iterations"][:2] == [0, cfg["diagnostics"]]
+        every = max(1, round(cfg["num_epochs"] * (500 // cfg["batch_size"]) / 40))
+        assert rec["every"] == every and rec["iterations"][:2] == [0, every]
         assert len(got["saturation_init"]) == len(got["saturation_final"]) == hidden
         assert all(0 <= s <= 1 for s in got["saturation_init"] + got["saturation_final"])
         assert -8 < got["update_data_log10_median"] < 1
@@ -134,7 +137,7 @@ def test_config_refuses_what_the_experiment_cannot_run():
         ({"normalizations": ("none", "batchnorm")}, "drop 'none'"),
         ({"norm_init": "he"}, "'fixed' or 'bad'"),
         ({"activation": "gelu"}, "known are"),
-        ({"diagnostics": None}, "diagnostics >= 1"),
+        ({"diagnostics": 0}, "diagnostics >= 1 or None"),
     ):
         with pytest.raises(ValueError, match=match):
             cls(**bad)

@@ -22,9 +22,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _demo(p) -> None:
-    from normlab.experiments.config import ExperimentConfig
+    from normlab.experiments.demo import DemoConfig  # its defaults in --help (diagnostics 20)
 
-    add_run_options(p, ExperimentConfig, "normlab-demo", "5 epochs instead of 20", scheduler=False)
+    add_run_options(p, DemoConfig, "normlab-demo", "5 epochs instead of 20", scheduler=False)
 
 
 def _experiment(p) -> None:

@@ -77,8 +77,10 @@ class ExperimentConfig:
     normalizations: tuple[str, ...] = opt(("none", "batchnorm"), "normalizations compared")
     diagnostics: int | None = opt(
         None,
-        "record diagnostics every N iterations (normlab.diagnostics.Recorder): activation "
-        "histograms, saturation, update:data ratios and signal propagation, drawn in the report",
+        "record diagnostics every N iterations (normlab.diagnostics.Recorder; 0: none): "
+        "activation and gradient histograms, saturation, update:data ratios and signal "
+        "propagation, drawn in the report",
+        False,
     )
 
     def __post_init__(self) -> None:
@@ -87,10 +89,10 @@ class ExperimentConfig:
         for f in dataclasses.fields(self):
             _check_positive(type(self).__name__, f.name, getattr(self, f.name), f.metadata)
         d = self.diagnostics
-        if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1):
+        if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 0):
             raise ValueError(
                 f"{type(self).__name__}: expected diagnostics an integer >= 1 (record every N "
-                f"iterations) or None (no recording), got {d!r}"
+                f"iterations), or 0 or None (no recording), got {d!r}"
             )
         require_nonempty(self, "normalizations")
         known = ["none", *[n for n in available_normalizations() if n is not None]]

@@ -6,6 +6,13 @@ The network is the CS231n notebook's kind of deep, thin ReLU net with small init
 factor of about ``0.02 * sqrt(100 / 2)`` per layer and Adam needs many epochs to get it going,
 while the normalized networks learn at once. It is :mod:`~normlab.experiments.bn_vs_baseline`
 with these settings: its runs, task, summary, headline and figures.
+
+The demo records training diagnostics by default (``diagnostics=20``: a
+:class:`~normlab.diagnostics.Recorder` every 20 iterations), so its first report shows *why*
+the baseline stalls: its pre-activations collapse towards 0 layer by layer (the histograms and
+the signal-propagation plot), its gradients and updates are orders of magnitude below the
+normalized nets' (gradient histograms, update:data ratio against 1e-3). ``--diagnostics 0``
+turns it off.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ class DemoConfig(_Base):
     num_training: int | None = opt(None, "training images (None: all 1197 of the digits)")
     num_epochs: int = field_of(_Base, "num_epochs", 20)
     threshold: float | None = opt(0.9, "validation accuracy target of the table")
+    diagnostics: int | None = field_of(ExperimentConfig, "diagnostics", 20)
 
 
 def quick(config: DemoConfig) -> DemoConfig:

@@ -15,10 +15,11 @@ normals (a paired seed):
   the bad one).
 
 Every run records its diagnostics (:class:`normlab.diagnostics.Recorder`, every ``diagnostics``
-iterations): the report draws, runs side by side, the activation and gradient histograms per
-layer, the saturation per layer over time, the update:data ratio against 1e-3 and the signal
-propagation at initialization. The lesson trained 200,000 steps on character embeddings; here
-it is two epochs of Fashion-MNIST (3,436 steps), at one constant learning rate (no step decay).
+iterations, by default about 40 records a run): the report draws, runs side by side, the
+activation and gradient histograms per layer, the saturation per layer over time, the
+update:data ratio against 1e-3 and the signal propagation at initialization. The lesson
+trained 200,000 steps on character embeddings; here it is two epochs of Fashion-MNIST (3,436
+steps), at one constant learning rate (no step decay).
 
 Summary keys (what a claims table reads)
 ----------------------------------------
@@ -71,7 +72,12 @@ class InitDiagnosticsConfig(ExperimentConfig):
 
     dataset: str = field_of(ExperimentConfig, "dataset", "fashion-mnist")
     normalizations: tuple[str, ...] = field_of(ExperimentConfig, "normalizations", ("batchnorm",))
-    diagnostics: int | None = field_of(ExperimentConfig, "diagnostics", 100)
+    diagnostics: int | None = opt(
+        None,
+        "record diagnostics every N iterations (None: about 40 records a run); this "
+        "experiment always records",
+        False,
+    )
     hidden_dims: tuple[int, ...] = opt((100,) * 5, "widths of the hidden layers")
     activation: str = opt("tanh", "tanh | sigmoid | relu")
     bad_weight_scale: float = opt(1.0, "std of the bad init's weights", positive=True)
@@ -86,10 +92,10 @@ class InitDiagnosticsConfig(ExperimentConfig):
         super().__post_init__()
         from normlab.layers import ACTIVATIONS
 
-        if self.diagnostics is None or self.diagnostics < 1:
+        if self.diagnostics == 0:
             raise ValueError(
-                f"{type(self).__name__}: expected diagnostics >= 1 (this experiment is its "
-                f"diagnostics), got {self.diagnostics!r}; pass e.g. --diagnostics 20"
+                f"{type(self).__name__}: expected diagnostics >= 1 or None (about 40 records "
+                f"a run): this experiment is its diagnostics, got {self.diagnostics!r}"
             )
         if "none" in self.normalizations:
             raise ValueError(
@@ -109,9 +115,21 @@ class InitDiagnosticsConfig(ExperimentConfig):
             )
 
 
+RECORDS = 40  # records a run with diagnostics=None
+
+
 def quick(config: InitDiagnosticsConfig) -> InitDiagnosticsConfig:
-    """Two epochs on 500 images, a record every 5 iterations."""
-    return dataclasses.replace(config, quick=True, num_training=500, num_epochs=2, diagnostics=5)
+    """Two epochs on 500 images."""
+    return dataclasses.replace(config, quick=True, num_training=500, num_epochs=2)
+
+
+def record_every(config: InitDiagnosticsConfig, num_train: int) -> int:
+    """``config.diagnostics``, or for None the interval that gives about :data:`RECORDS`
+    records over the run's ``num_epochs * (num_train // batch_size)`` iterations."""
+    if config.diagnostics is not None:
+        return config.diagnostics
+    total = config.num_epochs * max(num_train // config.batch_size, 1)
+    return max(1, round(total / RECORDS))
 
 
 def _init(config: InitDiagnosticsConfig, setting: str) -> float | str:
@@ -154,7 +172,7 @@ def run_task(config: InitDiagnosticsConfig, params: dict, seed: int) -> dict:
         optim_config={"learning_rate": config.learning_rate},
         batch_size=config.batch_size,
         num_epochs=config.num_epochs,
-        diagnostics=config.diagnostics,
+        diagnostics=record_every(config, len(data["X_train"])),
     )
     return {**out, "weight_scale": params["weight_scale"]}
 
@@ -249,24 +267,25 @@ def _pct(x) -> str:
 
 
 def headline(results: dict) -> str:
-    """The first hidden layer's saturation at init and at the end per run, the final validation
-    accuracy of each run against the fixed init's, and the median update:data ratio against
-    1e-3, each comparison beyond or within noise (:mod:`normlab.experiments.noise`; the runs of
-    a seed share its normals, so comparisons are paired)."""
+    """The saturation of the first hidden layer (and the mean over the hidden layers) at init
+    and at the end per run, the final validation accuracy of each run against the fixed
+    init's, and the median update:data ratio against 1e-3, each comparison beyond or within
+    noise (:mod:`normlab.experiments.noise`; the runs of a seed share its normals, so
+    comparisons are paired)."""
     order, per_run = results["run_order"], results["per_run"]
     seeds = results.get("seeds", 1)
     act = results["config"].get("activation", "tanh")
     words = {"tanh": "|t| > 0.97", "sigmoid": "t outside [0.03, 0.97]", "relu": "t = 0"}
-    sat = join(
-        [
-            f"{_pct(per_run[n]['saturation_init'][0])} -> "
-            f"{_pct(per_run[n]['saturation_final'][0])} {_with(n)}"
-            for n in order
-        ]
-    )
+
+    def sat(n: str) -> str:
+        r = per_run[n]
+        first = f"{_pct(r['saturation_init'][0])} -> {_pct(r['saturation_final'][0])}"
+        every = f"{_pct(_mean(r['saturation_init']))} -> {_pct(_mean(r['saturation_final']))}"
+        return f"{first} (all hidden layers {every}) {_with(n)}"
+
     sentence = (
         f"Saturated units ({words.get(act, act)}) of the first {act} layer, at init -> after "
-        f"training: {sat}."
+        f"training: {join([sat(n) for n in order])}."
     )
 
     def seeds_of(name: str, key: str) -> list:
@@ -289,13 +308,14 @@ def headline(results: dict) -> str:
     for n in order:
         values = seeds_of(n, "update_data_log10_median")
         d = noise.difference([RULE_OF_THUMB] * len(values), values, paired=True)
-        verdict = noise.versus(d, "-3") if seeds > 1 else "one seed, no noise estimate"
-        ratio_parts.append(
-            f"{num(per_run[n]['update_data_log10_median'], 1)} {_with(n)} ({verdict})"
-        )
+        verdict = f" ({noise.versus(d, '-3')})" if seeds > 1 else ""
+        ratio_parts.append(f"{num(per_run[n]['update_data_log10_median'], 1)} {_with(n)}{verdict}")
+    against = "against the rule of thumb -3" + (
+        "" if seeds > 1 else ", one seed: no noise estimate"
+    )
     sentence += (
-        f" Median log10 update:data ratio in the second half of training: {join(ratio_parts)},"
-        f" against the rule of thumb -3 ({noise.seeds_phrase(seeds)})."
+        f" Median log10 update:data ratio in the second half of training: {join(ratio_parts)}"
+        f" ({against}; {noise.seeds_phrase(seeds)})."
     )
     quick = results.get("config", {}).get("quick", False)
     return noise.qualify(capital(sentence), diffs, quick)

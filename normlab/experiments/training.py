@@ -203,7 +203,7 @@ def train_solver(
         Solver callbacks.
     diagnostics : int, optional
         Record training diagnostics every ``diagnostics`` iterations with a
-        :class:`~normlab.diagnostics.Recorder` (None: none).
+        :class:`~normlab.diagnostics.Recorder` (0 or None: none).
     **options
         Solver keyword arguments (``update_rule``, ``optim_config``, ``batch_size``,
         ``num_epochs``...); ``verbose`` defaults to False.
@@ -224,7 +224,7 @@ def train_solver(
     options.setdefault("verbose", False)
     callbacks = list(callbacks)
     recorder = None
-    if diagnostics is not None:
+    if diagnostics:  # 0: none (--diagnostics 0 turns off an experiment's default)
         from normlab.diagnostics import Recorder
 
         recorder = Recorder(model, every=diagnostics)  # θ copied now: right before training

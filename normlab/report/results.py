@@ -40,8 +40,8 @@ RUNS_DIR = "runs"  # one <run name>.json per finished run, written as the run en
 _FILES = ("results.json", "config.json", "report.html")  # besides the runs and the figures
 # the figures report.diagnostics draws from runs that recorded diagnostics (its FIGURES' keys)
 DIAGNOSTICS_FIGURES = (
-    "diagnostics_histograms", "diagnostics_update_ratio", "diagnostics_saturation",
-    "diagnostics_signal",
+    "diagnostics_histograms", "diagnostics_grad_histograms", "diagnostics_update_ratio",
+    "diagnostics_saturation", "diagnostics_signal",
 )  # fmt: skip
 
 
