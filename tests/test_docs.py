@@ -106,7 +106,7 @@ def test_numpydoc_sections_render_as_tables(site):
     assert "<table" in returns and "<code>out</code>" in returns and "<code>cache</code>" in returns
 
 
-def test_sphinx_roles_become_links_and_none_stay_raw(site):
+def test_sphinx_roles_become_links_and_no_rest_shows_verbatim(site):
     package = (site / "api" / "normlab" / "index.html").read_text()
     # :mod:`normlab.layers` in normlab's docstring, linked to its API page
     assert re.search(
@@ -116,6 +116,8 @@ def test_sphinx_roles_become_links_and_none_stay_raw(site):
         html = (site / page.removesuffix(".md") / "index.html").read_text()
         raw = re.findall(r":(?:func|class|mod|meth|attr|data|math):`", html)
         assert raw == [], f"{page} shows Sphinx roles verbatim"
+        assert not re.search(r"={4,} +={4,}", html), f"{page} shows a reST table's borders"
+        assert not re.search(r"\S::</p>", html), f"{page} shows a reST literal-block marker"
 
 
 @pytest.mark.skipif(not NOTEBOOKS, reason="no examples/*.ipynb yet")
@@ -210,8 +212,19 @@ def test_sphinx_roles_resolve_in_the_docstrings_scope(tmp_path, caplog):
     )
     assert rewrite(":class:`numpy.random.Generator`") == "`numpy.random.Generator`"  # outside pkg
     assert rewrite(":math:`x^2`") == "`x^2`"
+    assert rewrite(":mod:`.core`", root) == link.format("pkg.core", ".core")  # relative
     assert rewrite("as follows::\n\n    code\n") == "as follows:\n\n    code\n"
+    table = "====  ======\nname  role\n====  ======\na     b\nc     d\n      more\n====  ======"
+    assert rewrite(table).strip().splitlines() == [
+        "| name | role |",
+        "| --- | --- |",
+        "| a | b |",
+        "| c | d more |",  # a continuation line joins the row above
+    ]
     assert caplog.records == []
     with caplog.at_level(logging.WARNING):
         assert rewrite(":func:`~pkg.core.nothing`") == "`nothing`"
-    assert any("names nothing in pkg" in record.getMessage() for record in caplog.records)
+        assert rewrite(":mod:`.nothing`", root) == "`.nothing`"
+        assert rewrite(":func:`nothing`") == "`nothing`"
+    named = [r.getMessage() for r in caplog.records if "names nothing in pkg" in r.getMessage()]
+    assert len(named) == 3, named

@@ -18,8 +18,9 @@ reference does not force a page on a helper. Markdown links and ``[title][identi
 references written in ``docs/*.md`` stay required ones.
 
 As in Sphinx, ``~`` keeps the last component (``~normlab.optimizer.Optimizer`` shows
-``Optimizer``) and ``title <target>`` shows the title. A paragraph's closing ``::`` (reST's
-literal-block marker) becomes ``:``.
+``Optimizer``), ``title <target>`` shows the title, and ``.name`` is looked up in the current
+module, then in its package. A paragraph's closing ``::`` (reST's literal-block marker) becomes
+``:``, and a reST simple table (``====`` borders) a Markdown table.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import griffe
 
 ROLE = re.compile(r":(?:py:)?(?P<role>[a-z]+):`(?P<body>[^`]+)`")
 EXPLICIT_TITLE = re.compile(r"^(?P<title>.+?)\s*<(?P<target>[^<>]+)>$")
+TABLE_BORDER = re.compile(r"^ *=+(?: +=+)+ *$")  # a reST simple table's "====  ====" line
 LITERAL_MARK = re.compile(r"(?P<text>\S?)[ \t]*::$", re.MULTILINE)  # "as follows::", a lone "::"
 
 
@@ -45,6 +47,11 @@ def lookup(root: griffe.Module, path: str) -> griffe.Object | griffe.Alias | Non
 
 def resolve(obj: griffe.Object, target: str, root: griffe.Module) -> str | None:
     """The full path of ``target`` as seen from ``obj``'s docstring, or None if it names nothing."""
+    if target.startswith("."):  # relative: in the current module, then in its package
+        module = obj if obj.is_module else obj.module
+        bases = [module.path, module.parent.path if module.parent else module.path]
+        found = [base + target for base in bases if lookup(root, base + target) is not None]
+        return found[0] if found else None
     head, _, rest = target.partition(".")
     if head == root.name:
         path = target
@@ -55,6 +62,48 @@ def resolve(obj: griffe.Object, target: str, root: griffe.Module) -> str | None:
             return None
         path = f"{path}.{rest}" if rest else path
     return path if lookup(root, path) is not None else None
+
+
+def simple_tables(text: str) -> str:
+    """``text`` with each reST simple table (``====`` borders, no blank line inside) in Markdown.
+
+    Columns are cut where the border's runs of ``=`` start; a line whose first cell is empty
+    continues the row above; with three borders the rows above the middle one are the header,
+    with two the header is left empty.
+    """
+    lines, out, i = text.split("\n"), [], 0
+    while i < len(lines):
+        end = i + 1
+        while end < len(lines) and lines[end].strip():
+            end += 1
+        block = lines[i:end]
+        borders = [k for k, line in enumerate(block) if TABLE_BORDER.match(line)]
+        if borders and borders[0] == 0 and len(borders) in (2, 3) and borders[-1] == len(block) - 1:
+            out.extend(["", *markdown_table(block, len(borders) == 3), ""])
+            i = end
+        else:
+            out.append(lines[i])
+            i += 1
+    return "\n".join(out)
+
+
+def markdown_table(block: list[str], has_header: bool) -> list[str]:
+    """The Markdown lines of one reST simple table, ``block`` from border to border."""
+    starts = [m.start() for m in re.finditer(r"=+", block[0])]
+    indent = block[0][: starts[0]]
+    header, rows = None, []
+    for line in block[1:-1]:
+        if TABLE_BORDER.match(line):
+            header, rows = rows, []
+            continue
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+        if rows and not cells[0]:
+            rows[-1] = [f"{old} {new}".strip() for old, new in zip(rows[-1], cells, strict=True)]
+        else:
+            rows.append(cells)
+    head = header[0] if has_header and header else [""] * len(starts)
+    lines = [head, ["---"] * len(starts), *rows]
+    return [indent + "| " + " | ".join(cells) + " |" for cells in lines]
 
 
 def rewrite(obj: griffe.Object, text: str, root: griffe.Module) -> str:
@@ -72,14 +121,14 @@ def rewrite(obj: griffe.Object, text: str, root: griffe.Module) -> str:
         title = explicit["title"] if explicit else target.rsplit(".", 1)[-1] if short else target
         path = resolve(obj, target, root)
         if path is None:
-            if "." in target and target.split(".")[0] != root.name:
+            if not target.startswith(".") and target.split(".")[0] not in (root.name, target):
                 return f"`{title}`"  # outside normlab: no page to link to
             where = f"{obj.relative_filepath}:{obj.docstring.lineno}" if obj.docstring else obj.path
             griffe.logger.warning(f"{where}: :{role}:`{body}` names nothing in {root.name}")
             return f"`{title}`"
         return f'<autoref identifier="{path}" optional><code>{title}</code></autoref>'
 
-    text = ROLE.sub(replace, text)
+    text = ROLE.sub(replace, simple_tables(text))  # tables first: roles change the widths
     # reST's "::" ending a paragraph introduces the indented block after it, which Markdown
     # already shows as code: keep one ":" after text, drop a "::" standing alone.
     return LITERAL_MARK.sub(lambda m: f"{m['text']}:" if m["text"] else "", text)
