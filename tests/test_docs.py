@@ -118,6 +118,7 @@ def test_sphinx_roles_become_links_and_no_rest_shows_verbatim(site):
         assert raw == [], f"{page} shows Sphinx roles verbatim"
         assert not re.search(r"={4,} +={4,}", html), f"{page} shows a reST table's borders"
         assert not re.search(r"\S::</p>", html), f"{page} shows a reST literal-block marker"
+        assert "``" not in html, f"{page} shows reST's double backquotes"
 
 
 @pytest.mark.skipif(not NOTEBOOKS, reason="no examples/*.ipynb yet")
@@ -214,6 +215,8 @@ def test_sphinx_roles_resolve_in_the_docstrings_scope(tmp_path, caplog):
     assert rewrite(":math:`x^2`") == "`x^2`"
     assert rewrite(":mod:`.core`", root) == link.format("pkg.core", ".core")  # relative
     assert rewrite("as follows::\n\n    code\n") == "as follows:\n\n    code\n"
+    item = "dw : ndarray, same shape as ``w``\n    The ``w`` gradient."
+    assert rewrite(item) == "dw : ndarray, same shape as w\n    The ``w`` gradient."
     table = "====  ======\nname  role\n====  ======\na     b\nc     d\n      more\n====  ======"
     assert rewrite(table).strip().splitlines() == [
         "| name | role |",

@@ -20,7 +20,8 @@ references written in ``docs/*.md`` stay required ones.
 As in Sphinx, ``~`` keeps the last component (``~normlab.optimizer.Optimizer`` shows
 ``Optimizer``), ``title <target>`` shows the title, and ``.name`` is looked up in the current
 module, then in its package. A paragraph's closing ``::`` (reST's literal-block marker) becomes
-``:``, and a reST simple table (``====`` borders) a Markdown table.
+``:``, a reST simple table (``====`` borders) a Markdown table, and double backquotes inside a
+numpydoc item's type are dropped (the site shows the whole type as code already).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import griffe
 ROLE = re.compile(r":(?:py:)?(?P<role>[a-z]+):`(?P<body>[^`]+)`")
 EXPLICIT_TITLE = re.compile(r"^(?P<title>.+?)\s*<(?P<target>[^<>]+)>$")
 TABLE_BORDER = re.compile(r"^ *=+(?: +=+)+ *$")  # a reST simple table's "====  ====" line
+# a numpydoc item's "name : type" line; the type column shows as code, so ``x`` in it is noise
+ITEM_TYPE = re.compile(r"^(?P<name> *\*{0,2}\w+(?:, *\*{0,2}\w+)* : )(?P<type>.*``.*)$", re.M)
 LITERAL_MARK = re.compile(r"(?P<text>\S?)[ \t]*::$", re.MULTILINE)  # "as follows::", a lone "::"
 
 
@@ -128,6 +131,7 @@ def rewrite(obj: griffe.Object, text: str, root: griffe.Module) -> str:
             return f"`{title}`"
         return f'<autoref identifier="{path}" optional><code>{title}</code></autoref>'
 
+    text = ITEM_TYPE.sub(lambda m: m["name"] + m["type"].replace("``", ""), text)
     text = ROLE.sub(replace, simple_tables(text))  # tables first: roles change the widths
     # reST's "::" ending a paragraph introduces the indented block after it, which Markdown
     # already shows as code: keep one ":" after text, drop a "::" standing alone.
