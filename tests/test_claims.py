@@ -33,6 +33,7 @@ def test_one_seed_or_no_scores_is_inconclusive_whatever_the_gap():
     f = greater([0.99], [0.10], "bn", "none", n_eval=100_000)
     assert f.verdict == INCONCLUSIVE and "one seed" in f.reason
     assert f.measured[0]["spread"] is None
+    assert f.difference["bound"] is None  # a binomial-only bound is not the training's noise
     gone = greater([None, None], [0.5, 0.6], "bn", "none")
     assert gone.verdict == INCONCLUSIVE and "no scores" in gone.reason
 

@@ -68,7 +68,7 @@ def trains_faster(results: dict) -> Finding:
     bn = [_mean_trained(o["val_acc"]) for o in seed_outputs(results, "batchnorm")]
     none = [_mean_trained(o["val_acc"]) for o in seed_outputs(results, "none")]
     return greater(
-        bn, none, "batch norm", "none", _first(results, "num_val"), what="mean val acc over epochs:"
+        bn, none, "val acc (epoch mean) BN", "val acc (epoch mean) none", _first(results, "num_val")
     )
 
 
@@ -77,9 +77,7 @@ def sigmoid_input_stable(results: dict) -> Finding:
     (``median_drift`` per run), larger without normalization than with batch norm, paired."""
     none = noise.per_seed(results, ["median_drift", "none"])
     bn = noise.per_seed(results, ["median_drift", "batchnorm"])
-    return greater(
-        none, bn, "none", "batch norm", what="range of the median sigmoid input over training:"
-    )
+    return greater(none, bn, "median-input range none", "median-input range BN")
 
 
 def _shortfall(accs: list) -> float | None:
@@ -97,11 +95,7 @@ def weight_scale_insensitive(results: dict) -> Finding:
         for n in ("none", "batchnorm")
     }
     return greater(
-        per_seed["none"],
-        per_seed["batchnorm"],
-        "none",
-        "batch norm",
-        what="mean shortfall from the best scale's best val acc:",
+        per_seed["none"], per_seed["batchnorm"], "mean shortfall none", "mean shortfall BN"
     )
 
 
@@ -131,7 +125,9 @@ def small_batch_degrades(results: dict, key: str = "best_epoch_test_acc") -> Fin
     parts = [
         (
             "batch norm degrades",
-            greater(bn_hi, bn_lo, f"BN bs={big}", f"BN bs={small}", n_test, paired=False),
+            greater(
+                bn_hi, bn_lo, f"test acc BN bs={big}", f"test acc BN bs={small}", n_test, False
+            ),
         )
     ]
     for norm in ("layernorm", "groupnorm"):
@@ -140,7 +136,7 @@ def small_batch_degrades(results: dict, key: str = "best_epoch_test_acc") -> Fin
         parts.append(
             (
                 f"{name} degrades less",
-                greater(bn_drop, other, "BN's drop", f"{name}'s drop", what="accuracy drop:"),
+                greater(bn_drop, other, "drop BN", f"drop {name}"),
             )
         )
     return all_of(parts)
@@ -156,10 +152,9 @@ def renorm_recovers(results: dict) -> Finding:
     return greater(
         acc["batchrenorm"],
         acc["batchnorm"],
-        f"renorm bs={min(bss)}",
-        f"BN bs={min(bss)}",
+        f"test acc renorm bs={min(bss)}",
+        f"test acc BN bs={min(bss)}",
         _first(results, "num_test"),
-        what="test acc:",
     )
 
 
@@ -176,7 +171,7 @@ def ghost_narrows_gap(results: dict) -> Finding:
     d = gap_difference(results, small, big)  # a: the small ghost's gap, b: the large one's
     hi, lo = f"gap V={max(vs)}", f"gap V={min(vs)}"
     nums = [measured(hi, [g[big] for g in gaps]), measured(lo, [g[small] for g in gaps])]
-    return judge(d, hi, lo, nums, what="generalization gap:")
+    return judge(d, hi, lo, nums)
 
 
 def rmsnorm_matches(results: dict) -> Finding:
@@ -193,11 +188,10 @@ def rmsnorm_matches(results: dict) -> Finding:
                 matches(
                     ln,
                     rms,
-                    "layer norm",
-                    "RMSNorm",
+                    "test acc layer norm",
+                    "test acc RMSNorm",
                     ACCURACY_MARGIN,
                     _first(results, "num_test"),
-                    what="test acc:",
                 ),
             ),
             (
@@ -250,18 +244,17 @@ def noisy_bn_trains(results: dict) -> Finding:
             ),
             (
                 "noisy BN beats no normalization",
-                greater(test[NOISY], test["none"], "noisy BN", "none", n_test, what="test acc:"),
+                greater(test[NOISY], test["none"], "test acc noisy BN", "test acc none", n_test),
             ),
             (
                 "noisy BN matches BN",
                 matches(
                     test["batchnorm"],
                     test[NOISY],
-                    "batch norm",
-                    "noisy BN",
+                    "test acc BN",
+                    "test acc noisy BN",
                     ACCURACY_MARGIN,
                     n_test,
-                    what="test acc:",
                 ),
             ),
         ]
@@ -273,7 +266,7 @@ def larger_learning_rate(results: dict) -> Finding:
     (``log10_largest_trainable_lr`` by normalization), batch norm above none, paired."""
     bn = noise.per_seed(results, ["log10_largest_trainable_lr", "batchnorm"])
     none = noise.per_seed(results, ["log10_largest_trainable_lr", "none"])
-    return greater(bn, none, "batch norm", "none", what="log10 largest trainable rate:")
+    return greater(bn, none, "log10 largest rate BN", "log10 largest rate none")
 
 
 DEFAULT_EMA = 0.9  # normlab's momentum (PyTorch's momentum=0.1): the EMA a user gets
@@ -292,10 +285,9 @@ def precise_beats_ema(results: dict) -> Finding:
     return greater(
         precise,
         ema,
-        f"precise BN ({max(ns)} images)",
-        f"EMA λ={lams[i]:g}",
+        f"test acc precise BN ({max(ns)} images)",
+        f"test acc EMA λ={lams[i]:g}",
         _first(results, "num_test"),
-        what="final test acc:",
     )
 
 
@@ -322,9 +314,8 @@ def bn_fixes_bad_init(results: dict) -> Finding:
                 greater(
                     saturation(BAD_INIT),
                     saturation("batchnorm"),
-                    "saturation bad init",
-                    "saturation BN",
-                    what="saturated tanh fraction at init:",
+                    "saturated at init, bad init",
+                    "saturated at init, BN",
                 ),
             ),
             (
@@ -352,8 +343,7 @@ def population_inconsistency(results: dict) -> Finding:
     return greater(
         pop,
         bat,
-        f"population stats V={min(vs)}",
-        f"batch stats V={min(vs)}",
+        f"val error population stats V={min(vs)}",
+        f"val error batch stats V={min(vs)}",
         _first(results, "num_val_population"),
-        what="val error:",
     )

@@ -114,8 +114,10 @@ def _too_few(d: noise.Difference) -> str | None:
 
 
 def _difference(label: str, d: noise.Difference) -> dict:
+    """The difference ``d.b - d.a`` and its bound; no bound from one seed (it would hold the
+    evaluation's noise alone, not the training's)."""
     value = None if d.a is None or d.b is None else d.b - d.a
-    return {"label": label, "value": value, "bound": d.bound}
+    return {"label": label, "value": value, "bound": d.bound if d.seeds >= MIN_SEEDS else None}
 
 
 def greater(
