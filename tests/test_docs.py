@@ -135,7 +135,7 @@ def test_every_notebook_is_a_page(site):
 
 
 def test_a_broken_reference_fails_the_strict_build(tmp_path):
-    """The real config, on a page and a package with three broken references, must fail."""
+    """The real config fails on three broken references and a docstring off its signature."""
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -147,7 +147,11 @@ def test_a_broken_reference_fails_the_strict_build(tmp_path):
     package.mkdir(parents=True)
     (package / "__init__.py").write_text(
         '"""One good reference, :func:`good`, and one broken: :func:`no_such_function`."""\n\n\n'
-        'def good():\n    """A function that exists."""\n'
+        'def good():\n    """A function that exists."""\n\n\n'
+        "def mismatched(a):\n"
+        '    """Documents a parameter it does not have.\n\n'
+        "    Parameters\n    ----------\n    b : int\n        Not in the signature.\n"
+        '    """\n'
     )
     mkdocstrings = next(p for p in config["plugins"] if isinstance(p, dict) and "mkdocstrings" in p)
     python = mkdocstrings["mkdocstrings"]["handlers"]["python"]
@@ -166,7 +170,8 @@ def test_a_broken_reference_fails_the_strict_build(tmp_path):
     assert "missing.md" in output, output  # a Markdown link to no page
     assert "brokenpkg.nope" in output, output  # an autorefs reference to no object
     assert ":func:`no_such_function` names nothing" in output, output  # a Sphinx role
-    assert "Aborted with 3 warnings in strict mode" in output, output  # and nothing else
+    assert "Parameter 'b' does not appear in the function signature" in output, output
+    assert "Aborted with 4 warnings in strict mode" in output, output  # and nothing else
 
 
 def load_roles_extension():
