@@ -80,7 +80,7 @@ def _check_distribution(rec, layer, stage, j, x):
 @pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
 def test_numbers_match_a_direct_computation(activation):
     model = _fc(activation)
-    rec = Recorder(model, every=3)
+    rec = Recorder(model, every=3, grad_hist="every")
     spy = Spy(model)
     _train(model, [rec, spy])
     assert rec.iterations == [0, 3, 6]
@@ -294,3 +294,16 @@ def test_gradient_histograms_against_numpy_at_every_scale():
         assert r["grad_hist"][j, 1:-1].tolist() == np.histogram(z, HIST_EDGES)[0].tolist()
         assert (r["grad_hist"][j, 0], r["grad_hist"][j, -1]) == (np.sum(z < -6), np.sum(z > 6))
         assert r["grad_mean"][j] == pytest.approx(x.mean(), rel=1e-12, abs=1e-300)
+
+
+def test_gradient_histograms_at_the_first_and_last_record_by_default():
+    model = _fc("tanh")
+    rec = Recorder(model, every=2)
+    _train(model, [rec], iterations=7)  # records 0, 2, 4, 6: 6 is the last the Solver runs
+    assert rec.iterations == [0, 2, 4, 6]
+    hists = rec.params["W2"]["grad_hist"]
+    assert [h is not None for h in hists] == [True, False, False, True]
+    assert rec.params["W2"]["grad_under"][1] is None and rec.params["W2"]["grad_std"][1] > 0
+    assert "grad_hist" not in rec.params["gamma1"]
+    with pytest.raises(ValueError, match=r"grad_hist one of \['ends', 'every'\].*got 'all'"):
+        Recorder(model, grad_hist="all")

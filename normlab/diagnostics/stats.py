@@ -130,7 +130,9 @@ _GRAD_BUCKETS = HIST_BINS + 2
 _BUCKET_LO = np.array([-np.inf, *HIST_EDGES[:-1], np.nextafter(HIST_RANGE[1], np.inf), np.inf])
 
 
-def param_ratios(grad: np.ndarray, before: np.ndarray, after: np.ndarray, sizes) -> dict:
+def param_ratios(
+    grad: np.ndarray, before: np.ndarray, after: np.ndarray, sizes, hist: bool = True
+) -> dict:
     """Gradient statistics, grad:data and update:data ratios of K parameters laid end to end.
 
     Parameters
@@ -141,6 +143,8 @@ def param_ratios(grad: np.ndarray, before: np.ndarray, after: np.ndarray, sizes)
         The parameters before and after the optimizer step, laid out as ``grad``.
     sizes : sequence of K ints
         The parameters' sizes (``sum(sizes) == P``).
+    hist : bool, default True
+        Whether to take the gradient histograms (``grad_hist`` None otherwise).
 
     Returns
     -------
@@ -182,7 +186,7 @@ def param_ratios(grad: np.ndarray, before: np.ndarray, after: np.ndarray, sizes)
             "grad_std": g,
             "grad_data": g / data,
             "update_data": np.log10(u / data),
-            "grad_hist": _grad_buckets(g64, g, sizes),
+            "grad_hist": _grad_buckets(g64, g, sizes) if hist else None,
         }
 
 

@@ -236,7 +236,8 @@ def gradient_histograms(records: dict) -> Figure:
     Returns
     -------
     fig : matplotlib.figure.Figure
-        Columns: the runs; rows: the first and the last recorded iteration. Each panel
+        Columns: the runs; rows: the first and the last recorded iteration that holds
+        gradient histograms (``Recorder(grad_hist='ends')`` takes them there). Each panel
         overlays the weights ``W1``, ``W2``... as the fraction of their gradients per bin, on
         the bins the record gives them (``hist_edges * grad_std``: 60 bins of 0.2 std, so
         a layer whose gradients are 1000 times smaller is a spike at 0 beside the others,
@@ -264,7 +265,7 @@ def gradient_histograms(records: dict) -> Figure:
     for col, (name, rec) in enumerate(recs.items()):
         unit = np.asarray(rec["hist_edges"], dtype=float)  # (B + 1,) in units of the std
         its = rec["iterations"]
-        for row, j in enumerate((0, -1)):
+        for row, j in enumerate((0, _last_grad_hist(rec))):
             ax = axes[row, col]
             for k, p in enumerate(_weights(rec, name)):
                 e = rec["params"][p]
@@ -294,6 +295,17 @@ def gradient_histograms(records: dict) -> Figure:
         "weight-gradient histograms (bins of 0.2 std of each layer's gradient)", fontsize=10
     )
     return fig
+
+
+def _last_grad_hist(rec: dict) -> int:
+    """The last record holding gradient histograms (a Recorder takes them at the first and the
+    last recorded iteration by default; a run stopped early has them at its first only)."""
+    taken = [
+        j
+        for j in range(len(rec["iterations"]))
+        if any(rec["params"][p]["grad_hist"][j] is not None for p in _weights(rec, ""))
+    ]
+    return taken[-1] if taken else len(rec["iterations"]) - 1
 
 
 _GRAD_KEYS = ("grad_hist", "grad_under", "grad_over", "grad_mean", "grad_std", "grad_data")
