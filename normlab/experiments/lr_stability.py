@@ -254,6 +254,14 @@ def _pair(results: dict) -> tuple[str, str]:
     return ref, other
 
 
+def _grid_step(lrs: list) -> str:
+    """The grid's typical ratio between neighbouring rates, in words (``'about 3.2'``)."""
+    if len(lrs) < 2:
+        return "n/a (one rate)"
+    ratio = 10 ** ((math.log10(lrs[-1]) - math.log10(lrs[0])) / (len(lrs) - 1))
+    return f"about {ratio:.2g}"
+
+
 def _lr_words(v) -> str:
     return "none of the rates" if v is None else f"{v:g}"
 
@@ -286,7 +294,10 @@ def headline(results: dict) -> str:
     if big[ref] is not None and big[other] is not None and d.a is not None:
         ratio = 10 ** (d.b - d.a)
         times = "the same rate" if abs(d.b - d.a) < 1e-9 else f"{ratio:.3g}x"
-        sentence += f" ({times}; log10 difference {verdict}{per_seed})"
+        sentence += (
+            f" ({times}; log10 difference {d.b - d.a:.2f}, {verdict}, on a grid that resolves "
+            f"factors of {_grid_step(lrs)}{per_seed})"
+        )
     sentence += "."
     # the first rate above the reference's largest trainable one at which it fails: too large
     start = 0 if big[ref] is None else min(range(len(lrs)), key=lambda k: abs(lrs[k] - big[ref]))
@@ -301,7 +312,7 @@ def headline(results: dict) -> str:
             sentence += (
                 f" At {lrs[i]:g}, where {who} {how}, the std of the pre-activations was "
                 f"10^{a[0]:.1f} in layer 1 and "
-                f"10^{a[-1]:.1f} in the last layer (at the end or just before divergence), "
+                f"10^{a[-1]:.1f} in the last (the scores; at the end or just before divergence), "
                 f"against 10^{b[0]:.1f} and 10^{b[-1]:.1f} with {label(other)}."
             )
     sentence = sentence[:-1] + f" ({noise.seeds_phrase(seeds)})."
