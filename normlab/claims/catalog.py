@@ -63,7 +63,7 @@ _BATCH_SWEEP = {
     "dataset": "fashion-mnist",
     "normalizations": ["batchnorm", "batchrenorm", "layernorm", "groupnorm"],
     "weight_standardized": [],
-    "batch_sizes": [4, 16, 64],
+    "batch_sizes": [2, 8, 64],
     "num_filters": [8, 16],
     "hidden_dims": [32],
     "num_training": 2000,
@@ -76,7 +76,7 @@ _BATCH_SWEEP_QUICK = {
 _BATCH_SHOWN = ("batch_sizes", "num_training", "num_epochs", "num_filters")
 
 # One population-stats study serves two claims (EMA vs precise BN; train/test inconsistency).
-_POPULATION = {"dataset": "fashion-mnist", "num_training": 20_000}
+_POPULATION = {"dataset": "fashion-mnist", "num_training": 10_000}
 _POPULATION_SHOWN = ("num_training", "num_epochs", "batch_size", "norm_batch_sizes")
 
 CLAIMS: tuple[Claim, ...] = (
@@ -145,7 +145,7 @@ CLAIMS: tuple[Claim, ...] = (
         "Santurkar et al. 2018, §3.2, Figure 4",
         "landscape",
         measures.landscape_smoother,
-        setting={"dataset": "fashion-mnist", "num_training": 20_000},
+        setting={"dataset": "fashion-mnist", "num_training": 10_000},
         shown=("hidden_dims", "learning_rates", "num_training", "num_epochs"),
         note="per seed, the mean over the learning rates of log10(value without / with batch "
         "norm) of the median loss band, gradient change and effective β-smoothness, each > 0",
@@ -217,10 +217,13 @@ CLAIMS: tuple[Claim, ...] = (
         setting={
             "dataset": "fashion-mnist",
             "ghost_sizes": [16, 128, 1024],
-            "num_training": 10_000,
-            "num_epochs": 5,
+            "num_filters": [8, 16],
+            "hidden_dims": [32],
+            "num_training": 4096,
+            "num_train_eval": 2000,
+            "num_epochs": 20,
         },
-        shown=("batch_size", "ghost_sizes", "num_training", "num_epochs"),
+        shown=("batch_size", "ghost_sizes", "num_filters", "num_training", "num_epochs"),
         note="gap = final training minus validation accuracy, plain batch norm over the batch "
         "against the smallest ghost batch",
     ),
