@@ -202,41 +202,56 @@ def _buffers_set(model, values: dict | None):
 
 
 def _solver(config, model, data, seed: int, callbacks, epochs: int):
-    """The run's Solver: SGD with momentum at a constant learning rate, no printing."""
+    """The run's Solver (SGD with momentum at a constant learning rate, no printing) and its
+    :class:`~normlab.diagnostics.Recorder` with ``config.diagnostics`` (else None)."""
     from normlab.solver import Solver
 
+    recorder = None
     if config.diagnostics is not None:
         from normlab.diagnostics import Recorder
 
-        callbacks = [*callbacks, Recorder(model, every=config.diagnostics)]
-    return Solver(
+        recorder = Recorder(model, every=config.diagnostics)
+    solver = Solver(
         model,
         data,
         seed=seed,
-        callbacks=callbacks,
+        callbacks=[*callbacks, *([recorder] if recorder else [])],
         update_rule="sgd_momentum",
         optim_config={"learning_rate": config.learning_rate, "momentum": config.momentum},
         batch_size=config.batch_size,
         num_epochs=epochs,
         verbose=False,
     )
+    return solver, recorder
 
 
-def _epochs(solver):
-    """Step ``solver`` epoch by epoch up to its ``num_epochs``, yielding each finished epoch
-    (1-based); stops at a non-finite loss, after which ``solver.diverged`` is True."""
+def _train(solver, after_epoch=None) -> bool:
+    """Step ``solver`` through its ``num_epochs`` epochs, calling ``after_epoch(epoch)`` (1-based)
+    after each; the final weights are kept (no best-epoch restore). True if the loss became
+    non-finite (training stops there)."""
     from normlab.solver import NonFiniteLossError
 
-    solver.diverged = False
     for epoch in range(1, solver.num_epochs + 1):
         try:
             with np.errstate(over="ignore", invalid="ignore"):
                 for _ in range(solver.iterations_per_epoch):
                     solver.step()
         except NonFiniteLossError:
-            solver.diverged = True
-            return
-        yield epoch
+            return True
+        if after_epoch is not None:
+            after_epoch(epoch)
+    return False
+
+
+def _trained(solver, recorder, diverged: bool) -> dict:
+    """What every run returns about its training: the losses, the divergence, diagnostics."""
+    extra = {} if recorder is None else {"diagnostics": recorder.to_dict()}
+    return {
+        "loss": finite(solver.loss_history),
+        "iterations_per_epoch": solver.iterations_per_epoch,
+        "diverged": diverged,
+        **extra,
+    }
 
 
 def _stats_task(config, data, seed: int) -> dict:
@@ -252,13 +267,14 @@ def _stats_task(config, data, seed: int) -> dict:
         norm_options={"momentum": 0.0},  # buffers = the last batch's statistics (see EmaTracker)
     )
     tracker = EmaTracker(model, config.ema_momenta)
-    solver = _solver(config, model, data, solver_seed, [tracker], config.num_epochs)
+    solver, recorder = _solver(config, model, data, solver_seed, [tracker], config.num_epochs)
     order = np.random.default_rng(split_seed(seed, 3)[2]).permutation(len(data["X_train"]))
     X_test, y_test = data["X_test"], data["y_test"]
     ema = {f"{m:g}": [] for m in config.ema_momenta}
     precise = {str(n): [] for n in config.precise_samples}
     epochs = []
-    for epoch in _epochs(solver):
+
+    def evaluate(epoch: int) -> None:
         epochs.append(epoch)
         for m, stats in tracker.stats.items():
             with _buffers_set(model, stats):
@@ -267,14 +283,14 @@ def _stats_task(config, data, seed: int) -> dict:
             with _buffers_set(model, None):
                 precise_bn(model, data["X_train"][np.sort(order[:n])])
                 precise[str(n)].append(accuracy(model, X_test, y_test))
+
+    diverged = _train(solver, evaluate)
     return {
         "part": "stats",
         "epochs": epochs,
         "test_acc_ema": ema,
         "test_acc_precise": precise,
-        "loss": finite(solver.loss_history),
-        "iterations_per_epoch": solver.iterations_per_epoch,
-        "diverged": solver.diverged,
+        **_trained(solver, recorder, diverged),
         "num_test": len(y_test),
         "precise_samples_used": [min(n, len(order)) for n in config.precise_samples],
         "data_dir": data.get("data_dir"),
@@ -316,18 +332,15 @@ def _batch_task(config, data, params: dict, seed: int) -> dict:
     model, solver_seed = build_model(
         data, seed, GHOST, "conv", norm_options={"virtual_batch_size": v}, **options
     )
-    solver = _solver(config, model, data, solver_seed, [], config.sweep_epochs)
-    for _ in _epochs(solver):
-        pass
+    solver, recorder = _solver(config, model, data, solver_seed, [], config.sweep_epochs)
+    diverged = _train(solver)
     out = {
         "part": "batch",
         "virtual_batch_size": v,
         "batch_size": config.batch_size,
-        "loss": finite(solver.loss_history),
-        "iterations_per_epoch": solver.iterations_per_epoch,
-        "diverged": solver.diverged,
+        **_trained(solver, recorder, diverged),
     }
-    if solver.diverged:
+    if diverged:
         return out
     # test mode of the twin = each normalization batch of v rows by its own statistics
     twin, _ = build_model(
