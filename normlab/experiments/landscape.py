@@ -10,10 +10,11 @@ gradient predictiveness ``‖∇L(θ) − ∇L(θ − η g)‖₂`` (Fig. 4b) an
 with plain SGD at several learning rates, with and without batch norm.
 
 Here, scaled down: a deep fully-connected ReLU net (8 hidden layers of 100, He initialization)
-on Fashion-MNIST -- the offline dataset closest to their CIFAR-10 (on the 8x8 digits a net this
-size fits the training set in a few hundred steps and leaves little landscape to measure) --
-trained with plain SGD (so the actual step is ``η = learning rate`` on the grid) at each of
-``learning_rates``, without normalization and with batch norm, every pair from the same seed.
+on Fashion-MNIST -- the offline dataset closest to their CIFAR-10 (the embedded digits hold
+1,197 training images of 8x8 pixels: 9 batches of 128 an epoch, too few steps to follow the
+landscape through training) -- trained with plain SGD (so the actual step is ``η = learning
+rate`` on the grid) at each of ``learning_rates``, without normalization and with batch norm,
+every pair from the same seed.
 The grid is ``step_multiples`` times the learning rate (default 0.5x to 4x: it spans the step
 actually taken); probes every ``probe_every`` steps
 (:class:`~normlab.diagnostics.landscape.LandscapeProbe`, which leaves training bit-identical).

@@ -7,8 +7,9 @@ at a small scale:
   the weights when those change fast (a large learning rate, a slow momentum λ), so a test-mode
   network normalizes with statistics of weights it no longer has; *precise BN* -- the exact
   statistics of the current network over N training images -- does not, and N of 10^3 - 10^4
-  suffice. Here: one batch-norm net, trained once per seed, evaluated after every epoch on the
-  test set with EMA statistics of every momentum of ``ema_momenta`` and with precise statistics
+  suffice. Here: one fully-connected batch-norm net (``hidden_dims``, He initialization),
+  trained once per seed for ``num_epochs`` epochs, evaluated after every epoch on the test
+  set with EMA statistics of every momentum of ``ema_momenta`` and with precise statistics
   over each count of ``precise_samples`` training images (:func:`~normlab.models.precise_bn`;
   the smaller subsets are prefixes of the larger, drawn once per run). Momenta are in
   normlab's convention (``docs/conventions.md``): λ is the weight of the old value, ``r = λ r +
@@ -17,7 +18,7 @@ at a small scale:
   ``momentum=0`` (the running statistics are then the last batch's, which changes nothing of
   training, since train mode normalizes with the batch's own), and a callback folds them into
   one float64 EMA per λ after every step, starting from the layer's initial zeros and ones.
-- **§5, train/test inconsistency.** With a small normalization batch, a network trained with
+- **§4, train/test inconsistency.** With a small normalization batch, a network trained with
   mini-batch statistics is tested with population statistics it never saw in training. Here:
   a small ConvNet ``{conv 3x3 - batch norm - relu - 2x2 pool} x 2 - affine`` trained for
   ``sweep_epochs`` epochs with ``batch_size`` images per step and ghost batch norm over each
