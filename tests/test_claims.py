@@ -283,8 +283,6 @@ def _main(argv):
 
 
 def test_claims_quick_end_to_end(tmp_path):
-    from normlab.experiments import run_experiment
-    from normlab.experiments.config import config_from_dict
     from normlab.report import load_results
 
     out = tmp_path / "claims"
@@ -304,10 +302,6 @@ def test_claims_quick_end_to_end(tmp_path):
     page = (out / "report.html").read_text()
     assert page.index("<h2>Verdicts</h2>") < page.index('id="bn-trains-faster"')
     assert page.index('id="bn-trains-faster"') < page.index("data:image/png;base64,")
-    # the study's numbers are `normlab experiment`'s with the same settings and seeds
-    exp = get_experiment("bn-vs-baseline")
-    alone = run_experiment(exp, config_from_dict(exp.config_cls, study["config"]))
-    assert runner.strip_timings(alone["runs"]) == runner.strip_timings(study["runs"])
     # the finished runs are kept: --resume reruns none; the report redraws from results.json
     rc, _, stderr = _main([*argv, "--resume"])
     assert rc == 0 and "4 kept from" in stderr and "[" not in stderr.split("kept")[1]
@@ -318,3 +312,21 @@ def test_claims_quick_end_to_end(tmp_path):
     assert rc == 2 and "already holds a previous run" in stderr
     rc, stdout, _ = _main(["claims", "--list"])
     assert rc == 0 and all(c.name in stdout for c in CLAIMS)
+
+
+def test_claims_on_a_dask_cluster_give_the_experiments_own_numbers():
+    distributed = pytest.importorskip("distributed")
+    from normlab.claims import run_claims
+    from normlab.experiments import run_experiment
+
+    config = ClaimsConfig(quick=True, only=("bn-trains-faster",))
+    with distributed.LocalCluster(
+        n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None
+    ) as cluster:
+        remote = run_claims(config, scheduler=cluster.scheduler_address)
+    assert remote["scheduler"] == cluster.scheduler_address
+    # the study is `normlab experiment bn-vs-baseline --quick`, run here: the same seeds
+    study = plan(config)["bn-vs-baseline"]
+    alone = run_experiment(get_experiment("bn-vs-baseline"), study.config)
+    strip = runner.strip_timings
+    assert strip(remote["studies"]["bn-vs-baseline"]) == strip(alone)
