@@ -12,7 +12,9 @@ numba kernels; ``NORMLAB_BACKEND=numpy`` switches them off); :mod:`normlab.model
 (``load_dataset("digits" | "mnist" | "fashion-mnist" | "cifar10")``, the 8x8 digits embedded);
 :mod:`normlab.solver` (``Solver``, with :mod:`normlab.optim`'s update rules, checkpoints and
 exact resume); :mod:`normlab.experiments` and :mod:`normlab.report` (the experiments, locally
-or on Dask, and ``report.html``); :mod:`normlab.gradient_check` checks any layer pair.
+or on Dask, and ``report.html``); :mod:`normlab.claims` (published claims about normalization,
+each tested by an experiment and given a verdict: ``normlab claims``);
+:mod:`normlab.gradient_check` checks any layer pair.
 
 Where to start: ``normlab demo`` (or ``python -m normlab demo``) trains the same deep net
 without normalization and with batch, layer and group norm on the embedded digits and writes
