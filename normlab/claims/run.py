@@ -53,9 +53,13 @@ class ClaimsConfig:
     """Settings of ``normlab claims``: which claims, how many seeds, the quick variant."""
 
     seed: int = opt(0, "root seed: every study's runs derive their seeds from it", False)
-    seeds: int = opt(1, "runs of every setting, each from its own seed; 3 or more for a verdict")
+    seeds: int = opt(
+        1, "runs of every setting, each from its own seed; a verdict needs 2 (3+ advised)"
+    )
     quick: bool = opt(False, "every experiment's reduced variant, on the digits")
-    diagnostics: int | None = opt(None, "record diagnostics every N iterations in every study")
+    diagnostics: int | None = opt(
+        None, "record diagnostics every N iterations in every study (None: each one's default)"
+    )
     only: tuple[str, ...] = opt((), "the claims to run (empty: all)")
 
     def __post_init__(self) -> None:
@@ -81,7 +85,9 @@ def _experiment_config(claim: Claim, config: ClaimsConfig) -> Any:
     """The config of ``claim``'s experiment: its setting (or, quick, the experiment's quick
     variant on the digits with the claim's quick overrides), with the run's seeds."""
     exp = get_experiment(claim.experiment)
-    common = {"seed": config.seed, "seeds": config.seeds, "diagnostics": config.diagnostics}
+    common = {"seed": config.seed, "seeds": config.seeds}
+    if config.diagnostics is not None:  # else the experiment's own (init-diagnostics records)
+        common["diagnostics"] = config.diagnostics
     if not config.quick:
         return config_from_dict(exp.config_cls, {**claim.setting, **common})
     base = exp.quick(config_from_dict(exp.config_cls, {"dataset": "digits", **common}))
