@@ -330,3 +330,9 @@ def test_claims_on_a_dask_cluster_give_the_experiments_own_numbers():
     alone = run_experiment(get_experiment("bn-vs-baseline"), study.config)
     strip = runner.strip_timings
     assert strip(remote["studies"]["bn-vs-baseline"]) == strip(alone)
+
+
+def test_diagnostics_reach_every_study_only_when_asked():
+    own = get_experiment("init-diagnostics").config_cls().diagnostics
+    assert plan(ClaimsConfig())["init-diagnostics"].config.diagnostics == own
+    assert {s.config.diagnostics for s in plan(ClaimsConfig(diagnostics=7)).values()} == {7}
