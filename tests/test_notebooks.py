@@ -2,11 +2,13 @@
 
 Every notebook is executed with nbclient in the current interpreter's kernel, with
 ``NORMLAB_QUICK=1`` (its parameters cell shrinks every run) and a temporary working directory
-(nothing is written into the repository); a cell that raises fails the test.
+(nothing is written into the repository), two kernels at a time (each is single-threaded); a
+cell that raises fails the notebook's test.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -52,30 +54,55 @@ def test_stored_without_outputs(name):
     assert QUICK_LINE in code[0].source, f"{name}: the first code cell must be the parameters"
 
 
-@pytest.fixture
-def quick_env(monkeypatch, tmp_path):
-    """The kernel's environment (it inherits ours): quick mode, one BLAS thread as the rest of
-    the suite uses; a temporary working directory."""
-    monkeypatch.setenv("NORMLAB_QUICK", "1")
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    return tmp_path
+JOBS = min(2, os.cpu_count() or 1)  # kernels at once: a kernel runs on one core
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_runs_in_quick_mode(name, quick_env):
-    """The notebook executes without an error in this interpreter's kernel, quick mode on."""
+async def _execute(name: str, workdir: Path, slots: asyncio.Semaphore):
+    """Run notebook ``name`` in this interpreter's kernel, with a first cell that prints the
+    kernel's ``sys.prefix`` and ``NORMLAB_QUICK``; the executed notebook, or the exception."""
     nb = _read(name)
-    # first, which Python runs the kernel and whether it is in quick mode
     probe = "import os, sys\nprint(sys.prefix)\nprint(os.environ.get('NORMLAB_QUICK'))"
     nb.cells.insert(0, nbformat.v4.new_code_cell(probe))
     client = nbclient.NotebookClient(
         nb,
         timeout=CELL_TIMEOUT_S,
         kernel_name="python3",
-        resources={"metadata": {"path": str(quick_env)}},  # the working directory
+        resources={"metadata": {"path": str(workdir)}},  # the working directory
     )
-    client.execute()  # raises CellExecutionError naming the cell on any error
+    async with slots:
+        try:
+            await client.async_execute()  # raises CellExecutionError naming the cell
+        except Exception as e:  # reported by the notebook's own test
+            return e
+    return nb
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """Every notebook executed in quick mode, JOBS at a time, each in its own temporary working
+    directory; the kernels inherit this environment: quick mode, one BLAS thread per kernel."""
+
+    async def run_all():
+        slots = asyncio.Semaphore(JOBS)
+        dirs = [tmp_path_factory.mktemp(Path(n).stem) for n in NOTEBOOKS]
+        return await asyncio.gather(
+            *(_execute(n, d, slots) for n, d in zip(NOTEBOOKS, dirs, strict=True))
+        )
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NORMLAB_QUICK", "1")
+        mp.setenv("OPENBLAS_NUM_THREADS", "1")
+        mp.setenv("OMP_NUM_THREADS", "1")
+        mp.setenv("NUMBA_NUM_THREADS", "1")
+        return dict(zip(NOTEBOOKS, asyncio.run(run_all()), strict=True))
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_runs_in_quick_mode(name, executed):
+    """The notebook executes without an error in this interpreter's kernel, quick mode on."""
+    nb = executed[name]
+    if isinstance(nb, Exception):
+        raise nb
     printed = "".join(out.get("text", "") for out in nb.cells[0].outputs)  # may come in parts
     prefix, quick = printed.split()
     assert os.path.realpath(prefix) == os.path.realpath(sys.prefix), (
