@@ -110,7 +110,7 @@ def markdown_table(block: list[str], has_header: bool) -> list[str]:
 
 
 def rewrite(obj: griffe.Object, text: str, root: griffe.Module) -> str:
-    """``text`` with every Sphinx role replaced as the module docstring says."""
+    """``text`` (``obj``'s docstring) in Markdown: its roles, tables, types and ``::`` marks."""
 
     def replace(match: re.Match) -> str:
         role, body = match["role"], " ".join(match["body"].split())  # a role may wrap lines
@@ -147,7 +147,7 @@ def objects(obj: griffe.Object):
 
 
 class SphinxRoles(griffe.Extension):
-    """Rewrite Sphinx roles in every docstring of a package once it is loaded."""
+    """Rewrite every docstring of a package once it is loaded, before any is parsed."""
 
     def on_package(self, *, pkg: griffe.Module, **kwargs) -> None:
         for obj in objects(pkg):
