@@ -535,8 +535,8 @@ class Network:
                 dout, grads[blk.W], grads[blk.b] = affine_backward(dout, c_lin)
             else:
                 dout, grads[blk.W], grads[blk.b] = conv_backward(dout, c_lin)
-                if c_ws is not None:  # d(loss)/d(W standardized) -> d(loss)/d(raw W)
-                    grads[blk.W] = weight_standardize_backward(grads[blk.W], c_ws)
+            if c_ws is not None:  # d(loss)/d(W standardized) -> d(loss)/d(raw W)
+                grads[blk.W] = weight_standardize_backward(grads[blk.W], c_ws)
         if self.reg:
             reg = self.reg
             for blk in self.blocks:
