@@ -169,6 +169,7 @@ class Recorder:
         }
         self.signal: dict | None = None
         self._sizes = [p.size for p in model.params.values()]  # laid end to end, params order
+        self._base = _buffer_of(model.params)  # the (P,) buffer they are views of, or None
         self._probe_fn = self._probe  # one bound method: model.probe is it while armed
         self._before: np.ndarray | None = None  # (P,) θ before the recorded step
         self._pending: dict[int, dict] = {}  # the armed forward pass's statistics per layer
@@ -195,10 +196,19 @@ class Recorder:
         if (it + 1) % self.every == 0 and (total is None or it + 1 < total):
             self._arm(it + 1, total)
 
+    def _params_flat(self) -> np.ndarray:
+        """The parameters laid end to end, (P,): their buffer itself (no copy) while every
+        parameter is still its view, else a concatenated copy."""
+        base = self._base
+        if base is not None and all(v.base is base for v in self.model.params.values()):
+            return base
+        return _flat(self.model.params.values())
+
     def _arm(self, iteration: int, total: int | None = None) -> None:
         """Copy θ and set the model's probe, for the training step of ``iteration`` (of
         ``total``, when known: the last record takes gradient histograms)."""
-        self._before = _flat(self.model.params.values())  # (P,)
+        flat = self._params_flat()  # (P,)
+        self._before = flat.copy() if flat is self._base else flat
         self._pending = {}
         self._want_signal = self.signal is None and iteration == 0
         last = total is None or iteration + self.every >= total
@@ -237,7 +247,7 @@ class Recorder:
                     layer[stage][k].append(entry[stage][k])
             layer["saturation"].append(entry.get("saturation"))
         params = self.model.params
-        after, grad = _flat(params.values()), _flat(grads[k] for k in params)  # (P,), (P,)
+        after, grad = self._params_flat(), _flat(grads[k] for k in params)  # (P,), (P,)
         r = param_ratios(grad, self._before, after, self._sizes, self._want_hist)
         hist = r["grad_hist"]  # (K, 62): under, 60 bins, over; -1 for no std; or None
         for j, name in enumerate(params):
@@ -349,6 +359,24 @@ def _signal_record(pending: dict, source: str) -> dict:
         pairs = [pending[i].get("signal_" + stage) or pending[i]["signal_pre_norm"] for i in layers]
         out[stage] = {"mean_sq": [p[0] for p in pairs], "var": [p[1] for p in pairs]}
     return out
+
+
+def _buffer_of(params: dict) -> np.ndarray | None:
+    """The one 1-d buffer the parameters are views of, laid end to end in ``params`` order (a
+    normlab model builds them so), or None."""
+    views = list(params.values())
+    base = views[0].base if views else None
+    if base is None or base.ndim != 1 or base.size != sum(v.size for v in views):
+        return None
+    start = base.__array_interface__["data"][0]
+    offset = 0
+    for v in views:
+        if v.base is not base or not v.flags.c_contiguous:
+            return None
+        if v.__array_interface__["data"][0] != start + offset * base.itemsize:
+            return None
+        offset += v.size
+    return base
 
 
 def _flat(arrays) -> np.ndarray:

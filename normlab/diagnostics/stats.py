@@ -23,6 +23,10 @@ HIST_BINS = 60
 HIST_EDGES = np.linspace(*HIST_RANGE, HIST_BINS + 1)  # (61,)
 # what distribution() looks up in a sorted array: the edges, the float after 6, NaN
 _SEARCH = np.array([*HIST_EDGES, np.nextafter(HIST_RANGE[1], np.inf), np.nan])  # (63,)
+# the same for a float32 array, each bound rounded up to a float32: for a float32 v,
+# v < e (compared in float64) exactly when v < the smallest float32 >= e
+_SEARCH32 = _SEARCH.astype(np.float32)  # (63,)
+_SEARCH32 = np.where(_SEARCH32 < _SEARCH, np.nextafter(_SEARCH32, np.float32(np.inf)), _SEARCH32)
 # Saturation of the post-activation t, per activation (Karpathy, makemore part 3).
 SATURATION = {
     "tanh": "fraction of units with |t| > 0.97",
@@ -58,9 +62,11 @@ def distribution(x: np.ndarray) -> dict:
 
     Notes
     -----
-    One sort of a float64 copy gives the percentiles and, by one binary search of the edges,
-    the whole histogram; mean and std are two passes over it: about 6x cheaper than
-    ``np.percentile``, ``np.histogram`` and ``ndarray.std`` on a (100, 100) float32 array.
+    One sort gives the percentiles and, by one binary search of the edges, the whole
+    histogram; mean and std are two passes over it: about 6x cheaper than ``np.percentile``,
+    ``np.histogram`` and ``ndarray.std`` on a (100, 100) float32 array. A float32 array is
+    sorted and searched as it is (on its edges rounded up to float32, which gives the counts
+    of the float64 comparison), no float64 copy: about 20% of the call.
     """
     with np.errstate(all="ignore"):  # inf or NaN activations give NaN statistics, no warning
         return _distribution(x)
@@ -68,10 +74,12 @@ def distribution(x: np.ndarray) -> dict:
 
 def _distribution(x: np.ndarray) -> dict:
     """:func:`distribution`, under the caller's ``np.errstate``."""
-    s = np.sort(x, axis=None).astype(np.float64, copy=False)  # (n,) NaNs last
+    s = np.sort(x, axis=None)  # (n,) NaNs last
+    if s.dtype != np.float32:
+        s = s.astype(np.float64, copy=False)
     n = s.size
-    # elements < each edge; <= 6 (< the next float64 after 6); not NaN (< NaN, sorted last)
-    below = np.searchsorted(s, _SEARCH)  # (63,)
+    # elements < each edge; <= 6 (< the next float after 6); not NaN (< NaN, sorted last)
+    below = np.searchsorted(s, _SEARCH32 if s.dtype == np.float32 else _SEARCH)  # (63,)
     lo, top, not_nan = below[:-2], below[-2], below[-1]
     counts = np.diff(lo)  # (60,) bin i: [e_i, e_i+1)
     counts[-1] += top - lo[-1]  # the last bin is closed: it takes x == 6
@@ -81,10 +89,10 @@ def _distribution(x: np.ndarray) -> dict:
     else:
         at = _QUANTILES * (n - 1)  # (5,) virtual indices
         k = np.floor(at).astype(np.intp)
-        a, b = s[k], s[np.minimum(k + 1, n - 1)]
+        a, b = s[k].astype(np.float64), s[np.minimum(k + 1, n - 1)].astype(np.float64)
         pct = (a + (b - a) * (at - k)).tolist()
-    mean = s.sum() / n  # float64 (pairwise summation)
-    d = s - mean  # (n,)
+    mean = s.sum(dtype=np.float64) / n  # float64 (pairwise summation)
+    d = s - mean  # (n,) float64
     return {
         "mean": float(mean),
         "std": float(np.sqrt(np.dot(d, d) / n)),
@@ -179,7 +187,7 @@ def param_ratios(
     with np.errstate(all="ignore"):  # x / 0 is inf or NaN, not an error
         data = _segment_std(before.astype(np.float64), starts, sizes)[1]
         g64 = grad.astype(np.float64)  # (P,)
-        g_mean, g = _segment_std(g64, starts, sizes, keep=True)
+        g_mean, g = _segment_std(g64, starts, sizes, keep=hist)  # g64 kept for histograms
         u = _segment_std((after - before).astype(np.float64), starts, sizes)[1]
         return {
             "grad_mean": g_mean,
