@@ -307,3 +307,20 @@ def test_gradient_histograms_at_the_first_and_last_record_by_default():
     assert "grad_hist" not in rec.params["gamma1"]
     with pytest.raises(ValueError, match=r"grad_hist one of \['ends', 'every'\].*got 'all'"):
         Recorder(model, grad_hist="all")
+
+
+def test_the_parameters_are_read_as_their_buffer_only_while_they_are_its_views():
+    from normlab.diagnostics.recorder import _buffer_of
+
+    model = _fc("tanh")
+    base = _buffer_of(model.params)
+    assert base is not None and np.shares_memory(base, model.params["W1"])
+    np.testing.assert_array_equal(base, np.concatenate([p.ravel() for p in model.params.values()]))
+    rec = Recorder(model)
+    assert rec._params_flat() is base
+    model.params["W1"] = model.params["W1"].copy()  # rebound: no longer a view
+    flat = rec._params_flat()
+    assert flat is not base and np.array_equal(flat, base)
+    assert _buffer_of({"a": np.zeros(3), "b": np.zeros(2)}) is None
+    reordered = dict(reversed(list(_fc("tanh").params.items())))
+    assert _buffer_of(reordered) is None  # views, but not in params order
