@@ -33,10 +33,13 @@ at a small scale:
   histograms of the last batch-norm layer's outputs (after γ and β; 1024 validation images)
   in train mode (batch statistics) and in eval mode (population statistics).
 
-Both parts train with SGD with momentum at a constant learning rate and evaluate the final
-weights (no best-epoch restore). Fashion-MNIST by default: the 8x8 digits have 300 validation
-and test images, too few to resolve differences of a point or two of accuracy (a binomial
-standard error of ~2 points), where Fashion-MNIST's 5,000 and 10,000 resolve ~0.5.
+Both parts train with SGD with momentum at a constant learning rate (the one Solver run of
+:func:`~normlab.experiments.training.train_solver`); part 1 is evaluated during training, at
+the end of every epoch, and part 2 with the weights the Solver keeps (those of the best
+validation epoch, with the model's own λ = 0.9 statistics). Fashion-MNIST by default: the 8x8
+digits have 300 validation and test images, too few to resolve differences of a point or two
+of accuracy (a binomial standard error of ~2 points), where Fashion-MNIST's 5,000 and 10,000
+resolve ~0.5.
 
 Summary keys (what a claims table reads)
 ----------------------------------------
@@ -60,7 +63,13 @@ import numpy as np
 from normlab.experiments import figspec, noise
 from normlab.experiments.base import Experiment, RunSpec
 from normlab.experiments.config import ExperimentConfig, field_of, opt, require_nonempty
-from normlab.experiments.training import accuracy, build_model, finite, load_data, split_seed
+from normlab.experiments.training import (
+    accuracy,
+    build_model,
+    load_data,
+    split_seed,
+    train_solver,
+)
 from normlab.experiments.wording import join, num
 from normlab.vocab import color, run_name
 
@@ -202,57 +211,20 @@ def _buffers_set(model, values: dict | None):
             np.copyto(model.buffers[k], v)
 
 
-def _solver(config, model, data, seed: int, callbacks, epochs: int):
-    """The run's Solver (SGD with momentum at a constant learning rate, no printing) and its
-    :class:`~normlab.diagnostics.Recorder` with ``config.diagnostics`` (else None)."""
-    from normlab.solver import Solver
-
-    recorder = None
-    if config.diagnostics is not None:
-        from normlab.diagnostics import Recorder
-
-        recorder = Recorder(model, every=config.diagnostics)
-    solver = Solver(
+def _train(config, model, data, seed: int, callbacks, epochs: int) -> dict:
+    """The run's training: SGD with momentum at a constant learning rate, ``epochs`` epochs
+    (:func:`~normlab.experiments.training.train_solver`, ``--diagnostics`` included)."""
+    return train_solver(
         model,
         data,
-        seed=seed,
-        callbacks=[*callbacks, *([recorder] if recorder else [])],
+        seed,
+        callbacks,
+        diagnostics=config.diagnostics,
         update_rule="sgd_momentum",
         optim_config={"learning_rate": config.learning_rate, "momentum": config.momentum},
         batch_size=config.batch_size,
         num_epochs=epochs,
-        verbose=False,
     )
-    return solver, recorder
-
-
-def _train(solver, after_epoch=None) -> bool:
-    """Step ``solver`` through its ``num_epochs`` epochs, calling ``after_epoch(epoch)`` (1-based)
-    after each; the final weights are kept (no best-epoch restore). True if the loss became
-    non-finite (training stops there)."""
-    from normlab.solver import NonFiniteLossError
-
-    for epoch in range(1, solver.num_epochs + 1):
-        try:
-            with np.errstate(over="ignore", invalid="ignore"):
-                for _ in range(solver.iterations_per_epoch):
-                    solver.step()
-        except NonFiniteLossError:
-            return True
-        if after_epoch is not None:
-            after_epoch(epoch)
-    return False
-
-
-def _trained(solver, recorder, diverged: bool) -> dict:
-    """What every run returns about its training: the losses, the divergence, diagnostics."""
-    extra = {} if recorder is None else {"diagnostics": recorder.to_dict()}
-    return {
-        "loss": finite(solver.loss_history),
-        "iterations_per_epoch": solver.iterations_per_epoch,
-        "diverged": diverged,
-        **extra,
-    }
 
 
 def _stats_task(config, data, seed: int) -> dict:
@@ -268,15 +240,16 @@ def _stats_task(config, data, seed: int) -> dict:
         norm_options={"momentum": 0.0},  # buffers = the last batch's statistics (see EmaTracker)
     )
     tracker = EmaTracker(model, config.ema_momenta)
-    solver, recorder = _solver(config, model, data, solver_seed, [tracker], config.num_epochs)
     order = np.random.default_rng(split_seed(seed, 3)[2]).permutation(len(data["X_train"]))
     X_test, y_test = data["X_test"], data["y_test"]
     ema = {f"{m:g}": [] for m in config.ema_momenta}
     precise = {str(n): [] for n in config.precise_samples}
     epochs = []
 
-    def evaluate(epoch: int) -> None:
-        epochs.append(epoch)
+    def evaluate(solver, info: dict) -> None:  # a callback: after the epoch's last step
+        if (info["iteration"] + 1) % solver.iterations_per_epoch:
+            return
+        epochs.append((info["iteration"] + 1) // solver.iterations_per_epoch)
         for m, stats in tracker.stats.items():
             with _buffers_set(model, stats):
                 ema[f"{m:g}"].append(accuracy(model, X_test, y_test))
@@ -285,13 +258,15 @@ def _stats_task(config, data, seed: int) -> dict:
                 precise_bn(model, data["X_train"][np.sort(order[:n])])
                 precise[str(n)].append(accuracy(model, X_test, y_test))
 
-    diverged = _train(solver, evaluate)
+    out = _train(config, model, data, solver_seed, [tracker, evaluate], config.num_epochs)
+    # the Solver's own accuracy checks used the last batch's statistics (momentum 0): left out
+    kept = ("loss", "iterations_per_epoch", "diverged", "diagnostics")
     return {
         "part": "stats",
         "epochs": epochs,
         "test_acc_ema": ema,
         "test_acc_precise": precise,
-        **_trained(solver, recorder, diverged),
+        **{k: out[k] for k in kept if k in out},
         "num_test": len(y_test),
         "precise_samples_used": [min(n, len(order)) for n in config.precise_samples],
         "data_dir": data.get("data_dir"),
@@ -333,15 +308,13 @@ def _batch_task(config, data, params: dict, seed: int) -> dict:
     model, solver_seed = build_model(
         data, seed, GHOST, "conv", norm_options={"virtual_batch_size": v}, **options
     )
-    solver, recorder = _solver(config, model, data, solver_seed, [], config.sweep_epochs)
-    diverged = _train(solver)
     out = {
+        **_train(config, model, data, solver_seed, [], config.sweep_epochs),
         "part": "batch",
         "virtual_batch_size": v,
         "batch_size": config.batch_size,
-        **_trained(solver, recorder, diverged),
     }
-    if diverged:
+    if out["diverged"]:
         return out
     # test mode of the twin = each normalization batch of v rows by its own statistics
     twin, _ = build_model(
