@@ -7,9 +7,10 @@ PNG bytes. A label that names a normalization (or a run of one, ``'batchnorm/see
 drawn in its colour and called by its label (:mod:`normlab.vocab`).
 
 ============================  =============================================================
-:func:`activation_histograms`  per layer (rows) and run (columns): the pre-activation (or
-                               pre-normalization) histogram at the first and last recorded
-                               iteration, as a fraction of the units per bin of 0.2
+:func:`activation_histograms`  per run (columns), at the first and the last recorded
+                               iteration (rows): every hidden layer's pre-activation (or
+                               pre-normalization) histogram, bins of 0.2, mean, std and
+                               saturation in the legend
 :func:`gradient_histograms`    per run (columns), at the first and the last recorded
                                iteration (rows): every layer's weight-gradient histogram in
                                gradient units, mean, std and grad:data in the legend
@@ -152,7 +153,7 @@ def _layer_names(rec: dict) -> list[str]:
 
 
 def activation_histograms(records: dict, stage: str = "pre_act") -> Figure:
-    """Histograms per layer (rows) and run (columns) at the first and last recorded iteration.
+    """Every hidden layer's histogram, per run, at the first and last recorded iteration.
 
     Parameters
     ----------
@@ -164,15 +165,22 @@ def activation_histograms(records: dict, stage: str = "pre_act") -> Figure:
     Returns
     -------
     fig : matplotlib.figure.Figure
-        Each panel: the fraction of the units in each bin of ``hist_edges`` (60 bins of 0.2
-        over [-6, 6]), at the first iteration (grey) and the last (the run's colour); the
-        share outside [-6, 6] is in the legend.
+        Columns: the runs; rows: the first and the last recorded iteration. Each panel
+        overlays the layers with an activation (every layer when none has one) as the
+        fraction of their units in each bin of ``hist_edges`` (60 bins of 0.2 over [-6, 6]),
+        with the mean, std and saturated share (and the share outside [-6, 6]) in the legend,
+        as Karpathy's makemore part 3 plots them.
 
     Raises
     ------
     ValueError
         For an unknown ``stage``, or a record without ``hist_edges``, ``layers`` or the
         layers' histograms (the message names what is missing).
+
+    Notes
+    -----
+    One panel per run and iteration rather than per layer: a grid of every layer took most
+    of a report's drawing time (28 panels for the demo's four runs of seven layers).
     """
     if stage not in _STAGES:
         raise ValueError(f"unknown stage {stage!r}; known stages are {list(_STAGES)}")
@@ -181,37 +189,51 @@ def activation_histograms(records: dict, stage: str = "pre_act") -> Figure:
     for name, rec in recs.items():
         _iterations(rec, name)
         for layer in _layer_names(rec):
-            _require({name: rec}, f"layers.{layer}.{stage}.hist")
-    rows = max(len(rec["layers"]) for rec in recs.values())
-    fig, axes = _grid(rows, len(recs), 3.2, 1.7, sharex=True)
+            for key in ("hist", "under", "over", "mean", "std"):
+                _require({name: rec}, f"layers.{layer}.{stage}.{key}")
+    fig, axes = _grid(2, len(recs), 3.8, 2.6, sharex=True)
     for col, (name, rec) in enumerate(recs.items()):
         edges = np.asarray(rec["hist_edges"], dtype=float)  # (B + 1,)
         its = rec["iterations"]
-        run_label, run_color = _style(name)
-        last = {"color": run_color or "C0"}
-        for row, layer in enumerate(_layer_names(rec)):
+        layers = _layer_names(rec)
+        hidden = [k for k in layers if rec["layers"][k].get("activation")] or layers
+        for row, j in enumerate((0, -1)):
             ax = axes[row, col]
-            d = rec["layers"][layer][stage]
-            for j, style in ((0, {"color": "k", "ls": "--", "alpha": 0.5}), (-1, last)):
+            for k, layer in enumerate(hidden):
+                entry = rec["layers"][layer]
+                d = entry[stage]
                 hist = np.asarray(d["hist"][j], dtype=float)  # (B,)
                 outside = d["under"][j] + d["over"][j]
                 total = max(hist.sum() + outside, 1.0)
-                out = f" ({outside / total:.0%} out)" if outside else ""
-                ax.stairs(hist / total, edges, lw=1.2, label=f"it {its[j]}{out}", **style)
-            ax.legend(fontsize=6, loc="upper right")
+                sat = (entry.get("saturation") or [None] * len(its))[j]
+                words = [f"mean {_f(d['mean'][j])}", f"std {_f(d['std'][j])}"]
+                zero = entry.get("activation") == "relu"  # a ReLU's "saturation": outputs 0
+                words += [] if sat is None else [f"{'zero' if zero else 'sat'} {sat:.0%}"]
+                words += [f"{outside / total:.0%} out"] if outside else []
+                ax.stairs(
+                    hist / total,
+                    edges,
+                    color=f"C{k}",
+                    lw=1.1,
+                    label=f"layer {layer}: {', '.join(words)}",
+                )
+            ax.legend(fontsize=5, loc="upper right")
             ax.grid(alpha=0.3)
+            ax.set_title(f"{_style(name)[0]}, iteration {its[j]}", fontsize=8)
             if col == 0:
-                ax.set_ylabel(f"layer {layer}", fontsize=8)
-            if row == 0:
-                ax.set_title(run_label, fontsize=9)
-        for row in range(len(rec["layers"]), rows):
-            axes[row, col].set_visible(False)
+                ax.set_ylabel("fraction per bin", fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel(_STAGE_WORDS[stage], fontsize=8)
     fig.suptitle(
-        f"{_STAGE_WORDS[stage]} histograms, first and last recorded iteration", fontsize=10
+        f"{_STAGE_WORDS[stage]} histograms per layer, first and last recorded iteration",
+        fontsize=10,
     )
     return fig
+
+
+def _f(x) -> str:
+    """A mean or std in a legend: 2 decimals, or 'n/a' for None."""
+    return "n/a" if x is None else f"{x:.2f}"
 
 
 def _weights(rec: dict, name: str) -> list[str]:
