@@ -169,7 +169,10 @@ CLAIMS: tuple[Claim, ...] = (
         "Bjorck et al. 2018, §2-3",
         "lr-stability",
         measures.larger_learning_rate,
-        setting={"dataset": "fashion-mnist"},
+        setting={
+            "dataset": "fashion-mnist",
+            "learning_rates": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0],
+        },
         shown=("hidden_dims", "learning_rates", "num_training", "num_epochs"),
         note="the largest rate of the grid at which the run's loss stays finite and ends below "
         "half of a uniform guess's, compared on log10",
