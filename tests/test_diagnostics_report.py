@@ -223,7 +223,7 @@ def test_the_demo_records_by_default_and_diagnostics_0_turns_it_off(monkeypatch,
 
     monkeypatch.setattr(training, "train_solver", stand_in)
     for k, (argv, want) in enumerate(
-        (([], 20), (["--diagnostics", "0"], 0), (["--diagnostics", "7"], 7))
+        (([], 40), (["--diagnostics", "0"], 0), (["--diagnostics", "7"], 7))
     ):
         with pytest.raises(_Trained):
             main(["demo", "--quick", "--out", str(tmp_path / str(k)), *argv])
