@@ -466,6 +466,7 @@ def test_configs_declare_a_shared_setting_once():
         "small-batch": "cifar10", "rmsnorm": "fashion-mnist", "darknet-mismatch": "fashion-mnist",
         "renorm": "cifar10", "ghost-bn": "fashion-mnist",
         "noisy-bn": "fashion-mnist", "lr-stability": "fashion-mnist",
+        "landscape": "fashion-mnist", "population-stats": "fashion-mnist",
     }  # fmt: skip
     assert _fields(TrainConfig)["dataset"].metadata == base["dataset"].metadata
 
