@@ -138,7 +138,7 @@ def _grid(rows: int, cols: int, width: float, height: float, **kw):
     axes = fig.subplots(rows, cols, squeeze=False, **kw)
     w, h = width * cols, height * rows  # inches
     fig.subplots_adjust(
-        left=0.7 / w, right=1 - 0.15 / w, bottom=0.45 / h, top=1 - 0.5 / h,
+        left=0.85 / w, right=1 - 0.15 / w, bottom=0.45 / h, top=1 - 0.5 / h,
         wspace=0.28, hspace=0.4,
     )  # fmt: skip
     return fig, axes
