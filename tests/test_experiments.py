@@ -467,6 +467,7 @@ def test_configs_declare_a_shared_setting_once():
         "renorm": "cifar10", "ghost-bn": "fashion-mnist",
         "noisy-bn": "fashion-mnist", "lr-stability": "fashion-mnist",
         "landscape": "fashion-mnist", "population-stats": "fashion-mnist",
+        "init-diagnostics": "fashion-mnist",
     }  # fmt: skip
     assert _fields(TrainConfig)["dataset"].metadata == base["dataset"].metadata
 

@@ -496,7 +496,7 @@ def test_argument_errors():
     with pytest.raises(ValueError, match=r"unknown activation 'gelu'.*'relu'"):
         FullyConnectedNet([3], activation="gelu")
     with pytest.raises(ValueError, match="weight_scale"):
-        FullyConnectedNet([3], weight_scale="kaiming")
+        FullyConnectedNet([3], weight_scale="orthogonal")
     with pytest.raises(ValueError, match="dropout_keep_ratio"):
         FullyConnectedNet([3], dropout_keep_ratio=0)
     with pytest.raises(ValueError, match="hidden_dims"):
