@@ -235,6 +235,16 @@ def test_one_seed_gives_no_verdict():
             assert row["verdict"] == INCONCLUSIVE and "one seed" in row["reason"], claim.name
 
 
+def test_evaluation_sizes_come_from_the_runs_that_have_them():
+    from normlab.claims.measures import _first
+
+    # population-stats: the first run (EMA vs precise) has no num_val_population
+    runs = {"stats": {"num_test": 10_000}, "v=2": {"num_val_population": 5000}}
+    assert _first({"runs": runs}, "num_val_population") == 5000
+    assert _first({"runs": runs}, "num_test") == 10_000
+    assert _first({"runs": runs}, "num_val") is None
+
+
 def test_claims_of_one_experiment_and_setting_share_its_runs():
     config = ClaimsConfig(seeds=2, only=("bn-small-batch", "renorm-small-batch"))
     studies = plan(config)

@@ -49,8 +49,10 @@ ACCURACY_MARGIN = 0.02
 
 
 def _first(results: dict, key: str) -> int | None:
-    """``key`` of the experiment's first run output (``num_val``, ``num_test``), or None."""
-    return next((o.get(key) for o in results.get("runs", {}).values()), None)
+    """``key`` of the first run output that has it (``num_val``, ``num_test``), or None (runs
+    of one experiment can differ: population-stats' first run has no ``num_val_population``)."""
+    runs = results.get("runs", {}).values()
+    return next((o[key] for o in runs if o.get(key) is not None), None)
 
 
 def _mean_trained(curve: list) -> float | None:
