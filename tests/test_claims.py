@@ -292,6 +292,18 @@ def _main(argv):
     return rc, stdout.getvalue(), stderr.getvalue()
 
 
+def test_bad_only_and_diagnostics_are_refused_before_any_run(tmp_path):
+    out = tmp_path / "claims"
+    for argv, expected in (
+        (["--only", ","], "expected --only a comma-separated list of claim names, got ','"),
+        (["--only", ""], "expected --only a comma-separated list of claim names, got ''"),
+        (["--diagnostics", "0"], "expected diagnostics an integer >= 1"),
+    ):
+        rc, _, stderr = _main(["claims", *argv, "--out", str(out)])
+        assert rc != 0 and expected in stderr, stderr
+    assert not out.exists()  # nothing ran (an empty --only once meant every claim, full size)
+
+
 def test_claims_quick_end_to_end(tmp_path):
     from normlab.report import load_results
 

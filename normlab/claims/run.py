@@ -68,6 +68,12 @@ class ClaimsConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < (name == "seeds"):
                 least = 1 if name == "seeds" else 0
                 raise ValueError(f"ClaimsConfig: expected {name} an integer >= {least}, got {v!r}")
+        d = self.diagnostics
+        if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1):
+            raise ValueError(
+                f"ClaimsConfig: expected diagnostics an integer >= 1 (record every N "
+                f"iterations) or None (each study's default), got {d!r}"
+            )
         get_claims(self.only)  # unknown names fail here, listing the known ones
 
 

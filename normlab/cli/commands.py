@@ -286,8 +286,14 @@ def claims(args) -> int:
         return 0
     check_run_options(args)
     values = {**given(args, RUN_FIELDS), "quick": args.quick}
-    if args.only:
-        values["only"] = args.only
+    if args.only is not None:
+        names = [n.strip() for n in args.only.split(",")]
+        if not all(names):  # "" or "a,,b": an empty name would silently mean every claim
+            raise ValueError(
+                f"expected --only a comma-separated list of claim names, got {args.only!r}; "
+                "see `normlab claims --list`, e.g. --only bn-trains-faster,rmsnorm-matches"
+            )
+        values["only"] = ",".join(names)
     config = config_from_dict(ClaimsConfig, values)  # an unknown claim lists the known ones
     scheduler = getattr(args, "scheduler", None)
     studies = plan(config)
