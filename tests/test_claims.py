@@ -318,6 +318,7 @@ def test_claims_quick_end_to_end(tmp_path):
     results = load_results(out)
     (row,) = results["claims"]
     assert row["verdict"] in VERDICTS and row["seeds"] == 2 and len(row["measured"]) == 2
+    assert row["setting"].endswith("; quick variant, too short to conclude)")  # every row says so
     assert results["headline"] in stdout
     study = results["studies"]["bn-vs-baseline"]
     assert len(study["runs"]) == 4 and len(list((out / "runs").glob("*.json"))) == 4

@@ -144,8 +144,9 @@ def _setting(claim: Claim, study: Study) -> str:
         return f"{v:g}" if isinstance(v, float) else str(v)
 
     fields = [f"{f}={shown(getattr(study.config, f))}" for f in claim.shown]
+    quick = "; quick variant, too short to conclude" if study.config.quick else ""
     return f"{study.experiment} on {study.config.dataset}" + (
-        f" ({', '.join(fields)})" if fields else ""
+        f" ({', '.join(fields)}{quick})" if fields else f" ({quick[2:]})" if quick else ""
     )
 
 
