@@ -257,6 +257,14 @@ def test_claims_of_one_experiment_and_setting_share_its_runs():
     assert [s.seed_key for s in specs] == [s.seed_key or s.name for s in alone]
 
 
+def test_the_readme_lists_every_claim():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    missing = [c.name for c in CLAIMS if f"`{c.name}`" not in readme]
+    assert not missing, f"README.md's claims table lacks {missing}"
+
+
 def test_unknown_claims_are_refused_with_the_known_ones():
     with pytest.raises(ValueError, match="unknown claim 'nope'; known claims are bn-trains"):
         ClaimsConfig(only=("nope",))
