@@ -235,6 +235,26 @@ def test_one_seed_gives_no_verdict():
             assert row["verdict"] == INCONCLUSIVE and "one seed" in row["reason"], claim.name
 
 
+def test_small_batch_drops_carry_the_binomial_error_of_their_four_accuracies():
+    from normlab.claims.measures import small_batch_degrades
+
+    def results(n_test):
+        bn_lo, other_lo = (0.800, 0.801, 0.799), 0.830  # drops 0.10 vs 0.07, seeds agree
+        per_seed = [
+            {"best_epoch_test_acc": {"batchnorm": [lo, 0.9], "layernorm": [other_lo, 0.9],
+                                     "groupnorm": [other_lo, 0.9]}}
+            for lo in bn_lo
+        ]  # fmt: skip
+        runs = {"r": {"num_test": n_test}}
+        return {"batch_sizes": [2, 64], "seeds": 3, "per_seed": per_seed, "runs": runs}
+
+    # a difference of drops of 0.03: beyond the seeds' spread, within the binomial error of
+    # four accuracies on 1,000 images (2 * sqrt(sum se^2) ~ 0.04), clear on 10^6
+    small = small_batch_degrades(results(1000))
+    assert small.verdict == INCONCLUSIVE and "drop BN - drop layer norm" in small.reason
+    assert small_batch_degrades(results(10**6)).verdict == HOLDS
+
+
 def test_evaluation_sizes_come_from_the_runs_that_have_them():
     from normlab.claims.measures import _first
 

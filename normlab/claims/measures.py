@@ -118,7 +118,8 @@ def small_batch_degrades(results: dict, key: str = "best_epoch_test_acc") -> Fin
     """A batch-size sweep (``renorm``, ``small-batch``: ``results[key][norm]`` per batch size,
     ``batch_sizes``): batch norm's accuracy falls from the largest batch to the smallest beyond
     noise (unpaired: the two sizes' runs have their own seeds), and falls further than layer
-    norm's and than group norm's (paired: a batch size's runs share a seed)."""
+    norm's and than group norm's (paired: a batch size's runs share a seed; the bound holds the
+    binomial error of the four test accuracies besides the seeds' spread)."""
     bss = results["batch_sizes"]
     big, small = max(bss), min(bss)
     n_test = _first(results, "num_test")
@@ -133,15 +134,27 @@ def small_batch_degrades(results: dict, key: str = "best_epoch_test_acc") -> Fin
         )
     ]
     for norm in ("layernorm", "groupnorm"):
-        other = _drop(*_ends(results, key, norm))
+        hi, lo = _ends(results, key, norm)
+        other = _drop(hi, lo)
         name = label(norm)
-        parts.append(
-            (
-                f"{name} degrades less",
-                greater(bn_drop, other, "drop BN", f"drop {name}"),
-            )
-        )
+        d = _drop_difference(other, bn_drop, [bn_hi, bn_lo, hi, lo], n_test)
+        nums = [measured("drop BN", bn_drop), measured(f"drop {name}", other)]
+        parts.append((f"{name} degrades less", judge(d, "drop BN", f"drop {name}", nums)))
     return all_of(parts)
+
+
+def _drop_difference(low: list, high: list, accuracies: list, n_eval: int | None):
+    """The paired difference ``high - low`` of two per-seed drops (each an accuracy minus
+    another), its bound holding the binomial error of all four accuracies measured on
+    ``n_eval`` images (``accuracies``: their per-seed lists) beside the seeds' spread, each
+    term at its 95% multiplier as :func:`normlab.experiments.noise.difference` adds them."""
+    d = noise.difference(low, high, paired=True)
+    if d.bound is None or not n_eval:
+        return d
+    means = [statistics.fmean(ok) for ok in ([v for v in a if v is not None] for a in accuracies)
+             if ok]  # fmt: skip
+    var = sum(noise.binomial_se(m, n_eval) ** 2 for m in means)
+    return noise.Difference(d.a, d.b, math.sqrt(d.bound**2 + 4.0 * var), d.seeds)
 
 
 def renorm_recovers(results: dict) -> Finding:
