@@ -85,6 +85,9 @@ def test_config_is_checked():
         ps.PopulationStatsConfig(norm_batch_sizes=(2, 48))
     with pytest.raises(ValueError, match="batchnorm"):
         ps.PopulationStatsConfig(normalizations=("layernorm",))
+    for ns in ((1000, 100), (100, 100)):
+        with pytest.raises(ValueError, match="precise_samples increasing integers >= 1"):
+            ps.PopulationStatsConfig(precise_samples=ns)
 
 
 # -- summary, headline and quick results (test_summaries.py, test_experiments.py) -------------
@@ -150,6 +153,10 @@ def check_summary(experiment, config):
         f"averaged over the {config.num_epochs} epochs' evaluations, {num(np.mean(precise[-1]))}"
     )
     assert f"{during} against" in headline
+    # a training set smaller than the most precise_samples: the headline says what was used
+    used = [min(n, 321) for n in config.precise_samples]
+    outputs[ps.STATS_RUN]["precise_samples_used"] = used
+    assert f"precise BN over {used[-1]} images gave" in experiment.headline(results)
     small = outputs[f"ghostbatchnorm/v={min(vs)}"]
     assert (f"at V={min(vs)}, {num(small['val_error_population_stats'])} with population "
             f"statistics against {num(small['val_error_batch_stats'])}") in headline  # fmt: skip

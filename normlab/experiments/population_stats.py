@@ -131,6 +131,14 @@ class PopulationStatsConfig(ExperimentConfig):
                 f"PopulationStatsConfig: expected ema_momenta in [0, 1), got {bad}; they are "
                 "weights of the old value (PyTorch's momentum=0.1 is 0.9 here)"
             )
+        ns = self.precise_samples
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in ns) or any(
+            not b > a for a, b in zip(ns, ns[1:], strict=False)
+        ):
+            raise ValueError(
+                f"PopulationStatsConfig: expected precise_samples increasing integers >= 1 "
+                f"(training images of precise BN, the most last), got {ns!r}"
+            )
         bad = [v for v in self.norm_batch_sizes if self.batch_size % v or v < 2]
         if bad:
             raise ValueError(
@@ -452,8 +460,11 @@ def headline(results: dict) -> str:
     final, diffs = _against_emas(results, "final", n_test)
     during, more = _against_emas(results, "mean", n_test)
     diffs += more
+    # the images precise BN used: fewer than asked when the training set is smaller
+    key = "precise_samples_used"
+    used = next((o[key] for o in runs_.values() if o.get(key)), results["precise_samples"])
     sentence = (
-        f"At the end of training, precise BN over {results['precise_samples'][-1]} images gave "
+        f"At the end of training, precise BN over {used[-1]} images gave "
         f"test accuracy {final}; averaged over the {len(results['epochs'])} epochs' "
         f"evaluations, {during}"
     )
