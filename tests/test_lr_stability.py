@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from normlab.experiments import lr_stability
+from normlab.experiments import get_experiment, lr_stability
 from normlab.experiments.runner import summarize_runs
 
 
@@ -139,3 +139,21 @@ def check_quick_results(res):
     # at the largest quick rate (10) the unnormalized net diverges: recorded, not a crash
     assert res["diverged"]["none"][-1] is True
     assert res["largest_trainable_lr"]["batchnorm"] is not None
+
+
+def test_headline_skips_the_depth_sentence_when_a_std_was_not_finite():
+    """A layer-1 std that overflowed (None in act_log10_std) leaves the depth sentence out
+    instead of failing to format it."""
+    experiment = get_experiment("lr-stability")
+    config = lr_stability.quick(lr_stability.LRStabilityConfig())
+    lrs = list(config.learning_rates)
+    layers = list(range(1, len(config.hidden_dims) + 2))
+    outputs = {}
+    for spec in experiment.runs(config):
+        norm, lr = spec.params["normalization"], spec.params["learning_rate"]
+        outputs[spec.name] = _run_output(norm, lrs.index(lr), len(lrs), layers)
+    fail = lrs[_last_ok("none", len(lrs)) + 1]
+    outputs[f"none/lr={fail:g}"]["act_log10_std"][0] = None
+    s = summarize_runs(experiment, config, outputs, {n: 1.0 for n in outputs})
+    h = lr_stability.headline({"config": {"num_epochs": 3, "quick": True}, "runs": outputs, **s})
+    assert "the largest that trained was" in h and "in layer 1" not in h

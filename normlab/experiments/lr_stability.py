@@ -306,7 +306,8 @@ def headline(results: dict) -> str:
         i = fails[0]
         stds = results["act_log10_std"]
         a, b = stds[ref][i], stds[other][i]
-        if a and b and a[-1] is not None and b[-1] is not None and len(a) > 1:
+        ends = (a[0], a[-1], b[0], b[-1]) if a and b else (None,)
+        if None not in ends and len(a) > 1:  # layer 1 and the last, both runs (None: not finite)
             how = "diverged" if results["diverged"][ref][i] else "failed to train"
             who = "the net without normalization" if ref == "none" else label(ref)
             sentence += (
