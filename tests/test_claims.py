@@ -256,13 +256,13 @@ def test_small_batch_drops_carry_the_binomial_error_of_their_four_accuracies():
 
 
 def test_evaluation_sizes_come_from_the_runs_that_have_them():
-    from normlab.claims.measures import _first
+    from normlab.experiments.noise import eval_size
 
     # population-stats: the first run (EMA vs precise) has no num_val_population
     runs = {"stats": {"num_test": 10_000}, "v=2": {"num_val_population": 5000}}
-    assert _first({"runs": runs}, "num_val_population") == 5000
-    assert _first({"runs": runs}, "num_test") == 10_000
-    assert _first({"runs": runs}, "num_val") is None
+    assert eval_size({"runs": runs}, "num_val_population") == 5000
+    assert eval_size({"runs": runs}, "num_test") == 10_000
+    assert eval_size({"runs": runs}, "num_val") is None
 
 
 def test_claims_of_one_experiment_and_setting_share_its_runs():

@@ -48,11 +48,7 @@ __all__ = [
 ACCURACY_MARGIN = 0.02
 
 
-def _first(results: dict, key: str) -> int | None:
-    """``key`` of the first run output that has it (``num_val``, ``num_test``), or None (runs
-    of one experiment can differ: population-stats' first run has no ``num_val_population``)."""
-    runs = results.get("runs", {}).values()
-    return next((o[key] for o in runs if o.get(key) is not None), None)
+_first = noise.eval_size  # the images a run's accuracies were measured on
 
 
 def _mean_trained(curve: list) -> float | None:

@@ -45,6 +45,7 @@ __all__ = [
     "Difference",
     "binomial_se",
     "difference",
+    "eval_size",
     "per_seed",
     "qualify",
     "seeds_phrase",
@@ -83,6 +84,14 @@ class Difference:
         if self.a is None or self.b is None or self.bound is None:
             return False
         return abs(self.b - self.a) > self.bound
+
+
+def eval_size(results: dict, key: str) -> int | None:
+    """``key`` (``num_val``, ``num_test``...: the images an accuracy was measured on) of the
+    first run output that has it, or None; runs of one experiment can differ (population-stats'
+    first run has no ``num_val_population``)."""
+    runs = results.get("runs", {}).values()
+    return next((o[key] for o in runs if o.get(key) is not None), None)
 
 
 def per_seed(results: dict, path: list) -> list:

@@ -257,7 +257,7 @@ def headline(results: dict) -> str:
     """Noisy batch norm's final validation accuracy against batch norm's and the unnormalized
     net's (paired, beyond noise or not), and the shift each run's layer inputs saw per step."""
     acc, mean, shift = results["final_val_acc"], results["mean_val_acc"], results["shift"]
-    n_val = next((o.get("num_val") for o in results.get("runs", {}).values()), None)
+    n_val = noise.eval_size(results, "num_val")
 
     def diff(key: str, ref: str):
         per_seed = noise.per_seed(results, [key])

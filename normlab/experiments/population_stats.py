@@ -453,10 +453,8 @@ def headline(results: dict) -> str:
     batch statistics."""
     vs = results["norm_batch_sizes"]
     runs_ = results.get("runs", {})
-    n_test = next((o.get("num_test") for o in runs_.values() if o.get("num_test")), None)
-    n_val = next(
-        (o.get("num_val_population") for o in runs_.values() if o.get("num_val_population")), None
-    )
+    n_test = noise.eval_size(results, "num_test")
+    n_val = noise.eval_size(results, "num_val_population")
     final, diffs = _against_emas(results, "final", n_test)
     during, more = _against_emas(results, "mean", n_test)
     diffs += more
