@@ -157,3 +157,29 @@ def test_headline_skips_the_depth_sentence_when_a_std_was_not_finite():
     s = summarize_runs(experiment, config, outputs, {n: 1.0 for n in outputs})
     h = lr_stability.headline({"config": {"num_epochs": 3, "quick": True}, "runs": outputs, **s})
     assert "the largest that trained was" in h and "in layer 1" not in h
+
+
+def test_headline_says_when_a_seed_had_no_trainable_rate():
+    """With seeds, the largest trainable rate is the mean over the seeds that had one: the
+    headline says how many did, rather than quoting it as every seed's."""
+    per_seed = [
+        {"largest_trainable_lr": {"none": 1.0, "batchnorm": 1.0},
+         "log10_largest_trainable_lr": {"none": 0.0, "batchnorm": 0.0}},
+        {"largest_trainable_lr": {"none": None, "batchnorm": 1.0},
+         "log10_largest_trainable_lr": {"none": None, "batchnorm": 0.0}},
+    ]  # fmt: skip
+    results = {
+        "config": {"num_epochs": 3, "quick": False},
+        "seeds": 2,
+        "per_seed": per_seed,
+        "learning_rates": [0.1, 1.0, 10.0],
+        "normalizations": ["none", "batchnorm"],
+        "loss_threshold": 1.15,
+        "largest_trainable_lr": {"none": 1.0, "batchnorm": 1.0},
+        "trains": {"none": [0.0, 0.5, 0.0], "batchnorm": [1.0, 1.0, 0.0]},
+        "diverged": {"none": [False, False, True], "batchnorm": [False, False, True]},
+        "act_log10_std": {"none": [None] * 3, "batchnorm": [None] * 3},
+    }
+    h = lr_stability.headline(results)
+    assert "was 1 (the mean of the 1 of 2 seeds in which a rate trained) without" in h
+    assert "and 1 with batch norm" in h  # every seed had one: no qualifier

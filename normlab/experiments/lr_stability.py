@@ -278,18 +278,24 @@ def headline(results: dict) -> str:
     cfg = results.get("config", {})
     seeds = results.get("seeds", 1)
     per_seed = ""
+    vals = noise.per_seed(results, ["largest_trainable_lr"])
     if seeds > 1:
-        vals = noise.per_seed(results, ["largest_trainable_lr"])
         per_seed = "; per seed " + ", ".join(
             f"{_lr_words(s[ref])} vs {_lr_words(s[other])}" for s in vals
         )
+
+    def largest(n: str) -> str:  # the seeds' mean leaves out those where no rate trained
+        k = sum(s[n] is not None for s in vals)
+        some = f" (the mean of the {k} of {len(vals)} seeds in which a rate trained)"
+        return _lr_words(big[n]) + (some if 0 < k < len(vals) else "")
+
     verdict = noise.versus(d)
     sentence = (
         f"Of {len(lrs)} SGD learning rates from {lrs[0]:g} to {lrs[-1]:g} "
         f"({cfg.get('num_epochs', '?')} epochs each; trains = finite loss and a last-epoch mean "
-        f"loss <= {num(thr)}), the largest that trained was {_lr_words(big[ref])} "
+        f"loss <= {num(thr)}), the largest that trained was {largest(ref)} "
         f"{'without normalization' if ref == 'none' else 'with ' + label(ref)} and "
-        f"{_lr_words(big[other])} with {label(other)}"
+        f"{largest(other)} with {label(other)}"
     )
     if big[ref] is not None and big[other] is not None and d.a is not None:
         ratio = 10 ** (d.b - d.a)
