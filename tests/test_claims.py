@@ -255,6 +255,19 @@ def test_small_batch_drops_carry_the_binomial_error_of_their_four_accuracies():
     assert small_batch_degrades(results(10**6)).verdict == HOLDS
 
 
+def test_a_net_that_fails_at_every_weight_scale_is_not_insensitive():
+    from normlab.claims.measures import weight_scale_insensitive
+
+    # without normalization chance at every scale (flat), batch norm good at most scales
+    per_seed = [
+        {"curves": {"none": {"best_val_acc": [0.10 + j, 0.11, 0.10]},
+                    "batchnorm": {"best_val_acc": [0.80, 0.85 + j, 0.60]}}}
+        for j in (0.0, 0.005, -0.004)
+    ]  # fmt: skip
+    finding = weight_scale_insensitive({"seeds": 3, "per_seed": per_seed})
+    assert finding.verdict == HOLDS, finding.reason  # from each net's own best: does not hold
+
+
 def test_evaluation_sizes_come_from_the_runs_that_have_them():
     from normlab.experiments.noise import eval_size
 

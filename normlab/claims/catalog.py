@@ -111,7 +111,7 @@ CLAIMS: tuple[Claim, ...] = (
         setting={"dataset": "fashion-mnist", "num_scales": 10},
         shown=("hidden_dims", "scale_min", "scale_max", "num_scales", "num_training"),
         note="sensitivity measured as the mean shortfall, over the scales, of the best "
-        "validation accuracy from the best scale's",
+        "validation accuracy from the best either net reached at any scale",
     ),
     Claim(
         "bn-fixes-bad-init",

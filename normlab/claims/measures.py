@@ -78,20 +78,26 @@ def sigmoid_input_stable(results: dict) -> Finding:
     return greater(none, bn, "median-input range none", "median-input range BN")
 
 
-def _shortfall(accs: list) -> float | None:
-    """The mean shortfall of per-scale accuracies from the best of them (0: flat)."""
+def _shortfall(accs: list, best: float | None) -> float | None:
+    """The mean shortfall of per-scale accuracies from ``best`` (0: every scale reached it)."""
     present = [a for a in accs if a is not None]
-    return statistics.fmean(max(present) - a for a in present) if present else None
+    return statistics.fmean(best - a for a in present) if present and best is not None else None
 
 
 def weight_scale_insensitive(results: dict) -> Finding:
     """weight-scale: how far, on average over the weight scales, the best validation accuracy
-    falls short of the best scale's (``curves[norm]["best_val_acc"]``, one per scale); larger
-    without normalization than with batch norm, paired (a scale's two nets share a seed)."""
-    per_seed = {
-        n: [_shortfall(c) for c in noise.per_seed(results, ["curves", n, "best_val_acc"])]
-        for n in ("none", "batchnorm")
+    (``curves[norm]["best_val_acc"]``, one per scale) falls short of the best that either net
+    reached at any scale in that seed; larger without normalization than with batch norm,
+    paired (a scale's two nets share a seed). The common reference keeps a net that fails at
+    every scale from counting as insensitive (its own best would be as poor as the rest)."""
+    curves = {
+        n: noise.per_seed(results, ["curves", n, "best_val_acc"]) for n in ("none", "batchnorm")
     }
+    per_seed = {n: [] for n in curves}
+    for none, bn in zip(curves["none"], curves["batchnorm"], strict=True):
+        best = max((a for a in [*none, *bn] if a is not None), default=None)
+        per_seed["none"].append(_shortfall(none, best))
+        per_seed["batchnorm"].append(_shortfall(bn, best))
     return greater(
         per_seed["none"], per_seed["batchnorm"], "mean shortfall none", "mean shortfall BN"
     )
