@@ -9,6 +9,7 @@ import math
 import pytest
 
 from normlab.claims import CLAIMS, FAILS, HOLDS, INCONCLUSIVE, VERDICTS, ClaimsConfig, plan
+from normlab.claims.measures import larger_learning_rate
 from normlab.claims.run import claim_row, measured_text, task_specs, verdict_table
 from normlab.claims.verdict import all_of, beyond, greater, matches
 from normlab.experiments import get_experiment, runner
@@ -400,3 +401,15 @@ def test_diagnostics_reach_every_study_only_when_asked():
     own = get_experiment("init-diagnostics").config_cls().diagnostics
     assert plan(ClaimsConfig())["init-diagnostics"].config.diagnostics == own
     assert {s.config.diagnostics for s in plan(ClaimsConfig(diagnostics=7)).values()} == {7}
+
+
+def test_larger_learning_rate_counts_a_seed_that_trained_at_no_rate():
+    """A baseline that trains at no rate of the grid is the strongest evidence for the claim:
+    it counts one grid step below the smallest rate instead of being dropped."""
+    per_seed = [
+        {"log10_largest_trainable_lr": {"batchnorm": bn, "none": None}} for bn in (0.0, 0.0, 0.5)
+    ]
+    results = {"learning_rates": [0.01, 0.1, 1.0, 10.0], "per_seed": per_seed}
+    finding = larger_learning_rate(results)
+    assert finding.verdict == "holds", finding.reason
+    assert finding.difference["value"] == pytest.approx(3.0 + 0.5 / 3)  # none at log10 = -3
