@@ -136,7 +136,9 @@ CLAIMS: tuple[Claim, ...] = (
         quick=_BATCH_SWEEP_QUICK,
         shown=_BATCH_SHOWN,
         note="test accuracy at the best validation epoch; 'do not' read as 'degrade less than "
-        "batch norm' (each drop from the largest batch to the smallest)",
+        "batch norm' (each drop from the largest batch to the smallest); every batch size "
+        "trains the same epochs at a learning rate scaled with the batch, as Wu & He do, so "
+        "a small batch takes more steps",
     ),
     Claim(
         "bn-smooths-landscape",
