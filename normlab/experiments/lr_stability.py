@@ -314,7 +314,12 @@ def headline(results: dict) -> str:
         a, b = stds[ref][i], stds[other][i]
         ends = (a[0], a[-1], b[0], b[-1]) if a and b else (None,)
         if None not in ends and len(a) > 1:  # layer 1 and the last, both runs (None: not finite)
-            how = "diverged" if results["diverged"][ref][i] else "failed to train"
+            # combined over seeds a run's flag is "any seed": say in how many it diverged
+            flags = [s["diverged"][ref][i] for s in results.get("per_seed") or [results]]
+            k = sum(map(bool, flags))
+            how = "failed to train" if not k else "diverged"
+            if 0 < k < len(flags):
+                how = f"diverged in {k} of {len(flags)} seeds (failed to train in the others)"
             who = "the net without normalization" if ref == "none" else label(ref)
             sentence += (
                 f" At {lrs[i]:g}, where {who} {how}, the std of the pre-activations was "
