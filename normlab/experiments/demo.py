@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from normlab.experiments import bn_vs_baseline
 from normlab.experiments.config import EVERY_NORMALIZATION, ExperimentConfig, field_of, opt
+from normlab.vocab import label, seed_outputs
 
 NAME = "demo"
 DESCRIPTION = "deep net [100]*6 on the digits: none vs batch, layer and group norm (takes seconds)"
@@ -48,10 +49,43 @@ def quick(config: DemoConfig) -> DemoConfig:
     return dataclasses.replace(config, quick=True, num_epochs=5)
 
 
+def why(results: dict) -> str:
+    """Why the baseline stalls, from the signal-propagation records at initialization: the
+    variance of the nonlinearity's input in the first and the last hidden layer, without
+    normalization and with each normalization (first seed; the records hold the mean over
+    channels of the channel variance, ``pre_act.var``). ``""`` when the runs were not recorded.
+    """
+    names = list(results["config"]["normalizations"])
+    if "none" not in names:
+        return ""
+    var = {}
+    for n in names:
+        sig = (seed_outputs(results, n)[0].get("diagnostics") or {}).get("signal_propagation")
+        v = ((sig or {}).get("pre_act") or {}).get("var")
+        if v and len(v) > 2 and None not in (v[0], v[-2]):
+            var[n] = (v[0], v[-2])  # the last layer is the scores': its last hidden one
+    if "none" not in var or len(var) < 2:
+        return ""
+    a, b = var.pop("none")
+    others = ", ".join(f"{x:.2g} and {y:.2g} with {label(n)}" for n, (x, y) in var.items())
+    hidden = len(results["config"]["hidden_dims"])
+    return (
+        f"Why: at initialization the variance of the nonlinearities' input without "
+        f"normalization is {a:.2g} in hidden layer 1 and {b:.2g} in hidden layer {hidden} "
+        f"(the signal-propagation figure), against {others}."
+    )
+
+
+def headline(results: dict) -> str:
+    """:func:`normlab.experiments.bn_vs_baseline.headline`, then :func:`why`."""
+    return " ".join(filter(None, (bn_vs_baseline.headline(results), why(results))))
+
+
 EXPERIMENT = dataclasses.replace(
     bn_vs_baseline.EXPERIMENT,
     name=NAME,
     description=DESCRIPTION,
     config_cls=DemoConfig,
     quick=quick,
+    headline=headline,
 )
