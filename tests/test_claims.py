@@ -413,3 +413,17 @@ def test_larger_learning_rate_counts_a_seed_that_trained_at_no_rate():
     finding = larger_learning_rate(results)
     assert finding.verdict == "holds", finding.reason
     assert finding.difference["value"] == pytest.approx(3.0 + 0.5 / 3)  # none at log10 = -3
+
+
+def test_a_quick_variant_never_concludes(studies):
+    """A quick run's numbers may point one way, but it is too short to conclude: the row is
+    inconclusive and its reason says where the numbers point."""
+    import dataclasses
+
+    claim = next(c for c in CLAIMS if c.name == "bn-trains-faster")
+    study, results = next(v for v in studies[False].values() if claim.name in v[0].claims)
+    assert claim_row(claim, study, results)["verdict"] == HOLDS
+    quick = dataclasses.replace(study, config=dataclasses.replace(study.config, quick=True))
+    row = claim_row(claim, quick, results)
+    assert row["verdict"] == INCONCLUSIVE
+    assert row["reason"].startswith("quick variant, too short to conclude; its numbers point to")

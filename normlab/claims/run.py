@@ -151,8 +151,16 @@ def _setting(claim: Claim, study: Study) -> str:
 
 
 def claim_row(claim: Claim, study: Study, results: dict) -> dict:
-    """One claim's row: its text, source, study and setting, and what its measure found."""
-    finding = claim.measure(results)
+    """One claim's row: its text, source, study and setting, and what its measure found. A
+    quick variant is too short to conclude: its verdict is inconclusive whatever the numbers,
+    and the reason says where they point."""
+    finding = claim.measure(results).to_dict()
+    if study.config.quick and finding["verdict"] != INCONCLUSIVE:
+        finding["reason"] = (
+            f"quick variant, too short to conclude; its numbers point to "
+            f"'{finding['verdict']}' ({finding['reason']})"
+        )
+        finding["verdict"] = INCONCLUSIVE
     return {
         "name": claim.name,
         "claim": claim.text,
@@ -163,7 +171,7 @@ def claim_row(claim: Claim, study: Study, results: dict) -> dict:
         "setting": _setting(claim, study),
         "seeds": study.config.seeds,
         "note": claim.note,
-        **finding.to_dict(),
+        **finding,
     }
 
 
