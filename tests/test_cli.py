@@ -73,6 +73,22 @@ def test_unknown_experiment(capsys):
     _one_error_line(capsys, "unknown experiment 'no-such-thing'", "bn-vs-baseline")
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["experiment", "demo", "--seeds", "0"], "--seeds: expected seeds >= 1, got 0"),
+        (["experiment", "demo", "--seed", "-1"], "--seed: expected seed >= 0, got -1"),
+        (["claims", "--only", "bn-trains-faster", "--seeds", "0"], "--seeds: expected seeds"),
+    ],
+)
+def test_a_refused_setting_names_its_flag(argv, message, capsys, tmp_path):
+    """Not the config class (DemoConfig) the user never sees; a negative seed is refused
+    before NumPy's SeedSequence does it deep inside the first run."""
+    assert _run([*argv, "--quick", "--out", str(tmp_path / "out")]) == 2
+    _one_error_line(capsys, message)
+    assert not (tmp_path / "out").exists()
+
+
 def test_unknown_dataset(capsys):
     assert _run(["experiment", "bn-vs-baseline", "--dataset", "imagenet"]) != 0
     _one_error_line(capsys, "unknown dataset 'imagenet'", "fashion-mnist")

@@ -22,6 +22,7 @@ from .options import (
     check_data_dir,
     check_resume_options,
     check_run_options,
+    from_flags,
     given,
 )
 from .outputs import (
@@ -207,11 +208,10 @@ def demo(args) -> int:
     self-contained report.html into --out.
     """
     from normlab.experiments import get_experiment
-    from normlab.experiments.config import config_from_dict
 
     check_run_options(args)
     exp = get_experiment("demo")
-    config = config_from_dict(exp.config_cls, given(args, RUN_FIELDS))
+    config = from_flags(exp.config_cls, given(args, RUN_FIELDS))
     if args.quick:
         config = exp.quick(config)
     return _run_and_report(exp, config, args, Path(args.out))
@@ -219,12 +219,12 @@ def demo(args) -> int:
 
 def _experiment_config(exp, args):
     """The config of ``exp`` from its defaults, the flags, ``--quick`` and ``--set``."""
-    from normlab.experiments.config import config_from_dict, parse_assignment
+    from normlab.experiments.config import parse_assignment
 
     values = given(args, EXPERIMENT_FIELDS)
     if args.quick:
         values.setdefault("dataset", "digits")  # seconds, offline, whatever the published one
-    config = config_from_dict(exp.config_cls, values)
+    config = from_flags(exp.config_cls, values)
     if args.quick:
         config = exp.quick(config)
     sets = dict(parse_assignment(exp.config_cls, s) for s in args.set or [])
@@ -274,7 +274,7 @@ def claims(args) -> int:
     from normlab.claims import CLAIMS, ClaimsConfig, plan
     from normlab.claims.run import NAME, run_claims, task_specs
     from normlab.experiments.base import RunSpec
-    from normlab.experiments.config import config_from_dict, config_to_dict
+    from normlab.experiments.config import config_to_dict
     from normlab.experiments.training import preload_data
     from normlab.report import write_outputs
     from normlab.report.claims import claims_text
@@ -294,7 +294,7 @@ def claims(args) -> int:
                 "see `normlab claims --list`, e.g. --only bn-trains-faster,rmsnorm-matches"
             )
         values["only"] = ",".join(names)
-    config = config_from_dict(ClaimsConfig, values)  # an unknown claim lists the known ones
+    config = from_flags(ClaimsConfig, values)  # an unknown claim lists the known ones
     scheduler = getattr(args, "scheduler", None)
     studies = plan(config)
     specs = task_specs(studies)

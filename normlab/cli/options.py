@@ -103,6 +103,22 @@ def given(args: argparse.Namespace, names: Iterable[str]) -> dict:
 RUN_FIELDS = ("seed", "seeds", "diagnostics")  # ExperimentConfig fields given as flags
 
 
+def from_flags(cls: type, values: dict):
+    """``config_from_dict(cls, values)`` for settings given as flags: a value the config
+    refuses is reported under its flag (``--seeds: expected seeds >= 1, got 0``), not under
+    the config class's name, which a command-line user never sees."""
+    from normlab.experiments.config import config_from_dict
+
+    try:
+        return config_from_dict(cls, values)
+    except ValueError as err:
+        msg, prefix = str(err), f"{cls.__name__}: "
+        named = [n for n in values if re.search(rf"\b{re.escape(n)}\b", msg)]
+        if not (msg.startswith(prefix) and named):
+            raise
+        raise ValueError(f"--{named[0].replace('_', '-')}: {msg[len(prefix) :]}") from None
+
+
 def add_run_options(
     parser, config_cls: type, out_default: str | None, quick_help: str, scheduler: bool
 ) -> None:

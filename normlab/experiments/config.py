@@ -88,6 +88,8 @@ class ExperimentConfig:
 
         for f in dataclasses.fields(self):
             _check_positive(type(self).__name__, f.name, getattr(self, f.name), f.metadata)
+        if self.seed < 0:  # NumPy's SeedSequence refuses it, deep inside the first run
+            raise ValueError(f"{type(self).__name__}: expected seed >= 0, got {self.seed!r}")
         d = self.diagnostics
         if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 0):
             raise ValueError(
