@@ -159,6 +159,19 @@ def test_headline_skips_the_depth_sentence_when_a_std_was_not_finite():
     assert "the largest that trained was" in h and "in layer 1" not in h
 
 
+def _two_seed_results(per_seed: list, **summary) -> dict:
+    """A 2-seed lr-stability results dict on the rates 0.1, 1 and 10, for headline tests."""
+    return {
+        "config": {"num_epochs": 3, "quick": False},
+        "seeds": 2,
+        "per_seed": per_seed,
+        "learning_rates": [0.1, 1.0, 10.0],
+        "normalizations": ["none", "batchnorm"],
+        "loss_threshold": 1.15,
+        **summary,
+    }
+
+
 def test_headline_says_when_a_seed_had_no_trainable_rate():
     """With seeds, the largest trainable rate is the mean over the seeds that had one: the
     headline says how many did, rather than quoting it as every seed's."""
@@ -168,18 +181,13 @@ def test_headline_says_when_a_seed_had_no_trainable_rate():
         {"largest_trainable_lr": {"none": None, "batchnorm": 1.0},
          "log10_largest_trainable_lr": {"none": None, "batchnorm": 0.0}},
     ]  # fmt: skip
-    results = {
-        "config": {"num_epochs": 3, "quick": False},
-        "seeds": 2,
-        "per_seed": per_seed,
-        "learning_rates": [0.1, 1.0, 10.0],
-        "normalizations": ["none", "batchnorm"],
-        "loss_threshold": 1.15,
-        "largest_trainable_lr": {"none": 1.0, "batchnorm": 1.0},
-        "trains": {"none": [0.0, 0.5, 0.0], "batchnorm": [1.0, 1.0, 0.0]},
-        "diverged": {"none": [False, False, True], "batchnorm": [False, False, True]},
-        "act_log10_std": {"none": [None] * 3, "batchnorm": [None] * 3},
-    }
+    results = _two_seed_results(
+        per_seed,
+        largest_trainable_lr={"none": 1.0, "batchnorm": 1.0},
+        trains={"none": [0.0, 0.5, 0.0], "batchnorm": [1.0, 1.0, 0.0]},
+        diverged={"none": [False, False, True], "batchnorm": [False, False, True]},
+        act_log10_std={"none": [None] * 3, "batchnorm": [None] * 3},
+    )
     h = lr_stability.headline(results)
     assert "was 1 (the mean of the 1 of 2 seeds in which a rate trained) without" in h
     assert "and 1 with batch norm" in h  # every seed had one: no qualifier
@@ -193,17 +201,12 @@ def test_headline_says_in_how_many_seeds_the_net_diverged():
          "diverged": {"none": [False, d, True], "batchnorm": [False, False, True]}}
         for d in (True, False)
     ]  # fmt: skip
-    results = {
-        "config": {"num_epochs": 3, "quick": False},
-        "seeds": 2,
-        "per_seed": per_seed,
-        "learning_rates": [0.1, 1.0, 10.0],
-        "normalizations": ["none", "batchnorm"],
-        "loss_threshold": 1.15,
-        "largest_trainable_lr": {"none": 0.1, "batchnorm": 1.0},
-        "trains": {"none": [1.0, 0.0, 0.0], "batchnorm": [1.0, 1.0, 0.0]},
-        "diverged": {"none": [False, True, True], "batchnorm": [False, False, True]},
-        "act_log10_std": {"none": [[0.0, 1.0]] * 3, "batchnorm": [[0.0, 0.5]] * 3},
-    }
+    results = _two_seed_results(
+        per_seed,
+        largest_trainable_lr={"none": 0.1, "batchnorm": 1.0},
+        trains={"none": [1.0, 0.0, 0.0], "batchnorm": [1.0, 1.0, 0.0]},
+        diverged={"none": [False, True, True], "batchnorm": [False, False, True]},
+        act_log10_std={"none": [[0.0, 1.0]] * 3, "batchnorm": [[0.0, 0.5]] * 3},
+    )
     h = lr_stability.headline(results)
     assert "At 1, where the net without normalization diverged in 1 of 2 seeds" in h
