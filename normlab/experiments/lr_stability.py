@@ -315,7 +315,7 @@ def headline(results: dict) -> str:
         ends = (a[0], a[-1], b[0], b[-1]) if a and b else (None,)
         if None not in ends and len(a) > 1:  # layer 1 and the last, both runs (None: not finite)
             # combined over seeds a run's flag is "any seed": say in how many it diverged
-            flags = [s["diverged"][ref][i] for s in results.get("per_seed") or [results]]
+            flags = [d[i] for d in noise.per_seed(results, ["diverged", ref])]
             k = sum(map(bool, flags))
             how = "failed to train" if not k else "diverged"
             if 0 < k < len(flags):
