@@ -92,7 +92,7 @@ def endpoints(results: dict, key: str, n_key: str) -> tuple[list[str], list[nois
     """
     bss = results["batch_sizes"]
     hi, lo = bss.index(max(bss)), bss.index(min(bss))
-    n_eval = next((o.get(n_key) for o in results.get("runs", {}).values()), None)
+    n_eval = noise.eval_size(results, n_key)
     parts, diffs = [], []
     for norm, mean in results[key].items():
         values = noise.per_seed(results, [key, norm])

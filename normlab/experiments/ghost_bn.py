@@ -209,7 +209,7 @@ def headline(results: dict) -> str:
     big, small = vs.index(max(vs)), vs.index(min(vs))
     ref = "plain batch norm" if max(vs) == batch else f"ghost batches of {max(vs)}"
     gap = gap_difference(results, big, small)
-    n_val = next((o.get("num_val") for o in results.get("runs", {}).values()), None)
+    n_val = noise.eval_size(results, "num_val")
     val = noise.per_seed(results, ["final_val_acc"])
     acc = noise.difference([a[big] for a in val], [a[small] for a in val], n_val, paired=True)
     sentence = (

@@ -187,7 +187,7 @@ def headline(results: dict) -> str:
     only."""
     bss, names, labels = results["batch_sizes"], results["variants"], results["labels"]
     key, hi, lo = "best_epoch_test_acc", bss.index(max(bss)), bss.index(min(bss))
-    n_eval = next((o.get("num_test") for o in results.get("runs", {}).values()), None)
+    n_eval = noise.eval_size(results, "num_test")
     per_seed = {n: noise.per_seed(results, [key, n]) for n in names}
     parts, diffs = [], []
     for n in names:  # largest vs smallest batch: different seeds, unpaired

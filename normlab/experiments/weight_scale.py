@@ -132,7 +132,7 @@ def headline(results: dict) -> str:
     others = [n for n in curves if n != lead]
     if not others:
         return sentence
-    n_val = next((o.get("num_val") for o in results.get("runs", {}).values()), None)
+    n_val = noise.eval_size(results, "num_val")
     lead_acc = noise.per_seed(results, ["curves", lead, "best_val_acc"])  # (seeds, S)
     diffs, counts = [], []
     for n in others:
