@@ -38,6 +38,29 @@ def test_gradients_float64_random_upstream(shape):
     assert all(r.rel_error < 1e-6 for r in rows), rows
 
 
+@pytest.mark.parametrize("shape", [(12, 5), (4, 3, 2, 3)])
+def test_matches_pytorch_autograd(shape):
+    """The outside oracle: torch's batch norm (batch statistics, eps 1e-5), then the step's
+    per-channel scale and shift, differentiated by autograd (float64, random upstream)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    C = shape[1]
+    x, dout = 4 + 3 * rng.standard_normal(shape), rng.standard_normal(shape)
+    gamma, beta = rng.normal(1.0, 0.5, C), rng.normal(0.0, 1.0, C)
+    noise = _noise(rng, C)
+    out, cache = noisy_batchnorm_forward(x, gamma, beta, {"mode": "train", **noise})
+    dx, dgamma, dbeta = noisy_batchnorm_backward(dout, cache)
+    view = (1, C) + (1,) * (len(shape) - 2)
+    ts = [torch.tensor(a, requires_grad=True) for a in (x, gamma, beta)]
+    y = torch.nn.functional.batch_norm(ts[0], None, None, ts[1], ts[2], True, 0.1, 1e-5)
+    ref = y * torch.tensor(noise["noise_scale"]).reshape(view)
+    ref = ref + torch.tensor(noise["noise_shift"]).reshape(view)
+    ref.backward(torch.tensor(dout))
+    np.testing.assert_allclose(out, ref.detach().numpy(), rtol=1e-10, atol=1e-10)
+    for ours, t in zip((dx, dgamma, dbeta), ts, strict=True):
+        np.testing.assert_allclose(ours, t.grad.numpy(), rtol=1e-9, atol=1e-10)
+
+
 def test_train_mode_moves_each_channel_test_mode_is_batch_norm():
     rng = np.random.default_rng(1)
     x = rng.normal(3.0, 2.0, (256, 4))
