@@ -85,9 +85,11 @@ def main(argv=None):
     ap.add_argument("--markdown", action="store_true", help="print a markdown table")
     args = ap.parse_args(argv)
 
-    import torch
-    from _common import machine_line, median_seconds, setup
+    from _common import machine_line, median_seconds, setup  # before torch (_common's note)
     from _floor import floor_seconds
+
+    # isort: split
+    import torch
 
     from normlab.kernels.norm import PARALLEL_MIN
 

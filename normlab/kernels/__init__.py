@@ -15,8 +15,10 @@ from __future__ import annotations
 import os
 
 from normlab.kernels._cache import cover
+from normlab.kernels._pool import start_pool
 
 cover(os.path.dirname(os.path.abspath(__file__)))
+start_pool()
 
 BACKENDS = ("numba", "numpy")
 
