@@ -250,12 +250,11 @@ class Recorder:
         after, grad = self._params_flat(), _flat(grads[k] for k in params)  # (P,), (P,)
         r = param_ratios(grad, self._before, after, self._sizes, self._want_hist)
         hist = r["grad_hist"]  # (K, 62): under, 60 bins, over; -1 for no std; or None
+        ratios = [r[k].tolist() for k in ("grad_mean", "grad_std", "grad_data", "update_data")]
         for j, name in enumerate(params):
             out = self.params[name]
-            out["grad_mean"].append(float(r["grad_mean"][j]))
-            out["grad_std"].append(float(r["grad_std"][j]))
-            out["grad_data"].append(float(r["grad_data"][j]))
-            out["update_data_log10"].append(float(r["update_data"][j]))
+            for key, column in zip(_RATIO_KEYS, ratios, strict=True):  # float(r[...][j])
+                out[key].append(column[j])
             if "grad_hist" in out:
                 ok = hist is not None and hist[j, 0] >= 0
                 out["grad_hist"].append(hist[j, 1:-1].tolist() if ok else None)
