@@ -9,12 +9,14 @@ import time
 
 import numpy as np
 
-# normlab's kernels before PyTorch: numba's thread pool then starts libgomp with a short
-# spin-wait (normlab/kernels/_pool.py), and PyTorch, loading a libgomp of the same name, shares
-# it, so both libraries run on one OpenMP runtime with one setting. With torch imported first,
-# numba's OpenMP calls bind to PyTorch's libgomp with its default 300,000-iteration spin, and
-# normlab's ConvNet step measured 60-89 ms instead of 47-56 ms (CIFAR shape, 2 threads).
-import normlab.kernels  # noqa: E402,F401  (imported for its side effect on the thread pool)
+# numba's pool before PyTorch: started by normlab (a short spin-wait, normlab/kernels/_pool.py),
+# libgomp is loaded then, and PyTorch, loading a libgomp of the same name, shares it, so both
+# libraries run on one OpenMP runtime with one setting. With torch imported first, numba's OpenMP
+# calls bind to PyTorch's libgomp with its default 300,000-iteration spin, and normlab's ConvNet
+# step measured 60-89 ms instead of 47-56 ms (CIFAR shape, 2 threads).
+from normlab.kernels import start_pool  # noqa: E402
+
+start_pool()
 
 
 def setup(threads: int) -> None:

@@ -1,5 +1,5 @@
-"""numba's pool starts with a short OpenMP spin-wait, and the environment is left as it was
-(normlab/kernels/_pool.py)."""
+"""numba's pool starts at the first parallel kernel with a short OpenMP spin-wait, and the
+environment is left as it was (normlab/kernels/_pool.py)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from normlab.kernels import _pool
 
 @pytest.fixture
 def launch(monkeypatch):
-    """Replace the pool start by a recorder of the environment libgomp would read then."""
+    """A fresh start_pool whose pool start records the environment libgomp would read then."""
     seen = []
     monkeypatch.setattr(
         _pool.nb,
         "get_num_threads",
         lambda: seen.append((os.environ.get("GOMP_SPINCOUNT"), os.environ.get("OMP_WAIT_POLICY"))),
     )
+    monkeypatch.setattr(_pool, "started", False)
     monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     return seen
@@ -30,6 +31,8 @@ def test_short_spin_while_the_pool_starts_then_restored(launch):
     _pool.start_pool()
     assert launch == [(_pool.SPINCOUNT, None)]
     assert "GOMP_SPINCOUNT" not in os.environ  # later libraries keep their defaults
+    _pool.start_pool()
+    assert len(launch) == 1  # once per process
 
 
 @pytest.mark.parametrize("key", ["GOMP_SPINCOUNT", "OMP_WAIT_POLICY"])
@@ -41,10 +44,7 @@ def test_a_users_choice_is_kept(launch, monkeypatch, key):
     assert os.environ[key] == value
 
 
-def test_a_failed_start_restores_the_environment(monkeypatch):
-    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-
+def test_a_failed_start_restores_the_environment(launch, monkeypatch):
     def fail():
         raise RuntimeError("no threading layer")
 
@@ -54,13 +54,43 @@ def test_a_failed_start_restores_the_environment(monkeypatch):
     assert "GOMP_SPINCOUNT" not in os.environ
 
 
-def test_importing_the_kernels_starts_the_pool_and_leaves_no_variable():
-    code = (
+_PARALLEL_BN = (
+    "import numpy as np\n"
+    "from normlab.layers import batchnorm_forward\n"
+    "from normlab.kernels.norm import PARALLEL_MIN\n"
+    "x = np.ones((PARALLEL_MIN // 256, 256), np.float32)\n"
+    "batchnorm_forward(x, np.ones(256, np.float32), np.zeros(256, np.float32), {'mode': 'train'})\n"
+)
+
+
+def _run(code: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env["NORMLAB_BACKEND"] = "numba"
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
+
+
+def test_the_first_parallel_kernel_starts_the_pool_and_leaves_no_variable():
+    _run(
         "import os, numba.np.ufunc.parallel as p\n"
-        "assert not p._is_initialized\n"
-        "import normlab.kernels\n"
-        "assert p._is_initialized, 'pool not started'\n"
+        "import normlab.layers\n"
+        "assert not p._is_initialized, 'importing normlab started threads'\n"
+        + _PARALLEL_BN
+        + "assert p._is_initialized, 'pool not started'\n"
         "assert 'GOMP_SPINCOUNT' not in os.environ\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_after_import_runs_parallel_kernels():
+    # GNU OpenMP is not fork-safe: numba terminates a forked child that runs a parallel region
+    # once its parent has started the pool. Importing normlab must not start it.
+    _run(
+        "import os\n"
+        "import normlab.layers\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        + "".join("    " + line + "\n" for line in _PARALLEL_BN.splitlines())
+        + "    os._exit(0)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "assert os.waitstatus_to_exitcode(status) == 0, status\n"
+    )

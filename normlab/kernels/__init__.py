@@ -18,7 +18,8 @@ from normlab.kernels._cache import cover
 from normlab.kernels._pool import start_pool
 
 cover(os.path.dirname(os.path.abspath(__file__)))
-start_pool()
+
+__all__ = ["BACKENDS", "get_backend", "start_pool"]
 
 BACKENDS = ("numba", "numpy")
 

@@ -46,6 +46,7 @@ import numba as nb
 import numpy as np
 from numba import prange
 
+from normlab.kernels import _pool
 from normlab.kernels._blocks import (
     _BLOCK,
     _FAST,
@@ -100,8 +101,13 @@ class Kernel(NamedTuple):
     serial: object
 
     def pick(self, size: int):
-        """The variant for an input of ``size`` elements."""
-        return self.parallel if size >= PARALLEL_MIN else self.serial
+        """The variant for an input of ``size`` elements (the first parallel one starts numba's
+        thread pool: :func:`normlab.kernels.start_pool`)."""
+        if size < PARALLEL_MIN:
+            return self.serial
+        if not _pool.started:
+            _pool.start_pool()
+        return self.parallel
 
 
 def _jit(fn) -> Kernel:
