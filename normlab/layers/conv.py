@@ -18,7 +18,8 @@ much more GEMM work, are dropped from ``out`` and get a zero upstream gradient. 
 forward + backward: 10-35% faster for outputs of 4 to 10 columns, about even at 14 to 28.
 
 Max pooling takes the maximum separably (over the window rows, then the columns) and routes
-the gradient to the first maximum of each window in row-major order, as PyTorch does.
+the gradient to the first maximum of each window in row-major order, as PyTorch does. 2x2 and
+3x3 windows at stride 2 run numba kernels (:mod:`normlab.kernels.pool`) that give the same bits.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import operator
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from normlab.kernels import get_backend
+from normlab.kernels import pool as pool_kernels
 from normlab.layers._checks import as_float_array, check_ndim
 
 # Wide grid only when its extra columns cost at most this fraction of the true output width
@@ -267,13 +270,20 @@ def max_pool_forward(x, pool_param):
     out : ndarray of shape (N, C, H', W')
         ``H' = 1 + (H - pool_height) // stride``, ``W' = 1 + (W - pool_width) // stride``;
         dtype of ``x``.
-    cache : tuple (x, out, pool_height, pool_width, stride)
+    cache : tuple (x, out, pool_height, pool_width, stride, arg)
+        ``arg``: uint8 (N, C, H', W'), each window's first maximum ``i * pool_width + j``,
+        from the kernel; None from the NumPy path.
 
     Notes
     -----
     ``out[n, c, oh, ow] = max_{i, j} x[n, c, s*oh + i, s*ow + j]``, taken separably: first over
     the ``pool_height`` strided row views (contiguous runs of W), then over the ``pool_width``
     strided column views, ``pool_height + pool_width - 2`` elementwise maxima in all.
+
+    2x2 and 3x3 windows at stride 2 run a numba kernel (:mod:`normlab.kernels.pool`) that also
+    stores each window's argmax for the backward, with the same bits as the NumPy path; an
+    input holding a NaN (which the kernel's comparisons would drop), other windows, and
+    ``NORMLAB_BACKEND=numpy`` take the NumPy path.
 
     Examples
     --------
@@ -284,11 +294,19 @@ def max_pool_forward(x, pool_param):
            [13., 15.]])
     """
     x, ph, pw, s, Ho, Wo = _pool_geometry(x, pool_param, "max_pool_forward")
+    kernel = pool_kernels.KERNELS.get((ph, pw, s))
+    if kernel is not None and get_backend() != "numpy":
+        N, C, H, W = x.shape
+        out = np.empty((N, C, Ho, Wo), x.dtype)
+        arg = np.empty((N, C, Ho, Wo), np.uint8)
+        x3 = np.ascontiguousarray(x).reshape(N * C, H, W)
+        if not kernel[0](x3, out.reshape(N * C, Ho, Wo), arg.reshape(N * C, Ho, Wo)):  # no NaN
+            return out, (x, out, ph, pw, s, arg)
     rows = _max_of([x[:, :, i : i + s * (Ho - 1) + 1 : s, :] for i in range(ph)])  # (N, C, Ho, W)
     out = _max_of([rows[..., j : j + s * (Wo - 1) + 1 : s] for j in range(pw)])  # (N, C, Ho, Wo)
     if out.base is not None:  # a view of x or rows when a pool side is 1
         out = out.copy()
-    return out, (x, out, ph, pw, s)
+    return out, (x, out, ph, pw, s, None)
 
 
 def _max_of(views: list[np.ndarray]) -> np.ndarray:
@@ -320,9 +338,11 @@ def max_pool_backward(dout, cache):
     One pass per window offset ``(i, j)``: the offset's elements equal to the window maximum
     whose window has not been served yet receive ``dout``. When the windows tile ``x``
     (stride equal to the pool size, divisible dims) every ``dx`` element is written exactly
-    once, so ``dx`` needs no zero fill and the writes are assignments.
+    once, so ``dx`` needs no zero fill and the writes are assignments. A cache with the
+    kernel's ``arg`` takes the kernel's backward instead, one pass writing every window element
+    once (the same products and sums, so the same bits).
     """
-    x, out, ph, pw, s = cache
+    x, out, ph, pw, s, arg = cache
     N, C, H, W = x.shape
     Ho, Wo = out.shape[2:]
     dout = np.asarray(dout)
@@ -330,9 +350,14 @@ def max_pool_backward(dout, cache):
         raise ValueError(
             f"max_pool_backward: expected dout of shape {out.shape}, got {tuple(dout.shape)}"
         )
-    dout = dout.astype(x.dtype, copy=False)
     tiles = s == ph == pw and H % ph == 0 and W % pw == 0
     overlap = s < ph or s < pw
+    if arg is not None and get_backend() != "numpy":
+        dx = (np.empty if tiles else np.zeros)(x.shape, x.dtype)  # (N, C, H, W)
+        d3 = np.ascontiguousarray(dout, dtype=x.dtype).reshape(N * C, Ho, Wo)
+        pool_kernels.KERNELS[ph, pw, s][1](d3, arg.reshape(N * C, Ho, Wo), dx.reshape(N * C, H, W))
+        return dx
+    dout = dout.astype(x.dtype, copy=False)
     dx = np.empty_like(x) if tiles else np.zeros_like(x)  # (N, C, H, W)
     unserved = np.ones(out.shape, dtype=bool)  # (N, C, Ho, Wo) windows not yet routed
     for i in range(ph):
