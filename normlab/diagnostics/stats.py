@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from normlab.kernels import get_backend
+from normlab.kernels import stats as kern
 from normlab.layers import ACTIVATIONS
 
 PERCENTILES = (1, 15, 50, 85, 99)  # the percentiles of every distribution, in percent
@@ -27,6 +29,14 @@ _SEARCH = np.array([*HIST_EDGES, np.nextafter(HIST_RANGE[1], np.inf), np.nan])  
 # v < e (compared in float64) exactly when v < the smallest float32 >= e
 _SEARCH32 = _SEARCH.astype(np.float32)  # (63,)
 _SEARCH32 = np.where(_SEARCH32 < _SEARCH, np.nextafter(_SEARCH32, np.float32(np.inf)), _SEARCH32)
+# The kernel's buckets (normlab/kernels/stats.py): below -6, the 60 bins, above 6; bucket b holds
+# _KERNEL_LO[b] <= x < _KERNEL_HI[b] (6 itself in bin 60: the bound above it is the float after
+# 6; NaN last, which no value reaches, so +inf stays in the last bucket), and its coordinate
+# (x + 6) * 5 + 1 lies in [b, b + 1): the bounds sit within 1e-14 of the integers 1..61.
+_KERNEL_LO = np.array([-np.inf, *HIST_EDGES[:-1], np.nextafter(HIST_RANGE[1], np.inf)])  # (62,)
+_KERNEL_HI = np.append(_KERNEL_LO[1:], np.nan)  # (62,)
+_SHIFT, _SCALE = -HIST_RANGE[0], HIST_BINS / (HIST_RANGE[1] - HIST_RANGE[0])
+assert np.all(abs((_KERNEL_LO[1:] + _SHIFT) * _SCALE + 1 - np.arange(1, HIST_BINS + 2)) < 1e-12)
 # Saturation of the post-activation t, per activation (Karpathy, makemore part 3).
 SATURATION = {
     "tanh": "fraction of units with |t| > 0.97",
@@ -62,18 +72,44 @@ def distribution(x: np.ndarray) -> dict:
 
     Notes
     -----
-    One sort gives the percentiles and, by one binary search of the edges, the whole
-    histogram; mean and std are two passes over it: about 6x cheaper than ``np.percentile``,
-    ``np.histogram`` and ``ndarray.std`` on a (100, 100) float32 array. A float32 array is
-    sorted and searched as it is (on its edges rounded up to float32, which gives the counts
-    of the float64 comparison), no float64 copy: about 20% of the call.
+    Computed by a numba kernel (:mod:`normlab.kernels.stats`) unless ``NORMLAB_BACKEND=numpy``,
+    which runs the readable NumPy reference, ``_distribution``: one sort gives the percentiles
+    and, by one binary search of the edges, the whole histogram; mean and std are two passes
+    over it. The kernel sorts nothing: it counts every element into fine buckets of the
+    histogram's bins, then selects among the elements of the few buckets that hold the
+    percentiles (about 100 of 10^4 for a normalized activation). Its counts and percentiles are
+    the reference's bit for bit; mean and std agree to rounding (its sums run in another
+    order). A float32 array is read as it is, each element compared in float64; other dtypes
+    (integers, float16) are converted to float64, as the reference does.
+
+    Cost on a (100, 100) float32 array of N(0, 1) values, one thread: ~31 us, against ~90 us for
+    the reference (its ``np.sort`` ~45 us) and ~360 us for ``np.percentile``, ``np.histogram``
+    and ``ndarray.std``. It depends on the data: with most values beyond +-6 (std 100) the
+    kernel selects among half the array, ~85 us. A Recorder's record of a [100] * 5 batch-norm
+    MLP calls it 11 times: ~0.34 ms instead of ~0.98 ms.
     """
-    with np.errstate(all="ignore"):  # inf or NaN activations give NaN statistics, no warning
-        return _distribution(x)
+    x = np.asarray(x)
+    if x.size == 0 or get_backend() == "numpy":  # the reference (an empty x: its IndexError)
+        with np.errstate(all="ignore"):  # inf or NaN activations give NaN statistics, no warning
+            return _distribution(x)
+    flat = np.ravel(x)  # (n,) a copy only where x is not contiguous
+    if flat.dtype != np.float32 and flat.dtype != np.float64:
+        flat = flat.astype(np.float64)
+    counts, pct, mean, std, _ = kern.distribution(
+        flat, _KERNEL_LO, _KERNEL_HI, _SHIFT, _SCALE, _QUANTILES
+    )
+    return {
+        "mean": float(mean),
+        "std": float(std),
+        "percentiles": pct.tolist(),
+        "hist": counts[1:-1].tolist(),
+        "under": int(counts[0]),
+        "over": int(counts[-1]),
+    }
 
 
 def _distribution(x: np.ndarray) -> dict:
-    """:func:`distribution`, under the caller's ``np.errstate``."""
+    """:func:`distribution` in NumPy (the reference), under the caller's ``np.errstate``."""
     s = np.sort(x, axis=None)  # (n,) NaNs last
     if s.dtype != np.float32:
         s = s.astype(np.float64, copy=False)

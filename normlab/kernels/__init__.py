@@ -1,7 +1,8 @@
 """Fused compiled kernels behind the normalization layers, and the switch that bypasses them.
 
-Only ``normlab.layers`` calls into this package, and ``normlab.optimizer`` its update rules
-(:mod:`normlab.kernels.optim`). Set the environment variable
+Only ``normlab.layers`` calls into this package, with two exceptions: ``normlab.optimizer`` its
+update rules (:mod:`normlab.kernels.optim`), and ``normlab.diagnostics.stats`` the statistics of
+one array (:mod:`normlab.kernels.stats`). Set the environment variable
 ``NORMLAB_BACKEND=numpy`` (read at every call) to run the readable NumPy reference path instead
 of the numba kernels; ``NORMLAB_BACKEND=numba`` (the default) uses the kernels.
 
