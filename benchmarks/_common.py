@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-# numba's pool before PyTorch: started by normlab (a short spin-wait, normlab/kernels/_pool.py),
+# numba's pool before PyTorch: started by normlab (a short spin-wait, normlab/kernels/_threads.py),
 # libgomp is loaded then, and PyTorch, loading a libgomp of the same name, shares it, so both
 # libraries run on one OpenMP runtime with one setting. With torch imported first, numba's OpenMP
 # calls bind to PyTorch's libgomp with its default 300,000-iteration spin, and normlab's ConvNet

@@ -1,5 +1,5 @@
 """numba's pool starts at the first parallel kernel with a short OpenMP spin-wait, and the
-environment is left as it was (normlab/kernels/_pool.py)."""
+environment is left as it was (normlab/kernels/_threads.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from normlab.kernels import _pool
+from normlab.kernels import _threads
 
 
 @pytest.fixture
@@ -17,21 +17,21 @@ def launch(monkeypatch):
     """A fresh start_pool whose pool start records the environment libgomp would read then."""
     seen = []
     monkeypatch.setattr(
-        _pool.nb,
+        _threads.nb,
         "get_num_threads",
         lambda: seen.append((os.environ.get("GOMP_SPINCOUNT"), os.environ.get("OMP_WAIT_POLICY"))),
     )
-    monkeypatch.setattr(_pool, "started", False)
+    monkeypatch.setattr(_threads, "started", False)
     monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     return seen
 
 
 def test_short_spin_while_the_pool_starts_then_restored(launch):
-    _pool.start_pool()
-    assert launch == [(_pool.SPINCOUNT, None)]
+    _threads.start_pool()
+    assert launch == [(_threads.SPINCOUNT, None)]
     assert "GOMP_SPINCOUNT" not in os.environ  # later libraries keep their defaults
-    _pool.start_pool()
+    _threads.start_pool()
     assert len(launch) == 1  # once per process
 
 
@@ -39,7 +39,7 @@ def test_short_spin_while_the_pool_starts_then_restored(launch):
 def test_a_users_choice_is_kept(launch, monkeypatch, key):
     value = "ACTIVE" if key == "OMP_WAIT_POLICY" else "123"
     monkeypatch.setenv(key, value)
-    _pool.start_pool()
+    _threads.start_pool()
     assert launch == [("123", None) if key == "GOMP_SPINCOUNT" else (None, "ACTIVE")]
     assert os.environ[key] == value
 
@@ -48,9 +48,9 @@ def test_a_failed_start_restores_the_environment(launch, monkeypatch):
     def fail():
         raise RuntimeError("no threading layer")
 
-    monkeypatch.setattr(_pool.nb, "get_num_threads", fail)
+    monkeypatch.setattr(_threads.nb, "get_num_threads", fail)
     with pytest.raises(RuntimeError, match="no threading layer"):
-        _pool.start_pool()
+        _threads.start_pool()
     assert "GOMP_SPINCOUNT" not in os.environ
 
 

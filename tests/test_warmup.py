@@ -79,6 +79,7 @@ RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
 USED = {f"norm.{k}.{v}" for k in NORM_KERNELS for v in ("parallel", "serial")}
 USED |= {f"rms.rms_{k}.{v}" for k in ("forward", "backward") for v in ("parallel", "serial")}
 USED |= {"norm.ema_update", "loss.softmax_xent"} | {f"optim._{r}_kernel" for r in RULES}
+USED |= {f"pool.{k}_2x2s2" for k in ("forward", "backward")}  # the ConvNet's 2x2 pools
 
 
 def _run(warm: str, large: bool = True, dtypes: str = "(np.float32, np.float64)", **env) -> dict:

@@ -1,4 +1,5 @@
-"""Fused compiled kernels behind the normalization layers, and the switch that bypasses them.
+"""Fused compiled kernels behind the normalization and max-pool layers, and the switch that
+bypasses them.
 
 Only ``normlab.layers`` calls into this package, with two exceptions: ``normlab.optimizer`` its
 update rules (:mod:`normlab.kernels.optim`), and ``normlab.diagnostics.stats`` the statistics of
@@ -9,6 +10,8 @@ of the numba kernels; ``NORMLAB_BACKEND=numba`` (the default) uses the kernels.
 Every numba function defined in this package (any module, ``njit(cache=True)`` as usual) has
 its on-disk cache keyed on all of the package's source files, so that editing a helper that a
 kernel inlines from another file recompiles the kernel (:mod:`normlab.kernels._cache`).
+The first multi-threaded kernel starts numba's thread pool with a short OpenMP spin-wait
+(:func:`start_pool`, :mod:`normlab.kernels._threads`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import os
 
 from normlab.kernels._cache import cover
-from normlab.kernels._pool import start_pool
+from normlab.kernels._threads import start_pool
 
 cover(os.path.dirname(os.path.abspath(__file__)))
 

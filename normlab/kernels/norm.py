@@ -46,7 +46,7 @@ import numba as nb
 import numpy as np
 from numba import prange
 
-from normlab.kernels import _pool
+from normlab.kernels import _threads
 from normlab.kernels._blocks import (
     _BLOCK,
     _FAST,
@@ -105,8 +105,8 @@ class Kernel(NamedTuple):
         thread pool: :func:`normlab.kernels.start_pool`)."""
         if size < PARALLEL_MIN:
             return self.serial
-        if not _pool.started:
-            _pool.start_pool()
+        if not _threads.started:
+            _threads.start_pool()
         return self.parallel
 
 
