@@ -110,6 +110,7 @@ def main() -> None:
     }
     for solver in solvers.values():  # warm-up: numba compiles or loads, pages fault in
         _chunk(solver, args.every)
+    solvers["with"].callbacks[0].seconds = 0.0  # the warm-up record may include compilation
     wall, cpu, total = [], [], 0.0
     for r in range(args.rounds):  # chunk r: one recorded iteration of the Recorder's solver
         order = list(solvers) if r % 2 == 0 else list(solvers)[::-1]
@@ -121,7 +122,7 @@ def main() -> None:
             print(f"chunk {r}: wall ratio {wall[-1]:.3f}, cpu ratio {cpu[-1]:.3f}")
     rec = solvers["with"].callbacks[0]
     assert len(rec.iterations) == args.rounds + 1  # warm-up chunk included
-    own = rec.seconds * args.rounds / (args.rounds + 1)  # without the warm-up chunk's record
+    own = rec.seconds  # the timed chunks' records only
     steps = solvers["with"].iteration
     print(
         f"Recorder(every={args.every}), FC [100]*5 batchnorm, digits, batch {args.batch_size}: "
