@@ -5,25 +5,34 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import sys
 import time
 
 import numpy as np
 
-# numba's pool before PyTorch: started by normlab (a short spin-wait, normlab/kernels/_threads.py),
-# libgomp is loaded then, and PyTorch, loading a libgomp of the same name, shares it, so both
-# libraries run on one OpenMP runtime with one setting. With torch imported first, numba's OpenMP
-# calls bind to PyTorch's libgomp with its default 300,000-iteration spin, and normlab's ConvNet
-# step measured 60-89 ms instead of 47-56 ms (CIFAR shape, 2 threads).
+# Each library on its own OpenMP runtime, as when it runs alone. PyTorch first: its wheel's
+# libgomp, loaded with global symbols, keeps PyTorch's defaults. Then numba's pool, started by
+# normlab with a short spin-wait (normlab/kernels/_threads.py) on the system libgomp; the
+# extension modules numba loads for it are opened with RTLD_DEEPBIND, so that their OpenMP calls
+# bind to that libgomp and not to PyTorch's (without it they took PyTorch's, with its default
+# 300,000-iteration spin, and normlab's CIFAR-shape ConvNet step measured 77-94 ms instead of
+# 43-44 ms; benchmarks/README.md, "Idle OpenMP threads").
+import torch  # noqa: E402  (loaded before numba's pool: see above)
+
 from normlab.kernels import start_pool  # noqa: E402
 
-start_pool()
+_flags = sys.getdlopenflags()
+sys.setdlopenflags(_flags | getattr(os, "RTLD_DEEPBIND", 0))
+try:
+    start_pool()
+finally:
+    sys.setdlopenflags(_flags)
 
 
 def setup(threads: int) -> None:
     """Same conditions for both libraries: thread counts, and glibc's malloc thresholds pinned
     so that neither pays page faults for fresh large buffers (normlab/_malloc.py)."""
     import numba
-    import torch
 
     from normlab._malloc import pin_malloc_thresholds
 
@@ -48,7 +57,6 @@ def median_seconds(fn, repeat: int, warmup: int = 2) -> float:
 def machine_line(threads: int) -> str:
     """One line naming the date, machine and library versions of a run."""
     import numba
-    import torch
 
     cpu = platform.processor() or platform.machine()
     try:
