@@ -85,7 +85,8 @@ def main(argv=None):
     ap.add_argument("--markdown", action="store_true", help="print a markdown table")
     args = ap.parse_args(argv)
 
-    from _common import machine_line, median_seconds, setup  # before torch (_common's note)
+    # first: _common loads torch, then starts numba's pool on its own libgomp (its note)
+    from _common import machine_line, median_seconds, setup
     from _floor import floor_seconds
 
     # isort: split

@@ -63,12 +63,20 @@ def distribution(x: np.ndarray) -> dict:
     -------
     stats : dict
         ``mean``, ``std`` (float, over all elements, float64, ``ddof=0``); ``percentiles``
-        (list of 5 floats: ``np.percentile(x, PERCENTILES)``, linear interpolation);
+        (list of 5 floats, :data:`PERCENTILES` by ``np.percentile``'s 'linear' method,
+        computed as ``s[k] + (s[k + 1] - s[k]) * frac`` on the sorted ``s``: ``np.percentile``
+        itself may differ by a rounding, as it interpolates from ``s[k + 1]`` where
+        ``frac >= 0.5``);
         ``hist`` (list of :data:`HIST_BINS` ints: ``np.histogram(x, HIST_EDGES)``, bin ``i``
         holding ``HIST_EDGES[i] <= x < HIST_EDGES[i + 1]``, the last bin closed, compared in
         float64); ``under``, ``over`` (ints: elements ``< -6`` and ``> 6``, infinities
         included). A NaN makes mean, std and percentiles NaN and is counted in no bin
         (``x.size - sum(hist) - under - over`` NaNs).
+
+    Raises
+    ------
+    ValueError
+        If ``x`` has no elements.
 
     Notes
     -----
@@ -89,7 +97,11 @@ def distribution(x: np.ndarray) -> dict:
     MLP calls it 11 times: ~0.34 ms instead of ~0.98 ms.
     """
     x = np.asarray(x)
-    if x.size == 0 or get_backend() == "numpy":  # the reference (an empty x: its IndexError)
+    if x.size == 0:
+        raise ValueError(
+            f"distribution: expected an array with at least one element, got shape {x.shape}"
+        )
+    if get_backend() == "numpy":  # the reference
         with np.errstate(all="ignore"):  # inf or NaN activations give NaN statistics, no warning
             return _distribution(x)
     flat = np.ravel(x)  # (n,) a copy only where x is not contiguous

@@ -25,8 +25,9 @@ It changes nothing
 * where numba uses another threading layer (``NUMBA_THREADING_LAYER=tbb`` or ``workqueue``).
 
 A libgomp loaded after the pool started, under the same name (``import torch`` then), is the
-same library and shares the setting. The benchmarks call :func:`start_pool` before they import
-PyTorch, so that both libraries run on one OpenMP runtime with one setting.
+same library and shares the setting. The benchmarks (``benchmarks/_common.py``) import PyTorch
+first and then call :func:`start_pool` with ``RTLD_DEEPBIND`` in the dlopen flags, so that each
+library runs on its own libgomp: PyTorch's with its defaults, numba's with the short spin.
 """
 
 from __future__ import annotations
@@ -42,9 +43,17 @@ started = False  # set by start_pool (only the first call does anything)
 def start_pool() -> None:
     """Start numba's thread pool with ``GOMP_SPINCOUNT=10000`` unless the user chose a wait policy.
 
-    The first call starts the pool (~25 ms), later calls return at once. Called by the first
-    parallel kernel; call it yourself before ``import torch`` to keep PyTorch's libgomp from
-    taking over numba's (see the module docstring).
+    The first call starts the pool (~25 ms), later calls return at once, also after a failed
+    first call. Called by the first parallel kernel. ``GOMP_SPINCOUNT`` is set only while the
+    pool starts and removed on every path. Where PyTorch is already imported, numba's OpenMP
+    calls bind to PyTorch's libgomp unless this runs with ``RTLD_DEEPBIND`` in
+    ``sys.setdlopenflags`` (as ``benchmarks/_common.py`` does; see the module docstring).
+
+    Raises
+    ------
+    ValueError
+        From numba, when no threading layer can be loaded (``NUMBA_THREADING_LAYER`` names
+        one that is missing, or none is installed); the environment is restored first.
     """
     global started
     if started:
