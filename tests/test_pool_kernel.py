@@ -159,3 +159,17 @@ def test_kernel_cache_with_the_numpy_backend_gives_the_same_gradient(monkeypatch
     dx = max_pool_backward(dout, cache)
     monkeypatch.setenv("NORMLAB_BACKEND", "numpy")
     _assert_same_bits(max_pool_backward(dout, cache), dx, "dx")
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_empty_and_read_only_inputs(monkeypatch, k):
+    """An empty batch or channel axis, and read-only x and dout (numba types them apart)."""
+    rng = np.random.default_rng(7)
+    for shape in [(0, 3, 9, 9), (2, 0, 9, 9)]:
+        _check(np.zeros(shape, np.float32), k, monkeypatch, rng)
+    x = rng.integers(-2, 3, (2, 3, 9, 9)).astype(np.float32)
+    x.setflags(write=False)
+    Ho = 1 + (9 - k) // 2
+    dout = rng.standard_normal((2, 3, Ho, Ho)).astype(np.float32)
+    dout.setflags(write=False)
+    _check(x, k, monkeypatch, rng, dout=dout)
