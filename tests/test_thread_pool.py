@@ -94,3 +94,34 @@ def test_a_child_forked_after_import_runs_parallel_kernels():
         "_, status = os.waitpid(pid, 0)\n"
         "assert os.waitstatus_to_exitcode(status) == 0, status\n"
     )
+
+
+def test_no_thread_returns_before_the_pool_has_started(monkeypatch):
+    # A second thread's first parallel kernel must not run before the first thread has started
+    # the pool with GOMP_SPINCOUNT set: numba would start it itself, with libgomp's default.
+    import threading
+    import time
+
+    monkeypatch.setattr(_threads, "started", False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    seen, pool_up, returned_early = [], threading.Event(), []
+
+    def slow_start():
+        seen.append(os.environ.get("GOMP_SPINCOUNT"))
+        time.sleep(0.05)  # the other thread arrives meanwhile
+        pool_up.set()
+
+    def first_kernel():
+        _threads.start_pool()
+        returned_early.append(not pool_up.is_set())
+
+    monkeypatch.setattr(_threads.nb, "get_num_threads", slow_start)
+    threads = [threading.Thread(target=first_kernel) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [_threads.SPINCOUNT]  # started once, with the short spin
+    assert returned_early == [False, False]
+    assert "GOMP_SPINCOUNT" not in os.environ

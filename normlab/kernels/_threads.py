@@ -33,11 +33,13 @@ library runs on its own libgomp: PyTorch's with its defaults, numba's with the s
 from __future__ import annotations
 
 import os
+import threading
 
 import numba as nb
 
 SPINCOUNT = "10000"
-started = False  # set by start_pool (only the first call does anything)
+started = False  # set by start_pool once the pool is started (or its start failed)
+_lock = threading.Lock()  # two threads' first parallel kernels: one starts the pool, one waits
 
 
 def start_pool() -> None:
@@ -56,14 +58,15 @@ def start_pool() -> None:
         one that is missing, or none is installed); the environment is restored first.
     """
     global started
-    if started:
-        return
-    started = True
-    chosen = "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ
-    if not chosen:
-        os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
-    try:
-        nb.get_num_threads()  # starts the pool (numba's _launch_threads) if it is not running
-    finally:
+    with _lock:
+        if started:
+            return
+        chosen = "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ
         if not chosen:
-            del os.environ["GOMP_SPINCOUNT"]
+            os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
+        try:
+            nb.get_num_threads()  # starts the pool (numba's _launch_threads) if not running
+        finally:
+            if not chosen:
+                del os.environ["GOMP_SPINCOUNT"]
+            started = True
