@@ -29,14 +29,21 @@ _SEARCH = np.array([*HIST_EDGES, np.nextafter(HIST_RANGE[1], np.inf), np.nan])  
 # v < e (compared in float64) exactly when v < the smallest float32 >= e
 _SEARCH32 = _SEARCH.astype(np.float32)  # (63,)
 _SEARCH32 = np.where(_SEARCH32 < _SEARCH, np.nextafter(_SEARCH32, np.float32(np.inf)), _SEARCH32)
-# The kernel's buckets (normlab/kernels/stats.py): below -6, the 60 bins, above 6; bucket b holds
-# _KERNEL_LO[b] <= x < _KERNEL_HI[b] (6 itself in bin 60: the bound above it is the float after
-# 6; NaN last, which no value reaches, so +inf stays in the last bucket), and its coordinate
-# (x + 6) * 5 + 1 lies in [b, b + 1): the bounds sit within 1e-14 of the integers 1..61.
-_KERNEL_LO = np.array([-np.inf, *HIST_EDGES[:-1], np.nextafter(HIST_RANGE[1], np.inf)])  # (62,)
-_KERNEL_HI = np.append(_KERNEL_LO[1:], np.nan)  # (62,)
+# The 62 buckets of a histogram with its tails, as the distribution kernel and the gradient
+# histograms count them: below -6 (0), the 60 bins (1..60, the last closed), above 6 (61).
+# _BUCKET_LO[b] is bucket b's lower bound and _BUCKET_LO[b + 1] its upper one (6 itself falls in
+# bin 60: the bound above it is the next float after 6). A value's coordinate
+# (x + _SHIFT) * _SCALE + 1 = (x + 6) * 5 + 1 lies in [b, b + 1), up to a rounding at the bounds,
+# which sit within 1e-14 of the integers 1..61 (checked here); the counters correct it.
+_BUCKETS = HIST_BINS + 2
+_BUCKET_LO = np.array([-np.inf, *HIST_EDGES[:-1], np.nextafter(HIST_RANGE[1], np.inf), np.inf])
 _SHIFT, _SCALE = -HIST_RANGE[0], HIST_BINS / (HIST_RANGE[1] - HIST_RANGE[0])
-assert np.all(abs((_KERNEL_LO[1:] + _SHIFT) * _SCALE + 1 - np.arange(1, HIST_BINS + 2)) < 1e-12)
+assert np.all(abs((_BUCKET_LO[1:-1] + _SHIFT) * _SCALE + 1 - np.arange(1, _BUCKETS)) < 1e-12)
+# The kernel's (normlab/kernels/stats.py) bounds, (62,) each: bucket b holds
+# _KERNEL_LO[b] <= x < _KERNEL_HI[b]; NaN above the last, which no value reaches, so +inf stays in
+# the last bucket.
+_KERNEL_LO = _BUCKET_LO[:-1]
+_KERNEL_HI = np.append(_BUCKET_LO[1:-1], np.nan)
 # Saturation of the post-activation t, per activation (Karpathy, makemore part 3).
 SATURATION = {
     "tanh": "fraction of units with |t| > 0.97",
@@ -178,12 +185,7 @@ def channel_moments(x: np.ndarray) -> tuple[float, float]:
 
 
 # Gradient histograms: bins in units of each gradient's own std, the edges of HIST_EDGES (60 bins
-# of 0.2 std over [-6 std, 6 std]). What each bucket of _grad_buckets holds, in order: below -6
-# std (0), the 60 bins (1..60, the last closed), above 6 std (61). _BUCKET_LO[i] is bucket i's
-# lower bound and _BUCKET_LO[i + 1] its upper one (6 itself falls in bin 60: the bound above it
-# is the next float after 6).
-_GRAD_BUCKETS = HIST_BINS + 2
-_BUCKET_LO = np.array([-np.inf, *HIST_EDGES[:-1], np.nextafter(HIST_RANGE[1], np.inf), np.inf])
+# of 0.2 std over [-6 std, 6 std]), counted in the buckets of _BUCKET_LO (of g / std).
 
 
 def param_ratios(
@@ -269,12 +271,12 @@ def _grad_buckets(g: np.ndarray, std: np.ndarray, sizes: np.ndarray) -> np.ndarr
     z = g / np.repeat(np.where(ok, std, 1.0), sizes)  # (P,) float64
     if not ok.all():  # NaN or inf in a segment: its row is dropped, its z must not stray
         z = np.where(np.repeat(ok, sizes), z, 0.0)
-    f = (z + -HIST_RANGE[0]) * (HIST_BINS / (HIST_RANGE[1] - HIST_RANGE[0])) + 1.0  # bucket
-    np.clip(f, 0.0, _GRAD_BUCKETS - 1.0, out=f)
+    f = (z + _SHIFT) * _SCALE + 1.0  # bucket
+    np.clip(f, 0.0, _BUCKETS - 1.0, out=f)
     b = f.astype(np.intp)  # (P,) the bucket, maybe one off where rounding crossed an edge
     b -= z < _BUCKET_LO[b]
     b += z >= _BUCKET_LO[b + 1]
-    b += np.repeat(np.arange(k) * _GRAD_BUCKETS, sizes)
-    counts = np.bincount(b, minlength=k * _GRAD_BUCKETS).reshape(k, _GRAD_BUCKETS)
+    b += np.repeat(np.arange(k) * _BUCKETS, sizes)
+    counts = np.bincount(b, minlength=k * _BUCKETS).reshape(k, _BUCKETS)
     counts[~ok] = -1
     return counts
