@@ -85,12 +85,9 @@ def main(argv=None):
     ap.add_argument("--markdown", action="store_true", help="print a markdown table")
     args = ap.parse_args(argv)
 
-    # first: _common loads torch, then starts numba's pool on its own libgomp (its note)
+    import torch
     from _common import machine_line, median_seconds, setup
     from _floor import floor_seconds
-
-    # isort: split
-    import torch
 
     from normlab.kernels.norm import PARALLEL_MIN
 
