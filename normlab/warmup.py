@@ -29,7 +29,7 @@ from normlab.layers import (
     spatial_groupnorm_backward,
     spatial_groupnorm_forward,
 )
-from normlab.layers.conv import max_pool_backward, max_pool_forward
+from normlab.layers.conv import conv_backward, conv_forward, max_pool_backward, max_pool_forward
 from normlab.layers.losses import softmax_cross_entropy
 from normlab.optim import UPDATE_RULES
 from normlab.optimizer import Optimizer
@@ -95,9 +95,13 @@ def _norms_parallel(rng, dtype) -> None:
     spatial_batchnorm_backward(x, cache)
 
 
-def _pools(rng, dtype) -> None:
-    """Forward and backward of the max pools with kernels (2x2 and 3x3 windows, stride 2)."""
+def _convs_and_pools(rng, dtype) -> None:
+    """Forward and backward of a convolution (its layout and col2im kernels) and of the max
+    pools with kernels (2x2 and 3x3 windows, stride 2)."""
     x = rng.standard_normal((2, 2, 5, 5), dtype)  # (N, C, H, W)
+    w, b = rng.standard_normal((3, 2, 3, 3), dtype), np.zeros(3, dtype)  # (F, C, HH, WW), (F,)
+    out, cache = conv_forward(x, w, b, {"stride": 1, "pad": 1})
+    conv_backward(np.ones_like(out), cache)
     for size in (2, 3):
         out, cache = max_pool_forward(x, {"pool_height": size, "pool_width": size, "stride": 2})
         max_pool_backward(np.ones_like(out), cache)
@@ -119,8 +123,8 @@ def warm_up(dtypes=(np.float32, np.float64), *, parallel: bool = True) -> float:
     """Compile, or load from numba's on-disk cache, every kernel that training calls.
 
     Runs each normalization layer (batch, spatial batch, layer, group and RMS norm: the forward
-    in train and test mode, both backward variants), the max pools that have kernels (2x2 and
-    3x3 windows at stride 2), the fused softmax cross-entropy and one step
+    in train and test mode, both backward variants), a convolution, the max pools that have
+    kernels (2x2 and 3x3 windows at stride 2), the fused softmax cross-entropy and one step
     of every built-in update rule through :class:`~normlab.optimizer.Optimizer`, on small
     inputs laid out as :class:`~normlab.models.FullyConnectedNet` and
     :class:`~normlab.models.ConvNet` lay out theirs. numba compiles one specialization per
@@ -183,6 +187,6 @@ def warm_up(dtypes=(np.float32, np.float64), *, parallel: bool = True) -> float:
         _norms(rng, dtype)
         if parallel and get_backend() == "numba":  # NumPy has no multi-threaded variants
             _norms_parallel(rng, dtype)
-        _pools(rng, dtype)
+        _convs_and_pools(rng, dtype)
         _loss_and_optimizers(rng, dtype)
     return time.perf_counter() - t0

@@ -55,7 +55,7 @@ rules = ["sgd", "sgd_momentum", "rmsprop", "adam"]
 for dtype in {dtypes}:
     for i, norm in enumerate(["batchnorm", "layernorm", "groupnorm", "rmsnorm"]):
         fc = FullyConnectedNet([8, 6], input_dim=5, normalization=norm, dtype=dtype, seed=0)
-        conv = ConvNet((1, 6, 6), num_filters=(4,), hidden_dims=(8,), normalization=norm,
+        conv = ConvNet((1, 6, 6), num_filters=(4, 4), hidden_dims=(8,), normalization=norm,
                        dtype=dtype, seed=0)
         step(fc, (4, 5), rules[i], rng)
         step(conv, (3, 1, 6, 6), rules[(i + 1) % 4], rng)
@@ -80,6 +80,7 @@ USED = {f"norm.{k}.{v}" for k in NORM_KERNELS for v in ("parallel", "serial")}
 USED |= {f"rms.rms_{k}.{v}" for k in ("forward", "backward") for v in ("parallel", "serial")}
 USED |= {"norm.ema_update", "loss.softmax_xent"} | {f"optim._{r}_kernel" for r in RULES}
 USED |= {f"pool.{k}_2x2s2" for k in ("forward", "backward")}  # the ConvNet's 2x2 pools
+USED |= {f"conv.{k}" for k in ("grid_to_nchw", "nchw_to_grid", "col2im")}  # col2im: conv 2
 
 
 def _run(warm: str, large: bool = True, dtypes: str = "(np.float32, np.float64)", **env) -> dict:

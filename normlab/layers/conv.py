@@ -5,17 +5,16 @@ Convolution (cross-correlation, as in CS231n and PyTorch) lowers to one matrix p
     cols[(c, i, j), (n, oh, ow)] = xpad[n, c, s*oh + i, s*ow + j]      # im2col, one copy
     out[n, f, oh, ow] = sum_k w[f, k] * cols[k, (n, oh, ow)] + b[f]   # one GEMM, K = C*HH*WW
 
-and the backward is two GEMMs plus col2im, which adds ``dcols`` back into the padded input
-once per kernel offset ``(i, j)`` (HH*WW strided adds, never a loop over pixels or samples)::
+and the backward is two GEMMs plus col2im, which adds ``dcols`` back into the input once per
+kernel offset ``(i, j)`` (HH*WW strided adds, never a loop over pixels or samples)::
 
     dw = dout2 @ cols.T        db = dout2.sum(1)        dcols = w2.T @ dout2
 
-For stride 1 the output grid is computed *wide*: ``Wp = W + 2*pad`` columns per row instead
-of ``W'``, so that a window row ``(oh, 0..Wp)`` is a contiguous run of the padded image and a
-kernel offset is a flat shift. im2col and col2im then move long contiguous runs instead of
-rows of ``W'`` elements; the ``(Wp - W') / W'`` extra columns (14% at 14x14, pad 1) cost as
-much more GEMM work, are dropped from ``out`` and get a zero upstream gradient. Measured on
-forward + backward: 10-35% faster for outputs of 4 to 10 columns, about even at 14 to 28.
+The GEMMs run on the (F, N, H', W') grid, F first. Moving the GEMM result to (N, F, H', W')
+with the bias, ``dout`` to the grid, and col2im are memory-bound passes that run numba kernels
+(:mod:`normlab.kernels.conv`, one pass each, the padding of col2im never written);
+``NORMLAB_BACKEND=numpy`` runs the NumPy reference below, with the same bits. im2col stays a
+NumPy strided copy: a numba version of it measured slower.
 
 Max pooling takes the maximum separably (over the window rows, then the columns) and routes
 the gradient to the first maximum of each window in row-major order, as PyTorch does. 2x2 and
@@ -29,13 +28,10 @@ import operator
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from normlab.kernels import conv as conv_kernels
 from normlab.kernels import get_backend
 from normlab.kernels import pool as pool_kernels
 from normlab.layers._checks import as_float_array, check_ndim
-
-# Wide grid only when its extra columns cost at most this fraction of the true output width
-# (beyond it the wasted GEMM work outweighs the faster copies).
-_WIDE_MAX_WASTE = 0.5
 
 
 def _int_param(param: dict, key: str, fn: str, name: str, default=None, minimum: int = 1) -> int:
@@ -62,13 +58,13 @@ def _check_keys(param, known: tuple[str, ...], fn: str, name: str) -> None:
         raise ValueError(f"{fn}: unknown {name} keys {unknown}, known keys are {list(known)}")
 
 
-def _windows(buf: np.ndarray, HH: int, WW: int, Ho: int, Gw: int, stride: int, writeable=False):
-    """View (C, HH, WW, N, Ho, Gw) of buf (N, C, Hb, Wb): ``buf[n, c, s*oh + i, s*ow + j]``."""
+def _windows(buf: np.ndarray, HH: int, WW: int, Ho: int, Wo: int, stride: int, writeable=False):
+    """View (C, HH, WW, N, Ho, Wo) of buf (N, C, Hp, Wp): ``buf[n, c, s*oh + i, s*ow + j]``."""
     sN, sC, sH, sW = buf.strides
     N, C = buf.shape[:2]
     return as_strided(
         buf,
-        shape=(C, HH, WW, N, Ho, Gw),
+        shape=(C, HH, WW, N, Ho, Wo),
         strides=(sC, sH, sW, sN, stride * sH, stride * sW),
         writeable=writeable,
     )
@@ -141,22 +137,22 @@ def conv_forward(x, w, b, conv_param):
     dtype = np.result_type(x, w)
     x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
     Ho, Wo = 1 + (Hp - HH) // stride, 1 + (Wp - WW) // stride
-    # Wide grid (stride 1): one spare zero row keeps the last window row's overrun in bounds.
-    wide = stride == 1 and Wp - Wo <= _WIDE_MAX_WASTE * Wo
-    Gw, Hb = (Wp, Hp + 1) if wide else (Wo, Hp)
-    if pad or wide:
-        xb = np.zeros((N, C, Hb, Wp), dtype)  # (N, C, Hb, Wp)
-        xb[:, :, pad : pad + H, pad : pad + W] = x
+    if pad:
+        xp = np.zeros((N, C, Hp, Wp), dtype)  # (N, C, Hp, Wp)
+        xp[:, :, pad : pad + H, pad : pad + W] = x
     else:
-        xb = np.ascontiguousarray(x)  # (N, C, H, W)
+        xp = x
 
     K = C * HH * WW
-    cols = np.ascontiguousarray(_windows(xb, HH, WW, Ho, Gw, stride)).reshape(K, -1)  # (K, N*Ho*Gw)
-    out_g = w.reshape(F, K) @ cols  # (F, N*Ho*Gw)
-    out_g += b[:, None]  # along contiguous rows: faster than broadcasting in the copy below
+    cols = np.ascontiguousarray(_windows(xp, HH, WW, Ho, Wo, stride)).reshape(K, -1)  # (K, N*Ho*Wo)
+    og = w.reshape(F, K) @ cols  # (F, N*Ho*Wo)
     out = np.empty((N, F, Ho, Wo), dtype)
-    np.copyto(out, out_g.reshape(F, N, Ho, Gw)[..., :Wo].transpose(1, 0, 2, 3))  # crop, N first
-    cache = (cols, w, x.shape, (Hb, Wp, Ho, Wo, Gw), stride, pad, dtypes)
+    if get_backend() == "numpy":
+        og += b[:, None]  # along contiguous rows: faster than broadcasting in the copy below
+        np.copyto(out, og.reshape(F, N, Ho, Wo).transpose(1, 0, 2, 3))
+    else:
+        conv_kernels.grid_to_nchw(og.reshape(F, N, -1), b, out.reshape(N, F, -1))
+    cache = (cols, w, x.shape, (Ho, Wo), stride, pad, dtypes)
     return out, cache
 
 
@@ -184,7 +180,7 @@ def conv_backward(dout, cache):
     -----
     With ``dout2`` the upstream gradient as (F, N*H'*W'): ``db = dout2.sum(1)``,
     ``dw = dout2 @ cols.T`` and ``dcols = w2.T @ dout2``; col2im scatters ``dcols`` back into
-    the padded input with one strided add per kernel offset (HH*WW adds).
+    the input, kernel offset by kernel offset (HH*WW adds per element at most).
     """
     dg2 = _grid_gradient(dout, cache, "conv_backward")
     dw, db = _param_grads(dg2, cache)
@@ -204,20 +200,22 @@ def conv_param_grads(dout, cache):
 
 
 def _grid_gradient(dout, cache, fn: str) -> np.ndarray:
-    """``dout`` (N, F, H', W') on the (possibly wide) output grid, F first: (F, N*H'*Gw), the
-    extra columns zero."""
-    _, w, x_shape, (_, _, Ho, Wo, Gw), *_ = cache
+    """``dout`` (N, F, H', W') on the output grid, F first: (F, N*H'*W') in the layer's dtype."""
+    _, w, x_shape, (Ho, Wo), *_ = cache
     N, F = x_shape[0], w.shape[0]
     dout = np.asarray(dout)
     if dout.shape != (N, F, Ho, Wo):
         raise ValueError(f"{fn}: expected dout of shape {(N, F, Ho, Wo)}, got {tuple(dout.shape)}")
-    dg = np.zeros((F, N, Ho, Gw), w.dtype) if Gw != Wo else np.empty((F, N, Ho, Gw), w.dtype)
-    dg[..., :Wo] = dout.transpose(1, 0, 2, 3)
-    return dg.reshape(F, -1)  # (F, N*Ho*Gw)
+    if get_backend() == "numpy":
+        return np.ascontiguousarray(dout.transpose(1, 0, 2, 3), w.dtype).reshape(F, -1)
+    dg = np.empty((F, N * Ho * Wo), w.dtype)
+    dout = np.ascontiguousarray(dout, w.dtype)
+    conv_kernels.nchw_to_grid(dout.reshape(N, F, -1), dg.reshape(F, N, -1))
+    return dg  # (F, N*Ho*Wo)
 
 
 def _param_grads(dg2, cache):
-    """``dw`` (F, C, HH, WW) and ``db`` (F,) from the grid gradient (F, N*H'*Gw)."""
+    """``dw`` (F, C, HH, WW) and ``db`` (F,) from the grid gradient (F, N*H'*W')."""
     cols, w, *_, (_, w_dtype, b_dtype) = cache
     # (F,): a GEMV with a vector of ones is ~3x faster than dg2.sum(axis=1)
     db = (dg2 @ np.ones(dg2.shape[1], dg2.dtype)).astype(b_dtype, copy=False)
@@ -227,17 +225,21 @@ def _param_grads(dg2, cache):
 
 def _input_grad(dg2, cache) -> np.ndarray:
     """``dx`` (N, C, H, W): ``dcols = w2.T @ dg2``, then col2im, one strided add per offset."""
-    _, w, x_shape, (Hb, Wp, Ho, _, Gw), stride, pad, (x_dtype, *_) = cache
+    _, w, x_shape, (Ho, Wo), stride, pad, (x_dtype, *_) = cache
     N, C, H, W = x_shape
     F, _, HH, WW = w.shape
-    dcols = (w.reshape(F, -1).T @ dg2).reshape(C, HH, WW, N, Ho, Gw)
-    dxb = np.zeros((N, C, Hb, Wp), w.dtype)  # (N, C, Hb, Wp)
-    dwin = _windows(dxb, HH, WW, Ho, Gw, stride, writeable=True)  # (C, HH, WW, N, Ho, Gw)
+    dcols = (w.reshape(F, -1).T @ dg2).reshape(C, HH, WW, N, Ho, Wo)
+    if get_backend() != "numpy":
+        dx = np.empty(x_shape, w.dtype)  # (N, C, H, W)
+        conv_kernels.col2im(dcols, stride, pad, dx)
+        return dx.astype(x_dtype, copy=False)
+    dxp = np.zeros((N, C, H + 2 * pad, W + 2 * pad), w.dtype)  # (N, C, Hp, Wp)
+    dwin = _windows(dxp, HH, WW, Ho, Wo, stride, writeable=True)  # (C, HH, WW, N, Ho, Wo)
     for i in range(HH):
         for j in range(WW):
             # One offset's windows never overlap each other, so the in-place add is exact.
-            dwin[:, i, j] += dcols[:, i, j]  # (C, N, Ho, Gw)
-    dx = dxb if dxb.shape == x_shape else dxb[:, :, pad : pad + H, pad : pad + W]
+            dwin[:, i, j] += dcols[:, i, j]  # (C, N, Ho, Wo)
+    dx = dxp[:, :, pad : pad + H, pad : pad + W] if pad else dxp
     return np.ascontiguousarray(dx, dtype=x_dtype)
 
 
