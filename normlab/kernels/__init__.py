@@ -1,5 +1,5 @@
-"""Fused compiled kernels behind the normalization and max-pool layers, and the switch that
-bypasses them.
+"""Fused compiled kernels behind the normalization, convolution and max-pool layers, and the
+switch that bypasses them.
 
 Only ``normlab.layers`` calls into this package, with two exceptions: ``normlab.optimizer`` its
 update rules (:mod:`normlab.kernels.optim`), and ``normlab.diagnostics.stats`` the statistics of
