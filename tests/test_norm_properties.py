@@ -243,51 +243,27 @@ def test_float32_kernels_survive_values_whose_squares_overflow(monkeypatch, laye
     np.testing.assert_allclose(dg, ref_dg, rtol=0, atol=1e-5 * np.abs(ref_dg).max())
 
 
-def _sampled_far_from_mean(layer, rng):
-    """1e4 + 0.1 * noise with the 64 values the one-pass statistics sample (the kernels' sample
-    positions) moved 100 up: the sample mean is ~10 standard deviations off the mean, where
-    the shifted sums alone would lose the variance's last digits."""
-    shape = {"layernorm": (3, 8192), "spatial": (8, 3, 32, 32), "groupnorm": (2, 6, 64, 64)}
-    shape = shape.get(layer, (16384, 8))
-    x = 1e4 + 0.1 * rng.standard_normal(shape)
-    if layer == "batchnorm":  # the 32 rows sampled for the columns' shift: every 512th
-        x[: 32 * 512 : 512] += 100.0
-        return x
-    if layer == "spatial":  # 64 values per channel: image i*N//64, pixel at golden-ratio steps
-        N, S = shape[0], shape[2] * shape[3]
-        x3 = x.reshape(N, shape[1], S)
-        for i in range(64):
-            x3[i * N // 64, :, min(int((i * 0.6180339887498949 + 0.5) % 1.0 * S), S - 1)] += 100
-        return x
-    rows = x.reshape(shape[0] * (3 if layer == "groupnorm" else 1), -1)
-    q = rows.shape[1] // 4
-    for c in range(4):  # four runs of 16, 37 % into each quarter of a row
-        start = c * q + (q - 16) * 37 // 100
-        rows[:, start : start + 16] += 100.0
+def _sampled_far_from_mean(rng):
+    """1e4 + 0.1 * noise (16384, 8) with the 32 rows batch norm's one-pass statistics sample
+    for the columns' shift (every 512th) moved 100 up: the sample mean is ~10 standard
+    deviations off the mean, where the shifted sums alone would lose the variance's last
+    digits."""
+    x = 1e4 + 0.1 * rng.standard_normal((16384, 8))
+    x[: 32 * 512 : 512] += 100.0
     return x
 
 
 @pytest.mark.parametrize("layer", ["batchnorm", "spatial", "layernorm", "groupnorm"])
-def test_one_pass_statistics_fall_back_when_their_sample_misleads(monkeypatch, layer):
-    """The one-pass statistics shift by a sample's mean; when that is over a standard deviation
-    off, the kernels redo the statistics by the corrected two-pass, matching float64 math."""
-    import numba
-
-    from normlab.kernels._blocks import _sample_mean, _shifted_stats, _shifted_sums
-
-    @numba.njit
-    def accepted(row):
-        m0 = _sample_mean(row)
-        t1, t2 = _shifted_sums(row, m0)
-        return _shifted_stats(m0, t1, t2, row.shape[0])[0]
-
+def test_statistics_match_float64_math_on_a_large_offset(monkeypatch, layer):
+    """1e4 + 0.1 * noise in float32 (for batch norm with the rows its one-pass statistics
+    sample ten standard deviations off, so that their redo must run): the kernels' statistics
+    and outputs match float64 math."""
     rng = np.random.default_rng(11)
-    x = _sampled_far_from_mean(layer, rng).astype(np.float32)
-    if layer in ("layernorm", "groupnorm"):  # the rows' one-pass statistics are refused
-        rows = x.reshape(-1, x.size // (x.shape[0] * (3 if layer == "groupnorm" else 1)))
-        assert not any(accepted(r) for r in rows)
-        plain = (1e4 + 0.1 * rng.standard_normal(rows.shape[1])).astype(np.float32)
-        assert accepted(plain)
+    if layer == "batchnorm":
+        x = _sampled_far_from_mean(rng).astype(np.float32)
+    else:
+        shape = {"layernorm": (3, 8192), "spatial": (8, 3, 32, 32)}.get(layer, (2, 6, 64, 64))
+        x = (1e4 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
     monkeypatch.setenv("NORMLAB_BACKEND", "numba")
     C = x.shape[1]
     g = (1 + 0.1 * rng.standard_normal(C)).astype(np.float32)
@@ -301,6 +277,30 @@ def test_one_pass_statistics_fall_back_when_their_sample_misleads(monkeypatch, l
     # the shifted sums alone are off by ~5e-6 here; the corrected two-pass by ~1e-7
     np.testing.assert_allclose(cache.var, ref.var, rtol=1e-6)
     np.testing.assert_allclose(out, ref_out, rtol=0, atol=2e-5 * np.abs(ref_out).max())
+
+
+def test_one_pass_column_statistics_are_refused_when_their_sample_misleads():
+    """Batch norm's one-pass column statistics shift by a sample's mean; the test that accepts
+    them refuses the shift of :func:`_sampled_far_from_mean` and accepts a plain column."""
+    import numba
+
+    from normlab.kernels._blocks import _cols_sample_mean, _shifted_stats
+
+    @numba.njit
+    def accepted(x):
+        N, D = x.shape
+        m0 = np.empty(D, x.dtype)
+        _cols_sample_mean(x, m0)
+        ok = np.empty(D, np.bool_)
+        for j in range(D):
+            d = x[:, j].astype(np.float64) - np.float64(m0[j])
+            ok[j] = _shifted_stats(m0[j], d.sum(), (d * d).sum(), N)[0]
+        return ok
+
+    rng = np.random.default_rng(11)
+    assert not accepted(_sampled_far_from_mean(rng).astype(np.float32)).any()
+    plain = (1e4 + 0.1 * rng.standard_normal((16384, 8))).astype(np.float32)
+    assert accepted(plain).all()
 
 
 @pytest.mark.parametrize("layer", ["batchnorm", "spatial", "layernorm", "groupnorm"])
@@ -366,25 +366,13 @@ def test_kernels_propagate_nan_and_inf_like_the_reference(monkeypatch, layer, ba
         np.testing.assert_allclose(got[ok], want[ok], rtol=2e-5, atol=2e-5)
 
 
-def test_one_pass_statistics_accept_constant_rows_and_columns():
-    """A constant float32 row, column or channel (a padded border, a dead unit) is not refused:
-    its sample mean is summed in float64, so it is the value itself and the shifted sums are
-    exactly zero."""
+def test_one_pass_statistics_accept_constant_columns():
+    """A constant float32 column (a dead unit) is not refused by batch norm's one-pass
+    statistics: its sample mean is summed in float64, so it is the value itself and the shifted
+    sums are exactly zero."""
     import numba
 
-    from normlab.kernels._blocks import (
-        _channel_sample_mean,
-        _cols_sample_mean,
-        _sample_mean,
-        _shifted_stats,
-        _shifted_sums,
-    )
-
-    @numba.njit
-    def row_stats(row):
-        m0 = _sample_mean(row)
-        t1, t2 = _shifted_sums(row, m0)
-        return _shifted_stats(m0, t1, t2, row.shape[0])
+    from normlab.kernels._blocks import _cols_sample_mean
 
     @numba.njit
     def col_shift(x):
@@ -392,33 +380,6 @@ def test_one_pass_statistics_accept_constant_rows_and_columns():
         _cols_sample_mean(x, m0)
         return m0
 
-    @numba.njit
-    def channel_shift(x):
-        return _channel_sample_mean(x, 1)
-
     for value in (-0.4242, 0.1, 1e4 + 0.3, 3e-39):  # rounding-prone, offset, subnormal
-        row = np.full(500, value, np.float32)
-        ok, mean, m2 = row_stats(row)
-        assert ok and mean == np.float32(value) and m2 == 0.0
         cols = np.full((100, 3), value, np.float32)
         np.testing.assert_array_equal(col_shift(cols), cols[0])
-        assert channel_shift(np.full((64, 3, 49), value, np.float32)) == np.float32(value)
-
-
-def test_spatial_sample_spreads_over_pixels_not_just_images():
-    """A batch of 128 conv outputs whose pixel 0 is padding (0) and the rest ~1e4: the sample
-    must not land on pixel 0 of every image (then it is ~28 standard deviations off and every
-    channel would take the fallback)."""
-    import numba
-
-    from normlab.kernels._blocks import _channel_sample_mean
-
-    @numba.njit
-    def channel_shift(x):
-        return _channel_sample_mean(x, 0)
-
-    rng = np.random.default_rng(4)
-    x = (1e4 + rng.standard_normal((128, 2, 784))).astype(np.float32)
-    x[:, :, 0] = 0.0
-    v = x[:, 0].astype(np.float64)
-    assert abs(channel_shift(x) - v.mean()) < v.std()

@@ -1,9 +1,9 @@
 """The numerics shared by the normalization kernels: block statistics, merges, fallbacks.
 
 Inlined into the kernels of :mod:`normlab.kernels.norm` (whose docstring gives the algorithm):
-the one-pass shifted sums about a sample's mean and the test that accepts them, the corrected
-two-pass statistics of a block in the input's dtype (the fallback), Chan's merge in float64, the
-float64 redo of a block whose float32 sums overflow, gradient sums per block, and the
+the corrected two-pass statistics of a block in the input's dtype, Chan's merge in float64, the
+float64 redo of a block whose float32 sums overflow, batch norm's one-pass shifted column sums
+about a sample's mean and the test that accepts them, gradient sums per block, and the
 per-channel coefficients of the element-wise passes.
 
 An edit here recompiles the kernels that inline it: their on-disk cache is keyed on every file
@@ -24,9 +24,9 @@ _ROWS = 16  # rows per block of a column tile
 # and each row of a tile is a 4 KiB run: 256 columns (1 KiB runs) took 8-15 % longer at the
 # layer on the 2-core AMD EPYC (batch norm (4096, 1024)). Tiles group columns only: same bits.
 _TILE = 1024
-_SAMPLE = 64  # values in the sample whose mean shifts the one-pass statistics
-# Rows in a column's sample: its mean is then off by more than the standard deviation (and
-# the pass is redone) for a Gaussian column with probability P(|z| > sqrt(32)) ~ 1e-8.
+# Rows in a batch-norm column's sample: its mean is then off by more than the standard
+# deviation (and the pass is redone) for a Gaussian column with probability P(|z| > sqrt(32))
+# ~ 1e-8.
 _SAMPLE_ROWS = 32
 
 
@@ -140,53 +140,11 @@ def _seg_stats(a, eps):
 
 
 @nb.njit(cache=True, fastmath=_FAST, inline="always")
-def _sample_mean(a):
-    """Mean of a sample of a 1-D array, in its dtype: all of it up to ``_SAMPLE`` values, else
-    four contiguous runs of ``_SAMPLE // 4`` (one vector each), one per quarter, 37 % of the
-    way into it (not at its start, which in group norm is a channel's border row). Summed in
-    float64, so that a constant float32 array's sample mean is its value exactly."""
-    n = a.shape[0]
-    t = 0.0
-    if n <= _SAMPLE:
-        for i in range(n):
-            t += a[i]
-        return _like(t / max(n, 1), a)
-    w = _SAMPLE // 4
-    q = n // 4
-    for c in range(4):
-        start = c * q + (q - w) * 37 // 100
-        run = a[start : start + w]
-        for i in range(w):
-            t += run[i]
-    return _like(t / _SAMPLE, a)
-
-
-@nb.njit(cache=True, fastmath=_FAST, inline="always")
-def _channel_sample_mean(x, ch):
-    """Mean of a sample of channel ``ch`` of x (N, C, S), in x's dtype: all of it up to
-    ``_SAMPLE`` values, else ``_SAMPLE`` values, image ``i*N//_SAMPLE`` and pixels at
-    golden-ratio steps (a batch of 64k images would otherwise put every sample on the same
-    pixel, a padded border in a conv output). Summed in float64: exact for a constant float32
-    channel."""
-    N, _, S = x.shape
-    t = 0.0
-    if N * S <= _SAMPLE:
-        for n in range(N):
-            for s in range(S):
-                t += x[n, ch, s]
-        return _like(t / max(N * S, 1), x)
-    for i in range(_SAMPLE):
-        frac = (i * 0.6180339887498949 + 0.5) % 1.0
-        t += x[i * N // _SAMPLE, ch, min(int(frac * S), S - 1)]
-    return _like(t / _SAMPLE, x)
-
-
-@nb.njit(cache=True, fastmath=_FAST, inline="always")
 def _shifted_sums(a, m0):
     """``sum(a - m0)`` and ``sum((a - m0)^2)`` of a 1-D array: per block in its dtype, float64.
 
-    A block that overflows (or holds NaN/inf) makes the second sum inf or NaN, which
-    :func:`_shifted_stats` refuses.
+    A block that overflows (or holds NaN/inf) makes the second sum inf or NaN, which the caller
+    (:func:`_block_stats`) refuses.
     """
     n = a.shape[0]
     t1, t2 = 0.0, 0.0

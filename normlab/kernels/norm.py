@@ -19,12 +19,15 @@ pass over data still in cache; batch norm over (N, D) reads its input twice.
 Precision. The inner loops run in the input's dtype, so float32 input gets float32 vector
 arithmetic; everything that accumulates over more than one cache-sized block is float64:
 
-* statistics are one pass of *shifted sums* ``sum(x - m0)`` and ``sum((x - m0)^2)`` per block
-  (at most ``_BLOCK`` elements, or ``_ROWS`` rows of a column tile), ``m0`` the mean of a small
-  sample, added up in float64: ``mean = m0 + s/n``, ``M2 = q - s^2/n``. They are accepted only
-  when ``m0`` is within one standard deviation of the mean (:func:`_shifted_stats`), which
-  bounds the cancellation to one bit; otherwise the statistics are redone by the *corrected
-  two-pass* per block (the block's own mean first), blocks merged with Chan et al.'s update.
+* statistics are the *corrected two-pass* per block (at most ``_BLOCK`` elements, or ``_ROWS``
+  rows of a column tile), which is in cache for its second pass: the block's mean ``m0`` first,
+  then ``s = sum(x - m0)`` and ``q = sum((x - m0)^2)``, giving ``mean = m0 + s/n`` and ``M2 = q -
+  s^2/n``; blocks merged in float64 with Chan et al.'s update; a float32 block whose squares
+  over- or underflow is redone in float64. Batch norm over (N, D) alone makes one pass of these
+  shifted sums about the mean of a sample of rows, accepted when ``m0`` is within one standard
+  deviation of the mean (:func:`_shifted_stats`: at most one bit lost to the subtraction) and
+  otherwise redone; at the layer it measured up to 20 % faster than two passes, where for rows
+  and channels it bought under 7 % (benchmarks/README.md, stop 20).
   Never ``E[x^2] - E[x]^2``: ``1e4 + 0.1 * noise`` in float32 keeps its variance.
 * ``x - mean`` is computed as ``(x - mh) - ml`` with ``mh`` the mean rounded to the input dtype
   and ``ml = mean - mh`` (float64) folded into the per-channel shift: ``x - mh`` is exact when x
@@ -56,7 +59,6 @@ from normlab.kernels._blocks import (
     _affine_coefs,
     _backward_coef,
     _backward_coefs,
-    _channel_sample_mean,
     _chunk_totals,
     _cols_grad_sums,
     _cols_sample_mean,
@@ -64,11 +66,9 @@ from normlab.kernels._blocks import (
     _cols_stats,
     _like,
     _merge,
-    _sample_mean,
     _seg_grad_sums,
     _seg_stats,
     _shifted_stats,
-    _shifted_sums,
     _tiny,
 )
 from normlab.kernels._dx import _dx_cols, _dx_gamma, _dx_seg
@@ -229,25 +229,18 @@ def cols_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, nchunks):
 def spatial_forward(x, gamma, beta, eps, out, mean, var, rstd):
     """Batch norm per channel over (N, S): x (N, C, S) -> out; mean, var, rstd (C,) float64.
 
-    Channel by channel (channels in parallel): the statistics pass over the channel's N
-    segments, then its output pass, which finds them in L2 when the channel's N*S values fit.
+    Channel by channel (channels in parallel): the statistics over the channel's N segments
+    (corrected two-pass per segment block, merged), then its output pass, which finds them in L2
+    when the channel's N*S values fit.
     (So at most C threads work: an input with fewer channels than cores leaves some idle.)
     """
     N, C, S = x.shape
     M = N * S
     for ch in prange(C):
-        m0 = _channel_sample_mean(x, ch)
-        t1, t2 = 0.0, 0.0
+        mu, m2, cnt = 0.0, 0.0, 0  # corrected two-pass per segment, segments merged (Chan)
         for n in range(N):
-            a1, a2 = _shifted_sums(x[n, ch], m0)
-            t1 += a1
-            t2 += a2
-        ok, mu, m2 = _shifted_stats(m0, t1, t2, M, eps, _tiny(x))
-        if not ok:  # the sample mean is off, or float32 over/underflowed: corrected two-pass
-            mu, m2, cnt = 0.0, 0.0, 0
-            for n in range(N):
-                bm, bq = _seg_stats(x[n, ch], eps)
-                mu, m2, cnt = _merge(mu, m2, cnt, bm, bq, S)
+            bm, bq = _seg_stats(x[n, ch], eps)
+            mu, m2, cnt = _merge(mu, m2, cnt, bm, bq, S)
         v = m2 / M
         rs = 1.0 / np.sqrt(v + eps)
         mean[ch] = mu
@@ -288,16 +281,16 @@ def spatial_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta):
 
 @_jit
 def rows_forward(x, gamma, beta, G, K, S, eps, out, mean, var, rstd):
-    """Layer/group norm per row: x (R, L = K*S) -> out; mean, var, rstd (R,) float64 out."""
+    """Layer/group norm per row: x (R, L = K*S) -> out; mean, var, rstd (R,) float64 out.
+
+    The statistics by the corrected two-pass per block of the row (:func:`_seg_stats`), then the
+    output pass, which finds the row in cache.
+    """
     R, L = x.shape
     for r in prange(R):
         row = x[r]
         o = out[r]
-        m0 = _sample_mean(row)
-        t1, t2 = _shifted_sums(row, m0)
-        ok, mu, m2 = _shifted_stats(m0, t1, t2, L, eps, _tiny(x))
-        if not ok:  # the sample mean is off, or float32 over/underflowed: corrected two-pass
-            mu, m2 = _seg_stats(row, eps)
+        mu, m2 = _seg_stats(row, eps)  # corrected two-pass per block, blocks merged
         v = m2 / L
         mean[r] = mu
         var[r] = v
