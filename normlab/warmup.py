@@ -96,7 +96,7 @@ def _norms_parallel(rng, dtype) -> None:
 
 
 def _convs_and_pools(rng, dtype) -> None:
-    """Forward and backward of a convolution (its layout and col2im kernels) and of the max
+    """Forward and backward of a convolution (its col2im kernel) and of the max
     pools with kernels (2x2 and 3x3 windows, stride 2)."""
     x = rng.standard_normal((2, 2, 5, 5), dtype)  # (N, C, H, W)
     w, b = rng.standard_normal((3, 2, 3, 3), dtype), np.zeros(3, dtype)  # (F, C, HH, WW), (F,)

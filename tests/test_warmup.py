@@ -80,7 +80,7 @@ USED = {f"norm.{k}.{v}" for k in NORM_KERNELS for v in ("parallel", "serial")}
 USED |= {f"rms.rms_{k}.{v}" for k in ("forward", "backward") for v in ("parallel", "serial")}
 USED |= {"norm.ema_update", "loss.softmax_xent"} | {f"optim._{r}_kernel" for r in RULES}
 USED |= {f"pool.{k}_2x2s2" for k in ("forward", "backward")}  # the ConvNet's 2x2 pools
-USED |= {f"conv.{k}" for k in ("grid_to_nchw", "nchw_to_grid", "col2im")}  # col2im: conv 2
+USED |= {"conv.col2im"}  # the ConvNet's second conv layer (the first computes no dx)
 
 
 def _run(warm: str, large: bool = True, dtypes: str = "(np.float32, np.float64)", **env) -> dict:

@@ -1,25 +1,23 @@
-"""The memory-bound passes of the im2col convolution: col2im and the two layout changes.
+"""col2im of the im2col convolution: the input gradient from the gradient of the im2col matrix.
 
 ``normlab.layers.conv`` lowers a convolution to GEMMs on the im2col matrix (see its module
-docstring); around them it moves data between layouts. These kernels make three of those moves
-in one pass each, with the same arithmetic as the layer's NumPy path (the readable reference
-that ``NORMLAB_BACKEND=numpy`` runs and the tests compare against, bit for bit)::
+docstring). Its backward scatters ``dcols = w2.T @ dout2`` back into the input::
 
-    out[n, f, p]  = og[f, n, p] + b[f]                    # grid_to_nchw: GEMM result + bias
-    dg[f, n, p]   = dout[n, f, p]                         # nchw_to_grid: dout, F first
-    dx[n, c, h, w] = sum over (i, j) in row-major order   # col2im, crop fused
+    dx[n, c, h, w] = sum over kernel offsets (i, j), in row-major order,
                      of dcols[c, i, j, n, oh, ow] with h = s*oh + i - pad, w = s*ow + j - pad
 
-``p`` is the flat output pixel ``oh * W' + ow``. col2im adds the kernel offsets into each
-``(n, c)`` plane in the order of the NumPy path's loop over offsets, starting from zero, so
-every sum rounds alike; the padding is never written (the NumPy path adds into a padded buffer
-and crops it). The plane stays in L1 while its ``HH * WW`` rows of ``dcols`` stream past.
+:func:`col2im` makes that one pass over ``dcols``, one ``(n, c)`` plane of ``dx`` at a time
+(it stays in L1 while its ``HH * WW`` rows of ``dcols`` stream past). It adds the offsets from
+zero in the order of the NumPy path's loop over offsets, so every sum rounds alike (the NumPy
+path is the readable reference that ``NORMLAB_BACKEND=numpy`` runs and the tests compare
+against, bit for bit), and it never writes the padding (the NumPy path adds into a padded
+buffer and crops it).
 
-All three are single-threaded: they are bound by memory, and at 2 threads a parallel col2im
-measured the same or slower than the serial one inside a layer call (the handoff between
-numba's and OpenBLAS's threads costs more than the second core buys; ``benchmarks/README.md``,
-"Stop 20"). An im2col kernel is not here: written the same way it took 1.5-2x the time of the
-NumPy strided copy (rows of ``W'`` elements, short stores), so the layer keeps NumPy's.
+Single-threaded: the pass is bound by memory, and at 2 threads a parallel col2im measured the
+same or slower inside a layer call (the handoff between numba's and OpenBLAS's threads costs
+more than the second core buys). Kernels for the other memory-bound passes (im2col, and the
+moves of the GEMM result and of ``dout`` between (N, F, H', W') and (F, N, H', W')) measured
+0-9 % faster at the layer and are not kept (``benchmarks/README.md``, "Stop 20").
 """
 
 from __future__ import annotations
@@ -77,25 +75,3 @@ def col2im(dcols, s, pad, dx):
                             dst = plane[h]
                             for ow in range(lo, hi):
                                 dst[s * ow + j - pad] += src[ow]
-
-
-@nb.njit(cache=True, nogil=True)
-def grid_to_nchw(og, b, out):
-    """``out[n, f, p] = og[f, n, p] + b[f]``: og (F, N, P), b (F,), out (N, F, P)."""
-    N, F = out.shape[:2]
-    for n in range(N):
-        for f in range(F):
-            src, dst, bias = og[f, n], out[n, f], b[f]
-            for p in range(dst.size):
-                dst[p] = src[p] + bias
-
-
-@nb.njit(cache=True, nogil=True)
-def nchw_to_grid(dout, dg):
-    """``dg[f, n, p] = dout[n, f, p]``: dout (N, F, P), dg (F, N, P)."""
-    N, F = dout.shape[:2]
-    for n in range(N):
-        for f in range(F):
-            src, dst = dout[n, f], dg[f, n]
-            for p in range(dst.size):
-                dst[p] = src[p]

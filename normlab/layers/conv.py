@@ -10,10 +10,10 @@ kernel offset ``(i, j)`` (HH*WW strided adds, never a loop over pixels or sample
 
     dw = dout2 @ cols.T        db = dout2.sum(1)        dcols = w2.T @ dout2
 
-The GEMMs run on the (F, N, H', W') grid, F first. Moving the GEMM result to (N, F, H', W')
-with the bias, ``dout`` to the grid, and col2im are memory-bound passes that run numba kernels
-(:mod:`normlab.kernels.conv`, one pass each, the padding of col2im never written);
-``NORMLAB_BACKEND=numpy`` runs the NumPy reference below, with the same bits. im2col stays a
+The GEMMs run on the (F, N, H', W') grid, F first, and two copies move it to and from
+(N, F, H', W'). col2im runs a numba kernel (:func:`normlab.kernels.conv.col2im`: one pass over
+``dcols``, each (n, c) plane of ``dx`` in L1, the padding never written); under
+``NORMLAB_BACKEND=numpy`` the strided adds below, with the same bits. im2col stays a
 NumPy strided copy: a numba version of it measured slower.
 
 Max pooling takes the maximum separably (over the window rows, then the columns) and routes
@@ -146,12 +146,9 @@ def conv_forward(x, w, b, conv_param):
     K = C * HH * WW
     cols = np.ascontiguousarray(_windows(xp, HH, WW, Ho, Wo, stride)).reshape(K, -1)  # (K, N*Ho*Wo)
     og = w.reshape(F, K) @ cols  # (F, N*Ho*Wo)
+    og += b[:, None]  # along contiguous rows: faster than broadcasting in the copy below
     out = np.empty((N, F, Ho, Wo), dtype)
-    if get_backend() == "numpy":
-        og += b[:, None]  # along contiguous rows: faster than broadcasting in the copy below
-        np.copyto(out, og.reshape(F, N, Ho, Wo).transpose(1, 0, 2, 3))
-    else:
-        conv_kernels.grid_to_nchw(og.reshape(F, N, -1), b, out.reshape(N, F, -1))
+    np.copyto(out, og.reshape(F, N, Ho, Wo).transpose(1, 0, 2, 3))  # N first
     cache = (cols, w, x.shape, (Ho, Wo), stride, pad, dtypes)
     return out, cache
 
@@ -206,12 +203,7 @@ def _grid_gradient(dout, cache, fn: str) -> np.ndarray:
     dout = np.asarray(dout)
     if dout.shape != (N, F, Ho, Wo):
         raise ValueError(f"{fn}: expected dout of shape {(N, F, Ho, Wo)}, got {tuple(dout.shape)}")
-    if get_backend() == "numpy":
-        return np.ascontiguousarray(dout.transpose(1, 0, 2, 3), w.dtype).reshape(F, -1)
-    dg = np.empty((F, N * Ho * Wo), w.dtype)
-    dout = np.ascontiguousarray(dout, w.dtype)
-    conv_kernels.nchw_to_grid(dout.reshape(N, F, -1), dg.reshape(F, N, -1))
-    return dg  # (F, N*Ho*Wo)
+    return np.ascontiguousarray(dout.transpose(1, 0, 2, 3), w.dtype).reshape(F, -1)
 
 
 def _param_grads(dg2, cache):
