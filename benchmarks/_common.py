@@ -8,7 +8,18 @@ import statistics
 import sys
 import time
 
-import numpy as np
+# OpenBLAS's worker threads spin (yielding) for 2**OPENBLAS_THREAD_TIMEOUT cycles after each
+# matrix product before they sleep, 2**28 (~0.1 s) by default: in one process they took the
+# cores from PyTorch's next block of an interleaved timing (PyTorch's CIFAR-shape ConvNet step
+# 53-55 ms beside them, 38-40 ms without) and from normlab's own numba kernels (its step 3-12 %
+# slower alone; benchmarks/README.md, "Stop 20"). OpenBLAS reads the variable once, when NumPy
+# loads it, so a run without it is started again with it (4, the smallest OpenBLAS accepts).
+# A value the user set is kept.
+if "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+import numpy as np  # noqa: E402
 
 # Each library on its own OpenMP runtime, as when it runs alone. PyTorch first: its wheel's
 # libgomp, loaded with global symbols, keeps PyTorch's defaults. Then numba's pool, started by
@@ -66,7 +77,8 @@ def machine_line(threads: int) -> str:
         pass
     return (
         f"{time.strftime('%Y-%m-%d')}, {cpu}, {os.cpu_count()} cores, {threads} threads, "
-        f"numpy {np.__version__}, numba {numba.__version__}, torch {torch.__version__}"
+        f"numpy {np.__version__}, numba {numba.__version__}, torch {torch.__version__}, "
+        f"OPENBLAS_THREAD_TIMEOUT={os.environ['OPENBLAS_THREAD_TIMEOUT']}"
     )
 
 
