@@ -21,45 +21,14 @@ import time
 
 import numpy as np
 from _common import machine_line, setup
+from _steps import CONV_CASES, conv_case, normlab_conv, torch_conv
 
-CONV_CASES = [  # (x shape, w shape, stride, pad)
-    ((64, 1, 28, 28), (32, 1, 3, 3), 1, 1),  # Fashion-MNIST conv1
-    ((64, 32, 14, 14), (64, 32, 3, 3), 1, 1),  # Fashion-MNIST conv2
-    ((64, 16, 14, 14), (32, 16, 3, 3), 1, 1),
-    ((64, 32, 7, 7), (64, 32, 3, 3), 1, 1),
-    ((64, 16, 28, 28), (32, 16, 3, 3), 2, 1),  # stride 2
-    ((128, 3, 32, 32), (32, 3, 5, 5), 1, 2),  # CIFAR-10 conv1, 5x5
-    ((128, 32, 16, 16), (64, 32, 3, 3), 1, 1),  # CIFAR-10 conv2
-    ((32, 64, 8, 8), (64, 64, 3, 3), 1, 1),  # batch 32, 64 channels
-    ((32, 32, 16, 16), (64, 32, 5, 5), 2, 2),  # 5x5, stride 2
-]
 POOL_CASES = [  # (x shape, pool size, stride)
     ((64, 32, 28, 28), 2, 2),  # after Fashion-MNIST conv1
     ((64, 64, 14, 14), 2, 2),  # after Fashion-MNIST conv2
     ((128, 32, 32, 32), 2, 2),  # after CIFAR-10 conv1
     ((64, 16, 28, 28), 3, 2),  # overlapping windows
 ]
-
-
-def _conv_steps(torch, x, w, stride, pad, rng):
-    """(normlab step, torch step): one forward + backward each, same data."""
-    from normlab.layers.conv import conv_backward, conv_forward
-
-    F = torch.nn.functional
-    b = rng.standard_normal(w.shape[0], dtype=np.float32)
-    param = {"stride": stride, "pad": pad}
-    dy = rng.standard_normal(conv_forward(x, w, b, param)[0].shape, dtype=np.float32)
-    xt, wt, bt = (torch.from_numpy(a).requires_grad_(True) for a in (x, w, b))
-    dyt = torch.from_numpy(dy)
-
-    def ours():
-        conv_backward(dy, conv_forward(x, w, b, param)[1])
-
-    def theirs():
-        xt.grad = wt.grad = bt.grad = None
-        F.conv2d(xt, wt, bt, stride=stride, padding=pad).backward(dyt)
-
-    return ours, theirs
 
 
 def _pool_steps(torch, x, k, stride, rng):
@@ -121,12 +90,13 @@ def main(argv=None):
         cases += [("max_pool", xs, f"{k}x{k}/{s}", (k, s)) for xs, k, s in POOL_CASES]
     with threadpool_limits(args.threads, user_api="blas"):
         for kind, xs, what, geo in cases:
-            x = rng.standard_normal(xs, dtype=np.float32)
             if kind == "conv":
                 ws, s, p = geo
-                w = rng.standard_normal(ws, dtype=np.float32)
-                ours, theirs = _conv_steps(torch, x, w, s, p, rng)
+                x, w, b, dy = conv_case(rng, xs, ws, s, p)
+                ours = normlab_conv(x, w, b, dy, s, p)
+                theirs = torch_conv(torch, x, w, b, dy, s, p)
             else:
+                x = rng.standard_normal(xs, dtype=np.float32)
                 ours, theirs = _pool_steps(torch, x, *geo, rng)
             a, t = interleaved(ours, theirs, args.rounds, args.inner)
             q1, med, q3 = np.percentile(a / t, [25, 50, 75])

@@ -19,27 +19,8 @@ import argparse
 
 import numpy as np
 from _common import machine_line, setup
+from _steps import batches, normlab_convnet, torch_convnet
 from bench_conv import interleaved
-
-
-def _torch_net(torch, C, H, W, norm):
-    nn = torch.nn
-    bn2, bn1 = (nn.BatchNorm2d, nn.BatchNorm1d) if norm else (lambda c: nn.Identity(),) * 2
-    return nn.Sequential(
-        nn.Conv2d(C, 32, 3, padding=1),
-        bn2(32),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1),
-        bn2(64),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(64 * (H // 4) * (W // 4), 128),
-        bn1(128),
-        nn.ReLU(),
-        nn.Linear(128, 10),
-    )
 
 
 def main(argv=None):
@@ -55,45 +36,12 @@ def main(argv=None):
     import torch
     from threadpoolctl import threadpool_limits
 
-    from normlab.models import ConvNet
-    from normlab.optimizer import Optimizer
-
     setup(args.threads)
     C, H, W = (int(v) for v in args.input.split(","))
     norm = None if args.norm == "none" else args.norm
-    rng = np.random.default_rng(0)
-    batches = [
-        (rng.random((args.batch, C, H, W), dtype=np.float32), rng.integers(0, 10, args.batch))
-        for _ in range(8)
-    ]
-    model = ConvNet(
-        (C, H, W),
-        num_filters=(32, 64),
-        filter_size=3,
-        hidden_dims=(128,),
-        normalization=norm,
-        seed=0,
-    )
-    opt = Optimizer(model.params, "adam", {"learning_rate": 1e-3})
-    torch.manual_seed(0)
-    net = _torch_net(torch, C, H, W, norm)
-    topt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    tbatches = [(torch.from_numpy(X), torch.from_numpy(y)) for X, y in batches]
-    it = {"ours": 0, "theirs": 0}
-
-    def ours():
-        X, y = batches[it["ours"] % len(batches)]
-        it["ours"] += 1
-        _, grads = model.loss(X, y)
-        opt.step(model.params, grads)
-
-    def theirs():
-        X, y = tbatches[it["theirs"] % len(tbatches)]
-        it["theirs"] += 1
-        topt.zero_grad(set_to_none=True)
-        loss_fn(net(X), y).backward()
-        topt.step()
+    data = batches(np.random.default_rng(0), args.batch, C, H, W)
+    ours = normlab_convnet(data, C, H, W, norm)
+    theirs = torch_convnet(torch, data, C, H, W, norm)
 
     print(f"# {machine_line(args.threads)}")
     print(
