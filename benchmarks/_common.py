@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import sys
 import time
 
@@ -29,6 +28,7 @@ import numpy as np  # noqa: E402
 # 300,000-iteration spin, and normlab's CIFAR-shape ConvNet step measured 77-94 ms instead of
 # 43-44 ms; benchmarks/README.md, "Idle OpenMP threads").
 import torch  # noqa: E402  (loaded before numba's pool: see above)
+from _steps import median_seconds  # noqa: E402, F401  (re-exported: the scripts time with it)
 
 from normlab.kernels import start_pool  # noqa: E402
 
@@ -50,19 +50,6 @@ def setup(threads: int) -> None:
     pin_malloc_thresholds()
     numba.set_num_threads(threads)
     torch.set_num_threads(threads)
-
-
-def median_seconds(fn, repeat: int, warmup: int = 2) -> float:
-    """Median wall time of ``fn()`` over ``repeat`` calls, after ``warmup`` untimed ones (JIT
-    compilation, first-touch allocation)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def machine_line(threads: int) -> str:

@@ -1,4 +1,4 @@
-"""The timed work of the convolution benchmarks, one builder per library.
+"""The timed work of the convolution benchmarks, one builder per library, and the timer.
 
 Each builder returns a function doing one forward + backward (a conv layer) or one training
 step (the ConvNet), on data made from ``rng`` alone, so that normlab's and PyTorch's see the
@@ -7,6 +7,9 @@ process of its own. PyTorch is passed in by the caller, already imported.
 """
 
 from __future__ import annotations
+
+import statistics
+import time
 
 import numpy as np
 
@@ -115,3 +118,16 @@ def torch_convnet(torch, data, C, H, W, norm):
         opt.step()
 
     return step
+
+
+def median_seconds(fn, repeat: int, warmup: int = 2) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` calls, after ``warmup`` untimed ones (JIT
+    compilation, first-touch allocation)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)

@@ -37,6 +37,7 @@ def _child(lib: str, threads: int, repeat: int, steps_only: bool) -> dict:
         CONV_CASES,
         batches,
         conv_case,
+        median_seconds,
         normlab_conv,
         normlab_convnet,
         torch_conv,
@@ -71,17 +72,7 @@ def _child(lib: str, threads: int, repeat: int, steps_only: bool) -> dict:
         args = conv_case(np.random.default_rng(0), xs, ws, s, p)
         name = f"conv {xs} {ws} s{s}"
         work[name] = torch_conv(torch, *args, s, p) if lib == "torch" else normlab_conv(*args, s, p)
-    out = {}
-    for name, fn in work.items():
-        for _ in range(5):
-            fn()
-        times = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        out[name] = 1e3 * statistics.median(times)
-    return out
+    return {name: 1e3 * median_seconds(fn, repeat, warmup=5) for name, fn in work.items()}
 
 
 def main(argv=None):
