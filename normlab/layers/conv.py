@@ -14,7 +14,8 @@ The GEMMs run on the (F, N, H', W') grid, F first, and two copies move it to and
 (N, F, H', W'). col2im runs a numba kernel (:func:`normlab.kernels.conv.col2im`: one pass over
 ``dcols``, each (n, c) plane of ``dx`` in L1, the padding never written); under
 ``NORMLAB_BACKEND=numpy`` the strided adds below, with the same bits. im2col stays a
-NumPy strided copy: a numba version of it measured slower.
+NumPy strided copy: a numba version was faster alone but not by 10 % at the layer
+(``benchmarks/README.md``, "Stop 20").
 
 Max pooling takes the maximum separably (over the window rows, then the columns) and routes
 the gradient to the first maximum of each window in row-major order, as PyTorch does. 2x2 and
