@@ -12,11 +12,20 @@ import time
 # cores from PyTorch's next block of an interleaved timing (PyTorch's CIFAR-shape ConvNet step
 # 53-55 ms beside them, 38-40 ms without) and from normlab's own numba kernels (its step 3-12 %
 # slower alone; benchmarks/README.md, "Stop 20"). OpenBLAS reads the variable once, when NumPy
-# loads it, so a run without it is started again with it (4, the smallest OpenBLAS accepts).
-# A value the user set is kept.
+# loads it, so a script run without it is started again with it (4, the smallest OpenBLAS
+# accepts). A value the user set is kept. Code from -c, stdin or an interactive session cannot
+# be started again (stdin is spent, state would be lost): it gets a warning instead.
 if "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
-    os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"
-    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    if os.path.isfile(sys.argv[0]) and not sys.flags.interactive and not hasattr(sys, "ps1"):
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    print(
+        "warning: OPENBLAS_THREAD_TIMEOUT is not set; export OPENBLAS_THREAD_TIMEOUT=4 before "
+        "starting Python, or PyTorch is timed beside OpenBLAS's spinning threads",
+        file=sys.stderr,
+    )
 
 import numpy as np  # noqa: E402
 
@@ -65,7 +74,7 @@ def machine_line(threads: int) -> str:
     return (
         f"{time.strftime('%Y-%m-%d')}, {cpu}, {os.cpu_count()} cores, {threads} threads, "
         f"numpy {np.__version__}, numba {numba.__version__}, torch {torch.__version__}, "
-        f"OPENBLAS_THREAD_TIMEOUT={os.environ['OPENBLAS_THREAD_TIMEOUT']}"
+        f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset')}"
     )
 
 

@@ -1,12 +1,16 @@
 """normlab and PyTorch each alone in a process of its own: the ConvNet step and the conv layers.
 
 Run:  python benchmarks/bench_alone.py [--pairs 4] [--threads 2] [--repeat 40] [--steps-only]
+                                      [--env VAR=VALUE]
 
 The same work as ``bench_convnet_step.py`` (both inputs, batch norm) and ``bench_conv.py``'s
 conv cases, but never two libraries in one process: each pair of runs starts a fresh process
 for normlab, then one for PyTorch (the order alternating from pair to pair), and each prints
 the median over ``--repeat`` timed calls after 5 untimed ones. Printed: each library's median
 over the pairs and the median, minimum and maximum of the per-pair ratio normlab / PyTorch.
+With ``--env VAR=VALUE`` the second process of each pair is normlab again, with that variable
+set, and the ratio is normlab with it / normlab without it (e.g. ``--env
+OPENBLAS_THREAD_TIMEOUT=4``, ``benchmarks/README.md``, "Stop 20").
 
 Why a second protocol: in one process each library's idle threads spin beside the other's
 work. OpenBLAS's workers spin for 2**28 cycles (~0.1 s) after every matrix product; beside them
@@ -81,31 +85,48 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=40)
     ap.add_argument("--steps-only", action="store_true", help="the ConvNet steps alone")
+    ap.add_argument(
+        "--env",
+        metavar="VAR=VALUE",
+        help="instead of PyTorch, normlab again with VAR=VALUE in its environment (e.g. "
+        "OPENBLAS_THREAD_TIMEOUT=4): the ratio is then with / without",
+    )
     ap.add_argument("--child", choices=["normlab", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(_child(args.child, args.threads, args.repeat, args.steps_only)))
         return
+    base = dict(os.environ)
+    sides = [("normlab", "normlab", base), ("torch", "torch", base)]
+    if args.env:
+        var, sep, value = args.env.partition("=")
+        if not sep or not var:
+            raise SystemExit(f"--env: expected VAR=VALUE, got {args.env!r}")
+        sides = [("normlab", "normlab", base), (args.env, "normlab", {**base, var: value})]
     here = os.path.dirname(os.path.abspath(__file__))
-    runs = {"normlab": [], "torch": []}
+    runs = {label: [] for label, _, _ in sides}
     for k in range(args.pairs):
-        for lib in ("normlab", "torch") if k % 2 == 0 else ("torch", "normlab"):
+        for label, lib, env in sides if k % 2 == 0 else sides[::-1]:
             cmd = [sys.executable, __file__, "--child", lib, "--threads", str(args.threads)]
             cmd += ["--repeat", str(args.repeat)] + (["--steps-only"] if args.steps_only else [])
-            proc = subprocess.run(cmd, cwd=here, capture_output=True, text=True)
+            proc = subprocess.run(cmd, cwd=here, env=env, capture_output=True, text=True)
             if proc.returncode:
-                raise SystemExit(f"{lib} run failed:\n{proc.stderr}")
-            runs[lib].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                raise SystemExit(f"{label} run failed:\n{proc.stderr}")
+            runs[label].append(json.loads(proc.stdout.strip().splitlines()[-1]))
     with open("/proc/cpuinfo") as f:
         cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
     timeout = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "unset (OpenBLAS default)")
+    first, second = (label for label, _, _ in sides)
     print(f"# {time.strftime('%Y-%m-%d')}, {cpu}, {args.threads} threads, {args.pairs} pairs of")
     print(f"# processes, median of {args.repeat} calls each; OPENBLAS_THREAD_TIMEOUT {timeout}")
-    print(f"{'work':<42} {'normlab ms':>10} {'torch ms':>9}  ratio (min-max over pairs)")
-    for name in runs["normlab"][0]:
-        a = [r[name] for r in runs["normlab"]]
-        t = [r[name] for r in runs["torch"]]
-        ratios = [x / y for x, y in zip(a, t, strict=True)]
+    if args.env:
+        print(f"# second column: normlab with {second}; ratio with / without")
+    other = "with ms" if args.env else "torch ms"
+    print(f"{'work':<42} {'normlab ms':>10} {other:>9}  ratio (min-max over pairs)")
+    for name in runs[first][0]:
+        a = [r[name] for r in runs[first]]
+        t = [r[name] for r in runs[second]]
+        ratios = [(y / x if args.env else x / y) for x, y in zip(a, t, strict=True)]
         print(
             f"{name:<42} {statistics.median(a):10.2f} {statistics.median(t):9.2f}  "
             f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
