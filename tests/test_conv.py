@@ -14,8 +14,8 @@ from normlab.layers.conv import (
     max_pool_forward,
 )
 
-# (x shape, w shape, stride, pad): wide grid (stride 1), narrow grid (stride > 1, or stride 1
-# with a kernel nearly as large as the padded input), non-square inputs and kernels, floored sizes.
+# (x shape, w shape, stride, pad): stride 1 and larger, a kernel nearly as large as the padded
+# input, non-square inputs and kernels, floored sizes.
 CONV_CASES = [
     ((2, 3, 7, 6), (4, 3, 3, 3), 1, 1),
     ((2, 3, 7, 6), (4, 3, 3, 2), 1, 0),
@@ -211,8 +211,8 @@ def test_backward_rejects_wrong_dout_shape():
 
 @pytest.mark.parametrize("stride, pad", [(1, 1), (2, 0), (1, 0)])
 def test_conv_param_grads_equal_conv_backward(stride, pad):
-    """The input layer's shortcut returns conv_backward's dw and db, bit for bit (wide grid and
-    not), so a model that skips dx trains the same."""
+    """The input layer's shortcut returns conv_backward's dw and db, bit for bit (stride 1 and
+    2, padded and not), so a model that skips dx trains the same."""
     rng = np.random.default_rng(3)
     x, w, b = rng.standard_normal((3, 2, 7, 7)), rng.standard_normal((4, 2, 3, 3)), rng.random(4)
     out, cache = conv_forward(x, w, b, {"stride": stride, "pad": pad})

@@ -92,3 +92,43 @@ def test_col2im_writes_every_element(rng):
     conv_kernels.col2im(dcols, 1, 1, clean)
     conv_kernels.col2im(dcols, 1, 1, dirty)
     _same_bits(dirty, clean, "dx")
+
+
+def test_col2im_writes_uncovered_elements_too(rng):
+    """Stride 3, a 2x2 kernel, pad 1: rows and columns 1, 4, 7 of dx are in no window; a
+    NaN-filled buffer must come out with them 0 and the rest as from a zeroed buffer."""
+    dcols = rng.standard_normal((2, 2, 2, 2, 4, 4)).astype(np.float32)  # (C, HH, WW, N, Ho, Wo)
+    dx = np.full((2, 2, 10, 9), np.nan, np.float32)  # H' = 1 + (10 + 2 - 2) // 3 = 4, W' = 4
+    clean = np.zeros_like(dx)
+    conv_kernels.col2im(dcols, 3, 1, dx)
+    conv_kernels.col2im(dcols, 3, 1, clean)
+    _same_bits(dx, clean, "dx")
+    assert np.all(dx[:, :, 1::3, :] == 0) and np.all(dx[:, :, :, 1::3] == 0)
+    assert np.all(dx[:, :, 0, 0] != 0)
+
+
+@pytest.mark.parametrize("view", ["transposed", "reversed"])
+def test_strided_x_without_padding(view, monkeypatch, rng):
+    """pad 0 takes windows of x itself (no padded copy): a strided view gives the contiguous
+    array's bits."""
+    x, w, b, dout = _data(rng, (2, 3, 7, 7), (4, 3, 3, 3), 1, 0, np.float32)
+    if view == "transposed":
+        xv = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
+    else:
+        xv = np.ascontiguousarray(x[:, :, ::-1, ::-1])[:, :, ::-1, ::-1]
+    assert not xv.flags.c_contiguous and np.array_equal(xv, x)
+    got = _run(xv, w, b, dout, 1, 0, "numba", monkeypatch)
+    want = _run(x, w, b, dout, 1, 0, "numba", monkeypatch)
+    for name, g, r in zip(("out", "dx", "dw", "db"), got, want, strict=True):
+        _same_bits(g, r, name)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("xs, ws", [((0, 3, 6, 6), (4, 3, 3, 3)), ((2, 0, 6, 6), (4, 0, 3, 3))])
+def test_empty_batch_or_channels(xs, ws, backend, monkeypatch, rng):
+    """N = 0 or C = 0: empty outputs and gradients (C = 0: out is the bias), no reshape error."""
+    x, w, b, dout = _data(rng, xs, ws, 1, 1, np.float32)
+    out, dx, dw, db = _run(x, w, b, dout, 1, 1, backend, monkeypatch)
+    assert out.shape == (xs[0], 4, 6, 6) and dx.shape == xs and dw.shape == ws
+    np.testing.assert_array_equal(out, np.broadcast_to(b[:, None, None], out.shape))
+    assert not dw.any() and db.shape == (4,)

@@ -13,11 +13,13 @@ path is the readable reference that ``NORMLAB_BACKEND=numpy`` runs and the tests
 against, bit for bit), and it never writes the padding (the NumPy path adds into a padded
 buffer and crops it).
 
-Single-threaded: the pass is bound by memory, and at 2 threads a parallel col2im measured the
-same or slower inside a layer call (the handoff between numba's and OpenBLAS's threads costs
-more than the second core buys). Kernels for the other memory-bound passes (im2col, and the
-moves of the GEMM result and of ``dout`` between (N, F, H', W') and (F, N, H', W')) measured
-0-9 % faster at the layer and are not kept (``benchmarks/README.md``, "Stop 20").
+Against the NumPy path's strided adds the kernel makes the layer's forward + backward 0.75-0.96x
+as long (1 thread; ``benchmarks/bench_conv_backends.py``). Single-threaded: with OpenBLAS's
+default spin-wait a parallel col2im took 1.03-1.12x the serial one's layer time at 2 threads
+(OpenBLAS's idle workers hold the second core); only with ``OPENBLAS_THREAD_TIMEOUT=4`` was it
+faster (0.85-0.99x). Kernels for the other memory-bound passes (im2col, and the moves of the
+GEMM result and of ``dout`` between (N, F, H', W') and (F, N, H', W')) measured 0.91-1.01x at
+the layer and are not kept (``benchmarks/README.md``, "Stop 20").
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ Convolution (cross-correlation, as in CS231n and PyTorch) lowers to one matrix p
     cols[(c, i, j), (n, oh, ow)] = xpad[n, c, s*oh + i, s*ow + j]      # im2col, one copy
     out[n, f, oh, ow] = sum_k w[f, k] * cols[k, (n, oh, ow)] + b[f]   # one GEMM, K = C*HH*WW
 
-and the backward is two GEMMs plus col2im, which adds ``dcols`` back into the input once per
-kernel offset ``(i, j)`` (HH*WW strided adds, never a loop over pixels or samples)::
+and the backward is two GEMMs plus col2im, which adds ``dcols`` back into the input, kernel
+offset ``(i, j)`` by kernel offset::
 
     dw = dout2 @ cols.T        db = dout2.sum(1)        dcols = w2.T @ dout2
 
@@ -145,7 +145,8 @@ def conv_forward(x, w, b, conv_param):
         xp = x
 
     K = C * HH * WW
-    cols = np.ascontiguousarray(_windows(xp, HH, WW, Ho, Wo, stride)).reshape(K, -1)  # (K, N*Ho*Wo)
+    M = N * Ho * Wo
+    cols = np.ascontiguousarray(_windows(xp, HH, WW, Ho, Wo, stride)).reshape(K, M)  # (K, M)
     og = w.reshape(F, K) @ cols  # (F, N*Ho*Wo)
     og += b[:, None]  # along contiguous rows: faster than broadcasting in the copy below
     out = np.empty((N, F, Ho, Wo), dtype)
@@ -204,7 +205,7 @@ def _grid_gradient(dout, cache, fn: str) -> np.ndarray:
     dout = np.asarray(dout)
     if dout.shape != (N, F, Ho, Wo):
         raise ValueError(f"{fn}: expected dout of shape {(N, F, Ho, Wo)}, got {tuple(dout.shape)}")
-    return np.ascontiguousarray(dout.transpose(1, 0, 2, 3), w.dtype).reshape(F, -1)
+    return np.ascontiguousarray(dout.transpose(1, 0, 2, 3), w.dtype).reshape(F, N * Ho * Wo)
 
 
 def _param_grads(dg2, cache):
@@ -217,11 +218,12 @@ def _param_grads(dg2, cache):
 
 
 def _input_grad(dg2, cache) -> np.ndarray:
-    """``dx`` (N, C, H, W): ``dcols = w2.T @ dg2``, then col2im, one strided add per offset."""
+    """``dx`` (N, C, H, W): ``dcols = w2.T @ dg2``, then col2im (the numba kernel, or under
+    ``NORMLAB_BACKEND=numpy`` one strided add per kernel offset)."""
     _, w, x_shape, (Ho, Wo), stride, pad, (x_dtype, *_) = cache
     N, C, H, W = x_shape
     F, _, HH, WW = w.shape
-    dcols = (w.reshape(F, -1).T @ dg2).reshape(C, HH, WW, N, Ho, Wo)
+    dcols = (w.reshape(F, C * HH * WW).T @ dg2).reshape(C, HH, WW, N, Ho, Wo)
     if get_backend() != "numpy":
         dx = np.empty(x_shape, w.dtype)  # (N, C, H, W)
         conv_kernels.col2im(dcols, stride, pad, dx)
