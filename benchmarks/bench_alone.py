@@ -117,8 +117,8 @@ def main(argv=None):
         cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
     timeout = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "unset (OpenBLAS default)")
     first, second = (label for label, _, _ in sides)
-    print(f"# {time.strftime('%Y-%m-%d')}, {cpu}, {args.threads} threads, {args.pairs} pairs of")
-    print(f"# processes, median of {args.repeat} calls each; OPENBLAS_THREAD_TIMEOUT {timeout}")
+    print(f"# {time.strftime('%Y-%m-%d')}, {cpu}, {args.threads} threads, pairs of processes:")
+    print(f"# {args.pairs}, median of {args.repeat} calls each; OPENBLAS_THREAD_TIMEOUT {timeout}")
     if args.env:
         print(f"# second column: normlab with {second}; ratio with / without")
     other = "with ms" if args.env else "torch ms"
