@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import time
 
@@ -37,7 +36,10 @@ import numpy as np  # noqa: E402
 # 300,000-iteration spin, and normlab's CIFAR-shape ConvNet step measured 77-94 ms instead of
 # 43-44 ms; benchmarks/README.md, "Idle OpenMP threads").
 import torch  # noqa: E402  (loaded before numba's pool: see above)
-from _steps import median_seconds  # noqa: E402, F401  (re-exported: the scripts time with it)
+from _steps import (
+    cpu_model,  # noqa: E402
+    median_seconds,  # noqa: E402, F401  (re-exported: the scripts time with it)
+)
 
 from normlab.kernels import start_pool  # noqa: E402
 
@@ -65,12 +67,7 @@ def machine_line(threads: int) -> str:
     """One line naming the date, machine and library versions of a run."""
     import numba
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     return (
         f"{time.strftime('%Y-%m-%d')}, {cpu}, {os.cpu_count()} cores, {threads} threads, "
         f"numpy {np.__version__}, numba {numba.__version__}, torch {torch.__version__}, "

@@ -1,4 +1,4 @@
-"""The timed work of the convolution benchmarks, one builder per library, and the timer.
+"""The timed work of the convolution benchmarks, one builder per library; the timer; the CPU.
 
 Each builder returns a function doing one forward + backward (a conv layer) or one training
 step (the ConvNet), on data made from ``rng`` alone, so that normlab's and PyTorch's see the
@@ -8,6 +8,7 @@ process of its own. PyTorch is passed in by the caller, already imported.
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 
@@ -131,3 +132,14 @@ def median_seconds(fn, repeat: int, warmup: int = 2) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def cpu_model() -> str:
+    """The processor's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()

@@ -31,6 +31,8 @@ import subprocess
 import sys
 import time
 
+from _steps import cpu_model
+
 STEP_INPUTS = [(1, 28, 28), (3, 32, 32)]
 
 
@@ -113,8 +115,7 @@ def main(argv=None):
             if proc.returncode:
                 raise SystemExit(f"{label} run failed:\n{proc.stderr}")
             runs[label].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    with open("/proc/cpuinfo") as f:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
+    cpu = cpu_model()
     timeout = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "unset (OpenBLAS default)")
     first, second = (label for label, _, _ in sides)
     print(f"# {time.strftime('%Y-%m-%d')}, {cpu}, {args.threads} threads, pairs of processes:")
