@@ -41,6 +41,29 @@ def normlab_conv(x, w, b, dy, stride, pad):
     return step
 
 
+def im2col_gemms(x, w, dy):
+    """The three matrix products of normlab's conv layer on one case's shapes, and nothing else.
+
+    ``w2 @ cols`` (forward), ``cols @ dg2.T`` (dw) and ``w2.T @ dg2`` (dcols), with the operands
+    and expressions of :mod:`normlab.layers.conv` (``cols`` is (C*HH*WW, N*H'*W'), ``dg2``
+    (F, N*H'*W')): the time below which no im2col/col2im layer on this BLAS can go, whatever its
+    copies cost. ``x`` gives the shape only.
+    """
+    N, C = x.shape[:2]
+    F, _, HH, WW = w.shape
+    K, M = C * HH * WW, N * dy.shape[2] * dy.shape[3]
+    cols = np.random.default_rng(1).standard_normal((K, M), dtype=np.float32)
+    w2 = w.reshape(F, K)
+    dg2 = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(F, M)
+
+    def step():
+        w2 @ cols
+        cols @ dg2.T
+        w2.T @ dg2
+
+    return step
+
+
 def torch_conv(torch, x, w, b, dy, stride, pad):
     """One PyTorch conv2d forward + backward through autograd."""
     xt, wt, bt = (torch.from_numpy(a).requires_grad_(True) for a in (x, w, b))

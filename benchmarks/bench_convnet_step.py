@@ -49,7 +49,7 @@ def main(argv=None):
         f"{args.rounds} interleaved rounds of {args.inner} steps"
     )
     with threadpool_limits(args.threads, user_api="blas"):
-        a, t = interleaved(ours, theirs, args.rounds, args.inner)
+        a, t = interleaved([(ours,), (theirs,)], args.rounds, args.inner)
     q1, med, q3 = np.percentile(a / t, [25, 50, 75])
     print(
         f"step  normlab {np.median(a) * 1e3:.2f} ms  torch {np.median(t) * 1e3:.2f} ms  "
