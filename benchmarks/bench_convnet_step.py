@@ -8,9 +8,10 @@ ReLU-pool-fc(128)-norm-ReLU-fc, 3x3 filters with padding 1, 2x2 max pools, float
 ``ConvNet.loss`` and an ``Optimizer('adam')`` step against ``torch.nn.Sequential`` and
 ``torch.optim.Adam(fused=True)``. Both see the same batches (seeded random images and labels:
 the time of a step does not depend on the pixel values). Timed in interleaved rounds in one
-process, as in ``bench_conv.py``: each round runs ``--inner`` steps of one library then of the
-other, the order alternating; printed are the median step times and the median over rounds of
-the per-round ratio normlab / PyTorch with its interquartile range. Not a test.
+process (``_steps.interleaved``), as in ``bench_conv.py``: each round runs ``--inner`` steps of
+one library then of the other, the order alternating; printed are the median step times and the
+median over rounds of the per-round ratio normlab / PyTorch with its interquartile
+range. Not a test.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import argparse
 
 import numpy as np
 from _common import machine_line, setup
-from _steps import batches, normlab_convnet, torch_convnet
-from bench_conv import interleaved
+from _steps import batches, interleaved, normlab_convnet, torch_convnet
 
 
 def main(argv=None):
