@@ -137,14 +137,21 @@ _warmed = False  # this process has compiled (or loaded) the kernels
 def _warm_once() -> float:
     """Compile the kernels a training run calls, once per process, before any task is timed
     (:func:`normlab.warmup.warm_up`: float32, the experiments' dtype; their layers stay below
-    the multi-threaded kernels' size). Returns the seconds spent (0 after the first call)."""
+    the multi-threaded kernels' size), and the diagnostics' statistics kernel, which the runs
+    that record a :class:`~normlab.diagnostics.Recorder` call (its first call compiled for
+    7-16 s inside the demo's first run on an empty numba cache). Returns the seconds spent (0
+    after the first call)."""
     global _warmed
     with _warm_lock:
         if _warmed:
             return 0.0
+        from normlab.diagnostics.stats import distribution
         from normlab.warmup import warm_up
 
         seconds = warm_up((np.float32,), parallel=False)
+        t0 = time.perf_counter()
+        distribution(np.zeros(2, np.float32))  # the Recorder hands it float32 activations
+        seconds += time.perf_counter() - t0
         _warmed = True
         return seconds
 
