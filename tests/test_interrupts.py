@@ -123,3 +123,29 @@ def test_interrupted_experiment_keeps_finished_runs_and_resumes_exactly(tmp_path
     a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("ws", "full"))
     assert len(a["runs"]) == 6
     assert strip_timings(a) == strip_timings(b)
+
+
+def test_interrupted_report_keeps_every_run_and_resume_draws_it(tmp_path, monkeypatch, capsys):
+    """Ctrl-C after the last run, while the figures and report.html are drawn: the same kind
+    of line as during the runs (what is kept, the command that finishes), not a bare
+    ``normlab: interrupted``; the resume runs nothing again and writes the report."""
+    import normlab.report
+
+    write_outputs = normlab.report.write_outputs
+
+    def interrupted(results, out_dir):
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["demo", "--quick", "--out", "d", "--diagnostics", "0"]
+    monkeypatch.setattr(normlab.report, "write_outputs", interrupted)
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "normlab: interrupted while writing the report; every run is kept in d/runs; " in err
+    assert _resume_argv(err) == [*argv, "--resume"]
+    assert not (tmp_path / "d" / "report.html").exists()
+    monkeypatch.setattr(normlab.report, "write_outputs", write_outputs)
+    assert main(_resume_argv(err)) == 0
+    runs = len(list((tmp_path / "d" / "runs").iterdir()))
+    assert f"{runs} kept from d/runs" in capsys.readouterr().err
+    assert (tmp_path / "d" / "report.html").exists()

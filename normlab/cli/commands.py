@@ -120,9 +120,26 @@ def _sweep(name, saved: dict, specs, labels, args, out_dir: Path, announce: str,
         with interrupts_raise():
             return run(_progress(labels), dict(done), keep)
     except KeyboardInterrupt:
+        kept = f"{len(done)} of {len(specs)} runs kept in {out_dir}/runs" if done else "no run kept"
         print(
-            f"normlab: interrupted; {len(done)} of {len(specs)} runs kept in {out_dir}/runs; "
-            f"resume with: {resume_command(args.argv)}",
+            f"normlab: interrupted; {kept}; resume with: {resume_command(args.argv)}",
+            file=sys.stderr,
+        )
+        return None
+
+
+def _report(results: dict, args, out_dir: Path):
+    """:func:`normlab.report.write_outputs` of a finished sweep; its path, or None when
+    interrupted (after saying that every run is kept and how to finish the report)."""
+    from normlab.report import write_outputs
+
+    try:
+        with interrupts_raise():
+            return write_outputs(results, out_dir)
+    except KeyboardInterrupt:
+        print(
+            f"normlab: interrupted while writing the report; every run is kept in "
+            f"{out_dir}/runs; resume with: {resume_command(args.argv)}",
             file=sys.stderr,
         )
         return None
@@ -150,7 +167,7 @@ def _run_and_report(exp, config, args, out_dir: Path) -> int:
     from normlab.experiments.config import config_to_dict
     from normlab.experiments.runner import task_specs
     from normlab.experiments.training import preload_data
-    from normlab.report import headline, save_results, text_table, write_outputs
+    from normlab.report import headline, save_results, text_table
 
     scheduler = getattr(args, "scheduler", None)
     specs = task_specs(exp, config)
@@ -183,9 +200,9 @@ def _run_and_report(exp, config, args, out_dir: Path) -> int:
         lambda: preload_data(config, scheduler or None),
         run,
     )
-    if results is None:
+    report = None if results is None else _report(results, args, out_dir)
+    if report is None:
         return INTERRUPTED
-    report = write_outputs(results, out_dir)
     print()
     print(text_table(results["table"]))
     print()
@@ -276,7 +293,6 @@ def claims(args) -> int:
     from normlab.experiments.base import RunSpec
     from normlab.experiments.config import config_to_dict
     from normlab.experiments.training import preload_data
-    from normlab.report import write_outputs
     from normlab.report.claims import claims_text
 
     if args.list:
@@ -321,9 +337,9 @@ def claims(args) -> int:
     t0 = time.perf_counter()
     saved = config_to_dict(config)
     results = _sweep(NAME, saved, specs, labels, args, out, announce, preload, run)
-    if results is None:
+    report_path = None if results is None else _report(results, args, out)
+    if report_path is None:
         return INTERRUPTED
-    report_path = write_outputs(results, out)
     print()
     print(claims_text(results))
     print()
