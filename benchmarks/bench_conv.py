@@ -71,9 +71,13 @@ def main(argv=None):
     setup(args.threads)
     rng = np.random.default_rng(0)
     print(f"# {machine_line(args.threads)}")
-    print(f"# float32, forward + backward, {args.rounds} interleaved rounds of {args.inner} calls")
+    calls = f"{args.inner} call{'s' if args.inner != 1 else ''}"
+    print(f"# float32, forward + backward, {args.rounds} interleaved rounds of {calls} each")
+    print("# ratio: median over the rounds of normlab / torch in the round, IQR its spread")
+    if args.only != "pool":
+        print("# GEMMs: the conv layer's three matrix products alone (_steps.im2col_gemms)")
     print(
-        f"{'layer':<9} {'x':<18} {'w / pool':<16} {'normlab ms':>10} {'torch ms':>9} "
+        f"{'layer':<9} {'x':<18} {'w / pool':<17} {'normlab ms':>10} {'torch ms':>9} "
         f"{'ratio':>6}  {'ratio IQR':<9}"
         + ("" if args.only == "pool" else f"  {'GEMMs ms':>8} {'GEMMs/torch':>11}  IQR")
     )
@@ -97,7 +101,7 @@ def main(argv=None):
             a, *g, t = interleaved(groups, args.rounds, args.inner)
             q1, med, q3 = np.percentile(a / t, [25, 50, 75])
             row = (
-                f"{kind:<9} {str(xs):<18} {what:<16} {np.median(a) * 1e3:10.2f} "
+                f"{kind:<9} {str(xs):<18} {what:<17} {np.median(a) * 1e3:10.2f} "
                 f"{np.median(t) * 1e3:9.2f} {med:6.2f}  {q1:.2f}-{q3:.2f}"
             )
             if g:
