@@ -52,13 +52,16 @@ finally:
 
 
 def setup(threads: int) -> None:
-    """Same conditions for both libraries: thread counts, and glibc's malloc thresholds pinned
-    so that neither pays page faults for fresh large buffers (normlab/_malloc.py)."""
+    """Same conditions for both libraries: ``threads`` threads for the BLAS (NumPy's OpenBLAS),
+    numba and PyTorch, for the rest of the process, and glibc's malloc thresholds pinned so
+    that neither pays page faults for fresh large buffers (normlab/_malloc.py)."""
     import numba
+    from threadpoolctl import threadpool_limits
 
     from normlab._malloc import pin_malloc_thresholds
 
     pin_malloc_thresholds()
+    threadpool_limits(threads, user_api="blas")  # (until the process ends: no ``with``)
     numba.set_num_threads(threads)
     torch.set_num_threads(threads)
 

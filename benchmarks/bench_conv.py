@@ -66,7 +66,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     import torch
-    from threadpoolctl import threadpool_limits
 
     setup(args.threads)
     rng = np.random.default_rng(0)
@@ -86,28 +85,27 @@ def main(argv=None):
         cases += [("conv", xs, str(ws) + f" s{s}", (ws, s, p)) for xs, ws, s, p in CONV_CASES]
     if args.only != "conv":
         cases += [("max_pool", xs, f"{k}x{k}/{s}", (k, s)) for xs, k, s in POOL_CASES]
-    with threadpool_limits(args.threads, user_api="blas"):
-        for kind, xs, what, geo in cases:
-            if kind == "conv":
-                ws, s, p = geo
-                x, w, b, dy = conv_case(rng, xs, ws, s, p)
-                ours = normlab_conv(x, w, b, dy, s, p)
-                theirs = torch_conv(torch, x, w, b, dy, s, p)
-                groups = [(ours, im2col_gemms(x, w, b, dy, s, p)), (theirs,)]
-            else:
-                x = rng.standard_normal(xs, dtype=np.float32)
-                ours, theirs = _pool_steps(torch, x, *geo, rng)
-                groups = [(ours,), (theirs,)]
-            a, *g, t = interleaved(groups, args.rounds, args.inner)
-            q1, med, q3 = np.percentile(a / t, [25, 50, 75])
-            row = (
-                f"{kind:<9} {str(xs):<18} {what:<17} {np.median(a) * 1e3:10.2f} "
-                f"{np.median(t) * 1e3:9.2f} {med:6.2f}  {q1:.2f}-{q3:.2f}"
-            )
-            if g:
-                g1, gmed, g3 = np.percentile(g[0] / t, [25, 50, 75])
-                row += f"  {np.median(g[0]) * 1e3:8.2f} {gmed:11.2f}  {g1:.2f}-{g3:.2f}"
-            print(row, flush=True)
+    for kind, xs, what, geo in cases:
+        if kind == "conv":
+            ws, s, p = geo
+            x, w, b, dy = conv_case(rng, xs, ws, s, p)
+            ours = normlab_conv(x, w, b, dy, s, p)
+            theirs = torch_conv(torch, x, w, b, dy, s, p)
+            groups = [(ours, im2col_gemms(x, w, b, dy, s, p)), (theirs,)]
+        else:
+            x = rng.standard_normal(xs, dtype=np.float32)
+            ours, theirs = _pool_steps(torch, x, *geo, rng)
+            groups = [(ours,), (theirs,)]
+        a, *g, t = interleaved(groups, args.rounds, args.inner)
+        q1, med, q3 = np.percentile(a / t, [25, 50, 75])
+        row = (
+            f"{kind:<9} {str(xs):<18} {what:<17} {np.median(a) * 1e3:10.2f} "
+            f"{np.median(t) * 1e3:9.2f} {med:6.2f}  {q1:.2f}-{q3:.2f}"
+        )
+        if g:
+            g1, gmed, g3 = np.percentile(g[0] / t, [25, 50, 75])
+            row += f"  {np.median(g[0]) * 1e3:8.2f} {gmed:11.2f}  {g1:.2f}-{g3:.2f}"
+        print(row, flush=True)
 
 
 if __name__ == "__main__":

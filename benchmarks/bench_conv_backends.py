@@ -35,7 +35,6 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--inner", type=int, default=3)
     args = ap.parse_args(argv)
-    from threadpoolctl import threadpool_limits
 
     setup(args.threads)
     print(f"# {machine_line(args.threads)}")
@@ -43,22 +42,21 @@ def main(argv=None):
     print(f"{'x':<18} {'w':<18} {'numpy ms':>9} {'kernel ms':>9}  kernel/numpy (IQR)")
     rng = np.random.default_rng(0)
     before = os.environ.get("NORMLAB_BACKEND")
-    with threadpool_limits(args.threads, user_api="blas"):
-        for xs, ws, s, p in CONV_CASES:
-            fn = normlab_conv(*conv_case(rng, xs, ws, s, p), s, p)
-            for backend in ("numba", "numpy"):  # compile, first-touch allocation
-                _block(fn, backend, 2)
-            times = {"numba": [], "numpy": []}
-            for r in range(args.rounds):
-                for backend in ("numba", "numpy") if r % 2 == 0 else ("numpy", "numba"):
-                    times[backend].append(_block(fn, backend, args.inner))
-            k, n = np.array(times["numba"]), np.array(times["numpy"])
-            q1, med, q3 = np.percentile(k / n, [25, 50, 75])
-            print(
-                f"{str(xs):<18} {str(ws) + f' s{s}':<18} {np.median(n) * 1e3:9.2f} "
-                f"{np.median(k) * 1e3:9.2f}  {med:.2f} ({q1:.2f}-{q3:.2f})",
-                flush=True,
-            )
+    for xs, ws, s, p in CONV_CASES:
+        fn = normlab_conv(*conv_case(rng, xs, ws, s, p), s, p)
+        for backend in ("numba", "numpy"):  # compile, first-touch allocation
+            _block(fn, backend, 2)
+        times = {"numba": [], "numpy": []}
+        for r in range(args.rounds):
+            for backend in ("numba", "numpy") if r % 2 == 0 else ("numpy", "numba"):
+                times[backend].append(_block(fn, backend, args.inner))
+        k, n = np.array(times["numba"]), np.array(times["numpy"])
+        q1, med, q3 = np.percentile(k / n, [25, 50, 75])
+        print(
+            f"{str(xs):<18} {str(ws) + f' s{s}':<18} {np.median(n) * 1e3:9.2f} "
+            f"{np.median(k) * 1e3:9.2f}  {med:.2f} ({q1:.2f}-{q3:.2f})",
+            flush=True,
+        )
     if before is None:
         os.environ.pop("NORMLAB_BACKEND")
     else:

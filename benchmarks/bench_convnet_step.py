@@ -34,7 +34,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     import torch
-    from threadpoolctl import threadpool_limits
 
     setup(args.threads)
     C, H, W = (int(v) for v in args.input.split(","))
@@ -48,8 +47,7 @@ def main(argv=None):
         f"# ConvNet {args.input} norm={args.norm} batch {args.batch}, Adam, float32, "
         f"{args.rounds} interleaved rounds of {args.inner} steps"
     )
-    with threadpool_limits(args.threads, user_api="blas"):
-        a, t = interleaved([(ours,), (theirs,)], args.rounds, args.inner)
+    a, t = interleaved([(ours,), (theirs,)], args.rounds, args.inner)
     q1, med, q3 = np.percentile(a / t, [25, 50, 75])
     print(
         f"step  normlab {np.median(a) * 1e3:.2f} ms  torch {np.median(t) * 1e3:.2f} ms  "
