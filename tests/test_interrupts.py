@@ -125,8 +125,9 @@ def test_interrupted_experiment_keeps_finished_runs_and_resumes_exactly(tmp_path
     assert strip_timings(a) == strip_timings(b)
 
 
-def test_interrupted_report_keeps_every_run_and_resume_draws_it(tmp_path, monkeypatch, capsys):
-    """Ctrl-C after the last run, while the figures and report.html are drawn: the same kind
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_report_keeps_every_run_and_resume_draws_it(tmp_path, monkeypatch, capsys, sig):
+    """A signal after the last run, while the figures and report.html are drawn: the same kind
     of line as during the runs (what is kept, the command that finishes), not a bare
     ``normlab: interrupted``; the resume runs nothing again and writes the report."""
     import normlab.report
@@ -134,7 +135,9 @@ def test_interrupted_report_keeps_every_run_and_resume_draws_it(tmp_path, monkey
     write_outputs = normlab.report.write_outputs
 
     def interrupted(results, out_dir):
-        raise KeyboardInterrupt
+        os.kill(os.getpid(), sig)  # SIGTERM's default would end the process: the handler must
+        time.sleep(10)  # turn it into KeyboardInterrupt, which ends this sleep
+        raise AssertionError("the signal was not turned into KeyboardInterrupt")
 
     monkeypatch.chdir(tmp_path)
     argv = ["demo", "--quick", "--out", "d", "--diagnostics", "0"]

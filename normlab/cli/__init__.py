@@ -47,7 +47,8 @@ def main(argv=None) -> int:
     -------
     int
         The exit status: 0, 1 from ``gradcheck`` on a failed check, 2 for a user error, 130
-        when interrupted (SIGINT, or SIGTERM during ``train`` and ``experiment``). argparse
+        when interrupted (SIGINT, or SIGTERM during ``train``, ``demo``, ``experiment`` and
+        ``claims``, their reports included). argparse
         exits with 0 after ``--help`` and 2 on a bad flag.
     """
     parser = build_parser()

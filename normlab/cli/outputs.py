@@ -5,8 +5,8 @@ An output folder (``demo``, ``experiment``) or a checkpoint (``train``) that alr
 run is refused unless ``--resume`` continues it or ``--overwrite`` replaces it; ``--overwrite``
 removes normlab's own files only (:func:`normlab.report.results.output_files`), never anything
 else in the folder. The first SIGINT or SIGTERM during ``train`` asks the run to stop after its
-current step (:func:`stop_requested`); during an experiment either ends the sweep at once
-(``KeyboardInterrupt``), keeping every run that finished.
+current step (:func:`stop_requested`); during an experiment, or while its report is written,
+either ends the sweep at once (``KeyboardInterrupt``), keeping every run that finished.
 """
 
 from __future__ import annotations
